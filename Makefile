@@ -1,0 +1,39 @@
+# The two commands of the README: `make run` (the main job) and `make test` (the whole suite).
+# Both set up what they need: .venv from requirements.lock (Python 3.10) and Fashion-MNIST.
+VENV := .venv
+PY := $(VENV)/bin/python
+RUN_DIR ?= runs/fashion_mnist
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: setup data run test lint format bench lock clean
+
+setup:
+	@scripts/setup_env.sh
+
+data: setup
+	@scripts/get_data.sh $(PY)
+
+run: setup data
+	$(VENV)/bin/lqvae train --dataset fashion_mnist --out $(RUN_DIR)
+
+test: setup data lint
+	$(PY) -m pytest -q -p no:cacheprovider --durations=10
+
+lint: setup
+	$(VENV)/bin/ruff check lqvae_tf tests bench
+	$(VENV)/bin/ruff format --check lqvae_tf tests bench
+
+format: setup
+	$(VENV)/bin/ruff format lqvae_tf tests bench
+	$(VENV)/bin/ruff check --fix lqvae_tf tests bench
+
+bench: setup data
+	$(PY) bench/bench_train_purify.py
+
+# Re-resolve the lock (needs a network); commit requirements.lock afterwards.
+lock: setup
+	$(VENV)/bin/uv pip compile --python-version 3.10 --python-platform x86_64-manylinux_2_28 \
+		requirements.in -o requirements.lock
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

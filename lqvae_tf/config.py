@@ -1,0 +1,235 @@
+"""Configuration of an LQ-VAE purifier: one typed, serialisable object.
+
+Every choice that Algorithm 1 of the paper leaves open lives here, with the value the authors'
+public TF1 script (`LQVAE/LQVAE`, `Train_LQ_VAE.py`) uses in the `paper` preset. The config is
+what `LQVAE.get_config()` stores, and the training CLI writes it as JSON beside every model, so
+any run can be rebuilt from one file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+QUANTIZERS = ("band", "levels")
+SOFT_FORMS = ("softsign", "tanh")
+PENALTY_ESTIMATORS = ("sum", "projection")
+ARCHITECTURES = ("conv28", "conv64")
+
+
+@dataclasses.dataclass
+class LQVAEConfig:
+    """Everything that defines an LQ-VAE model and how it trains.
+
+    Args:
+        image_shape: (height, width, channels) of the images; 28x28x1 uses the `conv28`
+            architecture, 64x64x3 the `conv64` one.
+        architecture: "conv28" or "conv64" (the paper's encoder/decoder for that size).
+        width: multiplier on every filter count and hidden size (1.0 = the authors' network;
+            0.5 trains about 4x faster on a CPU, see bench/RESULTS.md).
+        value_range: (low, high) of the pixel values the model takes and returns. Internally
+            images are mapped to [-1, 1], where the tanh decoder works and where `K` is measured.
+        latent_dim: number of latent units.
+        quantizer: "band" (the authors' `H(z) = sign(t^2 - z^2)`, one bit per unit) or
+            "levels" (`bits_per_unit` bits per unit: 2**bits evenly spaced code symbols in
+            [-1, 1], thresholds evenly spaced in [-level_range, level_range]).
+        band_threshold: `t` of the band quantizer.
+        bits_per_unit: bits per latent unit of the "levels" quantizer (1 gives `z > 0`).
+        level_range: half-width of the threshold span of the "levels" quantizer.
+        soft_form: shape of the differentiable quantizer `H~`: "softsign" or "tanh".
+        soft_sharpness: initial sharpness (inverse temperature) of `H~`; `H~ -> H` as it grows.
+        soft_sharpness_final: if set, the sharpness moves geometrically to this value over
+            training (per epoch, by `SharpnessSchedule`); None keeps it constant.
+        sample_noise_scale: scale of the reparameterised noise, `z = mu + s * sigma * eps`.
+            Algorithm 1 reads as s = 1; the authors' script uses s = t / 2 = 0.05.
+        lipschitz_k: target `K` of the encoder's input-gradient norm.
+        penalty_estimator: how `||grad_x f(x)||` is taken for the vector-valued encoder:
+            "sum" (gradient of sum(mu), the authors' choice) or "projection" (root of an
+            unbiased random-projection estimate of the squared Frobenius norm of d mu / d x).
+        penalty_projections: random projections per sample for the "projection" estimator.
+        kl_weight, reconstruction_weight, penalty_weight: the loss weights:
+            `loss_h = w_rec * MSE(x, x1)`, `loss_g = w_rec * MSE(x, x2)`,
+            `loss_f = loss_h + w_kl * KL + w_pen * penalty` (KL, MSE and penalty are means).
+        learning_rate, lr_decay_rate, lr_decay_steps: RMSProp schedule for all three parameter
+            groups, `lr * decay_rate ** (step / decay_steps)`.
+        batch_size, epochs: defaults of the training CLI.
+        seed: seed of the model's own randomness (sampling, projections) and of training.
+    """
+
+    image_shape: tuple[int, int, int] = (28, 28, 1)
+    architecture: str = "conv28"
+    width: float = 1.0
+    value_range: tuple[float, float] = (0.0, 1.0)
+    latent_dim: int = 64
+    quantizer: str = "band"
+    band_threshold: float = 0.1
+    bits_per_unit: int = 1
+    level_range: float = 1.0
+    soft_form: str = "softsign"
+    soft_sharpness: float = 500.0
+    soft_sharpness_final: float | None = None
+    sample_noise_scale: float = 0.05
+    lipschitz_k: float = 0.1
+    penalty_estimator: str = "sum"
+    penalty_projections: int = 1
+    kl_weight: float = 1.0
+    reconstruction_weight: float = 10.0
+    penalty_weight: float = 10.0
+    learning_rate: float = 3e-4
+    lr_decay_rate: float = 0.98
+    lr_decay_steps: int = 10_000
+    batch_size: int = 64
+    epochs: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        # JSON turns tuples into lists; keep the declared types so configs compare equal.
+        self.image_shape = tuple(int(v) for v in self.image_shape)
+        self.value_range = tuple(float(v) for v in self.value_range)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first impossible setting."""
+        if len(self.image_shape) != 3 or min(self.image_shape) < 1:
+            raise ValueError(f"image_shape must be (height, width, channels), got {self.image_shape}")
+        expected_shape = {"conv28": (28, 28), "conv64": (64, 64)}
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.image_shape[:2] != expected_shape[self.architecture]:
+            raise ValueError(
+                f"architecture {self.architecture!r} takes {expected_shape[self.architecture]} images, "
+                f"got image_shape {self.image_shape}"
+            )
+        low, high = self.value_range
+        if not low < high:
+            raise ValueError(f"value_range must be (low, high) with low < high, got {self.value_range}")
+        if self.quantizer not in QUANTIZERS:
+            raise ValueError(f"quantizer must be one of {QUANTIZERS}, got {self.quantizer!r}")
+        if self.soft_form not in SOFT_FORMS:
+            raise ValueError(f"soft_form must be one of {SOFT_FORMS}, got {self.soft_form!r}")
+        if self.penalty_estimator not in PENALTY_ESTIMATORS:
+            raise ValueError(
+                f"penalty_estimator must be one of {PENALTY_ESTIMATORS}, got {self.penalty_estimator!r}"
+            )
+        if self.quantizer == "band" and self.bits_per_unit != 1:
+            raise ValueError("the band quantizer has exactly one bit per unit; use quantizer='levels'")
+        for name in (
+            "latent_dim",
+            "bits_per_unit",
+            "penalty_projections",
+            "batch_size",
+            "epochs",
+            "lr_decay_steps",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in (
+            "width",
+            "band_threshold",
+            "level_range",
+            "soft_sharpness",
+            "learning_rate",
+            "lr_decay_rate",
+        ):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in (
+            "sample_noise_scale",
+            "lipschitz_k",
+            "kl_weight",
+            "reconstruction_weight",
+            "penalty_weight",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.soft_sharpness_final is not None and not self.soft_sharpness_final > 0:
+            raise ValueError(f"soft_sharpness_final must be > 0 or None, got {self.soft_sharpness_final}")
+
+    @property
+    def code_bits(self) -> int:
+        """Bits in one latent code: latent_dim * bits_per_unit."""
+        return self.latent_dim * self.bits_per_unit
+
+    def replace(self, **changes: Any) -> LQVAEConfig:
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict of every field."""
+        data = dataclasses.asdict(self)
+        data["image_shape"] = list(self.image_shape)
+        data["value_range"] = list(self.value_range)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LQVAEConfig:
+        """Inverse of `to_dict`; unknown keys are an error, not silently dropped."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown LQVAEConfig fields: {unknown}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> LQVAEConfig:
+        return cls.from_dict(json.loads(text))
+
+
+def _paper() -> LQVAEConfig:
+    # The authors' Train_LQ_VAE.py (LQVAE/LQVAE): inputs in [-1, 1], latent 64, band quantizer
+    # t = 0.1, soft quantizer softsign(500 (t^2 - z^2)), noise 0.5 t sigma eps, K = 0.1 on the
+    # gradient of sum(mu), L_f = KL + 10 MSE + 10 penalty, RMSProp 3e-4 decayed x0.98 per 10k
+    # steps, batch 64, 10k iterations (= 640k images, about 10.7 epochs of 60k).
+    return LQVAEConfig(
+        image_shape=(28, 28, 1),
+        architecture="conv28",
+        value_range=(-1.0, 1.0),
+        latent_dim=64,
+        quantizer="band",
+        band_threshold=0.1,
+        soft_form="softsign",
+        soft_sharpness=500.0,
+        sample_noise_scale=0.05,
+        lipschitz_k=0.1,
+        penalty_estimator="sum",
+        kl_weight=1.0,
+        reconstruction_weight=10.0,
+        penalty_weight=10.0,
+        learning_rate=3e-4,
+        lr_decay_rate=0.98,
+        lr_decay_steps=10_000,
+        batch_size=64,
+        epochs=11,
+    )
+
+
+def _fashion_mnist() -> LQVAEConfig:
+    # Our default for 28x28x1: the paper's method, taking pixels in [0, 1] (what most Keras
+    # classifiers are fed), with the network at half width and batch 128 so that 5 epochs of the
+    # full 60k Fashion-MNIST take about 15 minutes on a 2-core CPU (the full-width network runs
+    # about 4x slower per image there; bench/RESULTS.md has both).
+    return _paper().replace(value_range=(0.0, 1.0), width=0.5, batch_size=128, epochs=5)
+
+
+def _celeb_a() -> LQVAEConfig:
+    # 64x64x3 gender task: same method, the 64x64 variant of the paper's architecture.
+    return _fashion_mnist().replace(image_shape=(64, 64, 3), architecture="conv64", latent_dim=128)
+
+
+PRESETS = {
+    "paper": _paper,
+    "fashion_mnist": _fashion_mnist,
+    "mnist": _fashion_mnist,
+    "celeb_a": _celeb_a,
+}
+
+
+def preset(name: str) -> LQVAEConfig:
+    """The named configuration (`paper`, `fashion_mnist`, `mnist`, `celeb_a`)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()

@@ -1,0 +1,260 @@
+"""LQ-VAE: a VAE with a Lipschitz-constrained encoder and a quantized latent space.
+
+`LQVAE.train_step` is Algorithm 1 of Kyatham et al. line by line; `LQVAE.purify` is the filter
+`g_phi(H(mu(x)))` that sits in front of a classifier.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from lqvae_tf.config import LQVAEConfig, preset
+from lqvae_tf.models.architectures import build_decoder, build_encoder
+from lqvae_tf.models.inputs import check_images
+from lqvae_tf.models.lipschitz import encode_with_input_gradient_norm, lipschitz_penalty
+from lqvae_tf.models.quantizers import PACKAGE, HardQuantizer, SoftQuantizer
+from lqvae_tf.models.sampling import Sampling, load_seed_state, save_seed_state
+
+METRIC_NAMES = ("loss_f", "loss_g", "loss_h", "kl", "penalty", "grad_norm", "active_bits")
+
+
+def kl_divergence(mean: tf.Tensor, log_var: tf.Tensor) -> tf.Tensor:
+    """Mean over batch and units of KL(N(mu, sigma^2) || N(0, 1))."""
+    return -0.5 * ops.mean(1.0 + log_var - ops.square(mean) - ops.exp(log_var))
+
+
+def _images_of(data):
+    """The images of a `fit`/`evaluate` batch: `x`, `(x,)`, `(x, y)` or `(x, y, w)`."""
+    return data[0] if isinstance(data, (tuple, list)) else data
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LQVAE(keras.Model):
+    """The LQ-VAE adversarial purifier.
+
+    Parts, named as in the paper: `encoder` (`f_theta`, images -> mu, log sigma^2),
+    `decoder_hard` (Decoder1 `g_phi`, fed `H(z)`; the one used at inference), `decoder_soft`
+    (Decoder2 `h_psi`, a copy of `g_phi` when built, fed `H~(z)`), `quantize_hard` (`H`) and
+    `quantize_soft` (`H~`).
+
+    Args:
+        config: an `LQVAEConfig` (or its dict form) holding every setting.
+
+    Example:
+        >>> model = LQVAE.from_preset("fashion_mnist")
+        >>> model.compile()
+        >>> model.fit(train_ds, epochs=1)
+        >>> clean = model.purify(images)
+    """
+
+    def __init__(self, config: LQVAEConfig | dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if config is None:
+            config = preset("fashion_mnist")
+        elif isinstance(config, dict):
+            config = LQVAEConfig.from_dict(config)
+        self.config = config
+        quantizer_args = dict(
+            quantizer=config.quantizer,
+            band_threshold=config.band_threshold,
+            bits_per_unit=config.bits_per_unit,
+            level_range=config.level_range,
+        )
+        self.encoder = build_encoder(config, name="encoder")
+        self.decoder_hard = build_decoder(config, name="decoder_hard")
+        # Algorithm 1, line 1: Decoder2 starts as a copy of Decoder1.
+        self.decoder_soft = build_decoder(config, name="decoder_soft")
+        self.decoder_soft.set_weights(self.decoder_hard.get_weights())
+        self.quantize_hard = HardQuantizer(**quantizer_args, name="quantize_hard")
+        self.quantize_soft = SoftQuantizer(
+            **quantizer_args, form=config.soft_form, sharpness=config.soft_sharpness, name="quantize_soft"
+        )
+        self.sampling = Sampling(noise_scale=config.sample_noise_scale, seed=config.seed, name="sampling")
+        self.projection_seed = keras.random.SeedGenerator(config.seed + 1)
+        self.quantize_soft.build((None, config.latent_dim))
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+        self.decoder_hard_optimizer = None
+        self.decoder_soft_optimizer = None
+        self.built = True
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> LQVAE:
+        """A fresh model from a named configuration, optionally with fields changed."""
+        return cls(preset(name).replace(**overrides))
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict()}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def _default_optimizer(self, name: str) -> keras.optimizers.Optimizer:
+        schedule = keras.optimizers.schedules.ExponentialDecay(
+            self.config.learning_rate, self.config.lr_decay_steps, self.config.lr_decay_rate
+        )
+        return keras.optimizers.RMSprop(learning_rate=schedule, name=name)
+
+    def compile(
+        self, encoder_optimizer=None, decoder_hard_optimizer=None, decoder_soft_optimizer=None, **kwargs
+    ):
+        """Sets the three optimizers (RMSProp with the config's schedule where not given).
+
+        The encoder's optimizer is also the model's `optimizer`, so Keras callbacks that read
+        `model.optimizer` (learning rate, iterations) see the encoder's.
+        """
+        encoder_optimizer = encoder_optimizer or self._default_optimizer("encoder_optimizer")
+        super().compile(optimizer=encoder_optimizer, **kwargs)
+        self.decoder_hard_optimizer = decoder_hard_optimizer or self._default_optimizer(
+            "decoder_hard_optimizer"
+        )
+        self.decoder_soft_optimizer = decoder_soft_optimizer or self._default_optimizer(
+            "decoder_soft_optimizer"
+        )
+        # Built now, so that saved optimizer state (BackupAndRestore, .keras files) loads into
+        # them instead of being skipped.
+        self.optimizer.build(self.encoder.trainable_variables)
+        self.decoder_hard_optimizer.build(self.decoder_hard.trainable_variables)
+        self.decoder_soft_optimizer.build(self.decoder_soft.trainable_variables)
+
+    def get_compile_config(self):
+        if self.decoder_hard_optimizer is None:
+            return None
+        return {
+            name: keras.optimizers.serialize(getattr(self, name))
+            for name in ("encoder_optimizer", "decoder_hard_optimizer", "decoder_soft_optimizer")
+        }
+
+    def compile_from_config(self, config):
+        # Called by keras.models.load_model; the optimizer state is loaded afterwards.
+        self.compile(**{name: keras.optimizers.deserialize(value) for name, value in config.items()})
+
+    @property
+    def encoder_optimizer(self) -> keras.optimizers.Optimizer | None:
+        return getattr(self, "optimizer", None)
+
+    def save_own_variables(self, store):
+        save_seed_state(store, self.projection_seed)  # the model's only state of its own
+
+    def load_own_variables(self, store):
+        load_seed_state(store, self.projection_seed)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    # ----------------------------------------------------------------- value ranges
+    def to_internal(self, images):
+        """Maps images from `config.value_range` to [-1, 1], where the networks work."""
+        low, high = self.config.value_range
+        return (images - low) * (2.0 / (high - low)) - 1.0
+
+    def from_internal(self, images):
+        """Maps [-1, 1] back to `config.value_range`."""
+        low, high = self.config.value_range
+        return (images + 1.0) * ((high - low) / 2.0) + low
+
+    # ----------------------------------------------------------------- Algorithm 1
+    def _algorithm_losses(self, images, training: bool):
+        """Lines 4-10 of Algorithm 1 on one batch; returns the named losses and quantities."""
+        config = self.config
+        x = self.to_internal(ops.cast(images, "float32"))
+        # Line 4, with ||grad_x f(x)|| measured on the way (a tape inside the caller's tape).
+        mean, log_var, grad_norm = encode_with_input_gradient_norm(
+            self.encoder,
+            x,
+            config.penalty_estimator,
+            config.penalty_projections,
+            self.projection_seed,
+            training=training,
+        )
+        z = self.sampling([mean, log_var])  # line 5
+        x_soft = self.decoder_soft(self.quantize_soft(z), training=training)  # line 6: x1 = h(H~(z))
+        x_hard = self.decoder_hard(self.quantize_hard(z), training=training)  # line 7: x2 = g(H(z))
+        loss_h = config.reconstruction_weight * ops.mean(ops.square(x - x_soft))  # line 8
+        loss_g = config.reconstruction_weight * ops.mean(ops.square(x - x_hard))  # line 9
+        kl = kl_divergence(mean, log_var)
+        penalty = lipschitz_penalty(grad_norm, config.lipschitz_k)
+        loss_f = loss_h + config.kl_weight * kl + config.penalty_weight * penalty  # line 10
+        active_bits = ops.mean(0.5 * (self.quantize_hard(mean) + 1.0))
+        return {
+            "loss_f": loss_f,
+            "loss_g": loss_g,
+            "loss_h": loss_h,
+            "kl": kl,
+            "penalty": penalty,
+            "grad_norm": ops.mean(grad_norm),
+            "active_bits": active_bits,
+        }
+
+    def _update_trackers(self, values):
+        for name, tracker in self.trackers.items():
+            tracker.update_state(values[name])
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def train_step(self, data):
+        with tf.GradientTape(persistent=True) as tape:
+            values = self._algorithm_losses(_images_of(data), training=True)
+        # Lines 11-13: each parameter group descends its own loss, and only that loss.
+        groups = (
+            (values["loss_f"], self.encoder, self.encoder_optimizer),  # theta by L_f
+            (values["loss_g"], self.decoder_hard, self.decoder_hard_optimizer),  # phi by L_g
+            (values["loss_h"], self.decoder_soft, self.decoder_soft_optimizer),  # psi by L_h
+        )
+        for loss, network, optimizer in groups:
+            variables = network.trainable_variables
+            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        del tape
+        return self._update_trackers(values)
+
+    def test_step(self, data):
+        return self._update_trackers(self._algorithm_losses(_images_of(data), training=False))
+
+    # ----------------------------------------------------------------- inference
+    def call(self, images, training=False):
+        """The filter on a batch in `value_range`: `g_phi(H(mu(x)))`, deterministic."""
+        mean, _ = self.encoder(self.to_internal(images), training=training)
+        return self.from_internal(self.decoder_hard(self.quantize_hard(mean), training=training))
+
+    def _checked(self, images) -> np.ndarray:
+        return check_images(images, self.config.image_shape, self.config.value_range)
+
+    def purify(self, images, batch_size: int = 256) -> np.ndarray:
+        """Purified images `g_phi(H(mu(x)))`, in the input's value range.
+
+        Args:
+            images: (batch, height, width, channels) floats in `config.value_range`.
+            batch_size: images per forward pass.
+
+        Returns:
+            numpy float32 array of the input's shape.
+
+        Raises:
+            ValueError: if the images have the wrong rank, shape, channels, dtype or range,
+                or contain NaN/inf.
+        """
+        x = self._checked(images)
+        return np.concatenate(
+            [
+                ops.convert_to_numpy(self._purify_batch(x[i : i + batch_size]))
+                for i in range(0, len(x), batch_size)
+            ]
+        )
+
+    @tf.function(reduce_retracing=True)
+    def _purify_batch(self, images):
+        return self(images, training=False)
+
+    def encode(self, images) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, log_var) of the encoder for a checked batch in `value_range`."""
+        mean, log_var = self.encoder(self.to_internal(self._checked(images)), training=False)
+        return ops.convert_to_numpy(mean), ops.convert_to_numpy(log_var)
+
+    def codes(self, images) -> np.ndarray:
+        """The latent code `H(mu(x))` (code symbols in [-1, 1]) of a checked batch."""
+        mean, _ = self.encode(images)
+        return ops.convert_to_numpy(self.quantize_hard(mean))
