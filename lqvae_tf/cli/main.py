@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 DATASETS = ("fashion_mnist", "mnist", "celeb_a")
@@ -88,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `lqvae` console script."""
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # google-api-core (pulled in by tensorflow-datasets) warns about Python 3.10 on every start.
+    warnings.filterwarnings("ignore", category=FutureWarning, module="google.api_core")
     from lqvae_tf.data import DatasetUnavailableError
 
     try:

@@ -159,12 +159,11 @@ class LQVAE(keras.Model):
         return (images + 1.0) * ((high - low) / 2.0) + low
 
     # ----------------------------------------------------------------- Algorithm 1
-    def _algorithm_losses(self, images, training: bool):
-        """Lines 4-10 of Algorithm 1 on one batch; returns the named losses and quantities."""
+    def encode_with_gradient_norm(self, x, training: bool):
+        """`f_theta(x)` and, per image, `||grad_x f(x)||` measured on the way (a tape inside the
+        caller's tape, so the penalty is differentiable in the encoder's weights)."""
         config = self.config
-        x = self.to_internal(ops.cast(images, "float32"))
-        # Line 4, with ||grad_x f(x)|| measured on the way (a tape inside the caller's tape).
-        mean, log_var, grad_norm = encode_with_input_gradient_norm(
+        return encode_with_input_gradient_norm(
             self.encoder,
             x,
             config.penalty_estimator,
@@ -172,6 +171,12 @@ class LQVAE(keras.Model):
             self.projection_seed,
             training=training,
         )
+
+    def _algorithm_losses(self, images, training: bool):
+        """Lines 4-10 of Algorithm 1 on one batch; returns the named losses and quantities."""
+        config = self.config
+        x = self.to_internal(ops.cast(images, "float32"))
+        mean, log_var, grad_norm = self.encode_with_gradient_norm(x, training)  # line 4
         z = self.sampling([mean, log_var])  # line 5
         x_soft = self.decoder_soft(self.quantize_soft(z), training=training)  # line 6: x1 = h(H~(z))
         x_hard = self.decoder_hard(self.quantize_hard(z), training=training)  # line 7: x2 = g(H(z))

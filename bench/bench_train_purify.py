@@ -1,0 +1,100 @@
+"""Benchmark: LQ-VAE train-step time with and without the Lipschitz penalty, and purify throughput.
+
+Everything is measured in one process, one configuration after the other, so the ratios compare
+like with like on a noisy machine. Run: `make bench` (or `python bench/bench_train_purify.py`);
+the table is printed and appended to bench/RESULTS.md with the command and the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from lqvae_tf import LQVAE, preset  # noqa: E402
+from lqvae_tf.data import DEBIAN_FASHION_MNIST, load_idx_arrays  # noqa: E402
+
+
+class WithoutPenalty(LQVAE):
+    """The same training step with the encoder run plainly: no inner tape, no penalty term."""
+
+    def encode_with_gradient_norm(self, x, training):
+        mean, log_var = self.encoder(x, training=training)
+        return mean, log_var, tf.zeros(tf.shape(mean)[:1])
+
+
+def seconds_per_step(model_class, config, images, steps: int, warmup: int) -> float:
+    model = model_class(config)
+    model.compile()
+    batch = config.batch_size
+    model.fit(images[: warmup * batch], batch_size=batch, epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(images[: steps * batch], batch_size=batch, epochs=1, verbose=0)
+    return (time.perf_counter() - start) / steps
+
+
+def purify_throughput(model: LQVAE, images: np.ndarray, batch_size: int, count: int) -> float:
+    model.purify(images[:batch_size], batch_size=batch_size)  # trace once
+    start = time.perf_counter()
+    if batch_size == 1:
+        for i in range(count):
+            model.purify(images[i : i + 1])
+    else:
+        model.purify(images[:count], batch_size=batch_size)
+    return count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--presets", default="fashion_mnist,paper")
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps per variant")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "RESULTS.md"))
+    args = parser.parse_args()
+
+    images = load_idx_arrays(DEBIAN_FASHION_MNIST, "train")[0][:6000].astype(np.float32) / 255.0
+    rows = []
+    for name in args.presets.split(","):
+        config = preset(name)
+        x = images * (config.value_range[1] - config.value_range[0]) + config.value_range[0]
+        with_penalty = seconds_per_step(LQVAE, config, x, args.steps, args.warmup)
+        without = seconds_per_step(WithoutPenalty, config, x, args.steps, args.warmup)
+        model = LQVAE(config)
+        batch1 = purify_throughput(model, x, 1, 200)
+        batch256 = purify_throughput(model, x, 256, 2560)
+        rows.append(
+            f"| {name} | {config.width} | {config.batch_size} | {with_penalty * 1000:.0f} | "
+            f"{without * 1000:.0f} | {with_penalty / without:.2f} | "
+            f"{config.batch_size / with_penalty:.0f} | "
+            f"{batch1:.0f} | {batch256:.0f} |"
+        )
+    command = "python bench/bench_train_purify.py " + " ".join(sys.argv[1:])
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, CPU only"
+    table = "\n".join(
+        [
+            f"### Train step and purify throughput ({datetime.date.today()}, {machine})",
+            "",
+            f"Command: `{command.strip()}` (steps={args.steps}, warmup={args.warmup}, real Fashion-MNIST).",
+            "",
+            "| preset | width | batch | ms/step with penalty | ms/step without | ratio | train images/s "
+            "| purify img/s, batch 1 | purify img/s, batch 256 |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
+    print(table)
+    with open(args.results, "a", encoding="utf-8") as handle:
+        handle.write("\n" + table)
+
+
+if __name__ == "__main__":
+    main()
