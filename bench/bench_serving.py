@@ -1,0 +1,112 @@
+"""Benchmark: REST serving latency and throughput against in-process `purify`, in one run.
+
+Exports the given purifier (default: a fresh default-preset model; pass --model for a trained
+one), starts the embedded server on loopback, and for batch 1 and 32 and 1, 8 and 32 concurrent
+clients measures latency p50/p99 and images/s; the in-process `purify` figure for the same batch
+sizes is measured in the same process. Run: `python bench/bench_serving.py`; the table is printed
+and appended to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from lqvae_tf import LQVAE, preset  # noqa: E402
+from lqvae_tf.data import DEBIAN_FASHION_MNIST, load_idx_arrays  # noqa: E402
+from lqvae_tf.serving import RestClient, export_purifier  # noqa: E402
+from lqvae_tf.serving.server import running_server  # noqa: E402
+
+
+def in_process(model: LQVAE, images: np.ndarray, batch: int, requests: int) -> tuple[float, float, float]:
+    latencies = []
+    for i in range(requests):
+        chunk = images[(i * batch) % 4096 :][:batch]
+        start = time.perf_counter()
+        model.purify(chunk, batch_size=batch)
+        latencies.append(time.perf_counter() - start)
+    total = sum(latencies)
+    return np.percentile(latencies, 50), np.percentile(latencies, 99), batch * requests / total
+
+
+def over_rest(url: str, images: np.ndarray, batch: int, clients: int, requests: int):
+    def worker(index: int) -> list[float]:
+        client = RestClient(url, "lqvae")
+        latencies = []
+        for i in range(requests):
+            chunk = images[((index * requests + i) * batch) % 4096 :][:batch]
+            start = time.perf_counter()
+            client.predict(chunk)
+            latencies.append(time.perf_counter() - start)
+        return latencies
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        latencies = [t for part in pool.map(worker, range(clients)) for t in part]
+    wall = time.perf_counter() - start
+    return np.percentile(latencies, 50), np.percentile(latencies, 99), batch * clients * requests / wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", help="a trained purifier .keras (default: fresh default preset)")
+    parser.add_argument("--requests", type=int, default=20, help="requests per client")
+    parser.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "RESULTS.md"))
+    args = parser.parse_args()
+
+    model = keras.models.load_model(args.model) if args.model else LQVAE(preset("fashion_mnist"))
+    images = load_idx_arrays(DEBIAN_FASHION_MNIST, "test")[0][:4200].astype(np.float32) / 255.0
+    low, high = model.config.value_range
+    images = images * (high - low) + low
+    rows = []
+    with tempfile.TemporaryDirectory() as base:
+        export_purifier(model, base, "lqvae", warmup=False)
+        with running_server(os.path.join(base, "lqvae"), "lqvae") as url:
+            RestClient(url, "lqvae").predict(images[:32])  # warm
+            for batch in (1, 32):
+                model.purify(images[:batch], batch_size=batch)  # trace
+                p50, p99, rate = in_process(model, images, batch, args.requests * 4)
+                rows.append(
+                    f"| {batch} | in-process `purify` | - | {p50 * 1000:.1f} | {p99 * 1000:.1f} "
+                    f"| {rate:.0f} |"
+                )
+                for clients in (1, 8, 32):
+                    p50, p99, rate = over_rest(url, images, batch, clients, args.requests)
+                    rows.append(
+                        f"| {batch} | REST (embedded server) | {clients} | {p50 * 1000:.1f} | "
+                        f"{p99 * 1000:.1f} | {rate:.0f} |"
+                    )
+    command = "python bench/bench_serving.py " + " ".join(sys.argv[1:])
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, CPU only"
+    table = "\n".join(
+        [
+            f"### Serving latency and throughput ({datetime.date.today()}, {machine})",
+            "",
+            f"Command: `{command.strip()}` (requests per client={args.requests}; loopback HTTP, JSON "
+            f"columnar format; model width {model.config.width}).",
+            "",
+            "| batch | path | concurrent clients | p50 ms | p99 ms | images/s |",
+            "|---|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
+    print(table)
+    with open(args.results, "a", encoding="utf-8") as handle:
+        handle.write("\n" + table)
+
+
+if __name__ == "__main__":
+    main()

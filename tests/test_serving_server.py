@@ -1,0 +1,242 @@
+"""The embedded server over real HTTP: TF Serving's REST API, errors, hot reload, concurrency."""
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import keras
+import numpy as np
+import pytest
+import requests
+import tensorflow as tf
+
+from lqvae_tf import LQVAE
+from lqvae_tf.serving import RestClient, ServingError, export_purifier
+from lqvae_tf.serving.server import running_server
+
+from conftest import tiny_config
+
+
+def _model(seed):
+    keras.utils.set_random_seed(seed)
+    return LQVAE(tiny_config())
+
+
+@pytest.fixture(scope="module")
+def purifier():
+    return _model(1)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, purifier):
+    """A running server over version 1 of `purifier`; yields (url, model folder)."""
+    base = tmp_path_factory.mktemp("models")
+    export_purifier(purifier, str(base), "lqvae", warmup=False)
+    with running_server(str(base / "lqvae"), "lqvae", max_body_bytes=150_000) as url:
+        yield url, base
+
+
+def test_status_and_metadata_follow_tf_serving(served):
+    url, _ = served
+    status = requests.get(f"{url}/v1/models/lqvae").json()
+    assert status == {
+        "model_version_status": [
+            {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        ]
+    }
+    metadata = requests.get(f"{url}/v1/models/lqvae/versions/1/metadata").json()
+    assert metadata["model_spec"] == {"name": "lqvae", "signature_name": "", "version": "1"}
+    signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert signature["inputs"]["images"]["dtype"] == "DT_FLOAT"
+    assert [d["size"] for d in signature["inputs"]["images"]["tensor_shape"]["dim"]] == [
+        "-1",
+        "28",
+        "28",
+        "1",
+    ]
+    assert signature["method_name"] == "tensorflow/serving/predict"
+
+
+def test_rest_round_trip_equals_in_process_purify(served, purifier, fmnist_images):
+    url, _ = served
+    x = fmnist_images[:6]
+    want = purifier.purify(x)
+    client = RestClient(url, "lqvae")
+    np.testing.assert_allclose(client.predict(x, columnar=True), want, atol=1e-5)
+    np.testing.assert_allclose(client.predict(x, columnar=False), want, atol=1e-5)
+    rows = requests.post(
+        f"{url}/v1/models/lqvae:predict", json={"instances": [{"images": image.tolist()} for image in x]}
+    ).json()
+    np.testing.assert_allclose(np.array(rows["predictions"]), want, atol=1e-5)
+    scored = client.predict(x, "purify_and_score", columnar=False)
+    np.testing.assert_allclose(
+        scored["reconstruction_error"], ((x - want) ** 2).mean(axis=(1, 2, 3)), rtol=1e-4, atol=1e-7
+    )
+
+
+def test_b64_png_inputs(served, purifier, fmnist_test_arrays):
+    url, _ = served
+    images = fmnist_test_arrays[0][:3]
+    pngs = [tf.io.encode_png(image).numpy() for image in images]
+    got = RestClient(url, "lqvae").predict_png(pngs)
+    np.testing.assert_allclose(got, purifier.purify(images.astype(np.float32) / 255.0), atol=1e-5)
+    columnar = requests.post(
+        f"{url}/v1/models/lqvae:predict",
+        json={
+            "signature_name": "purify_png",
+            "inputs": {"image_bytes": [{"b64": base64.b64encode(p).decode()} for p in pngs]},
+        },
+    ).json()
+    np.testing.assert_allclose(np.array(columnar["outputs"]), got, atol=1e-6)
+
+
+GOOD = {"instances": np.zeros((1, 28, 28, 1)).tolist()}
+
+
+@pytest.mark.parametrize(
+    "path, body, status, message",
+    [
+        ("lqvae:predict", b"{not json", 400, "JSON Parse error"),
+        ("lqvae:predict", {"instances": np.zeros((1, 28, 27, 1)).tolist()}, 400, "has shape (1, 28, 27, 1)"),
+        ("lqvae:predict", {"instances": [[["a"] * 28] * 28]}, 400, "must hold numbers of dtype float32"),
+        ("lqvae:predict", b'{"inputs": [[[[NaN]]]]}', 400, "has shape (1, 1, 1, 1)"),
+        ("lqvae:predict", {"inputs": np.full((1, 28, 28, 1), np.nan).tolist()}, 400, "NaN"),
+        ("lqvae:predict", {"inputs": np.full((1, 28, 28, 1), 7.0).tolist()}, 400, "above the value range"),
+        ("lqvae:predict", {"inputs": np.zeros((1, 28, 28, 1)).tolist(), "instances": []}, 400, "exactly one"),
+        ("lqvae:predict", {"signature_name": "nope", **GOOD}, 400, '"nope" not found'),
+        ("lqvae:predict", {"instances": np.zeros((80, 28, 28, 1)).tolist()}, 413, "exceeds the limit"),
+        ("other:predict", GOOD, 404, "Servable not found for request: Latest(other)"),
+        ("lqvae/versions/9:predict", GOOD, 404, "Specific(lqvae, 9)"),
+        ("lqvae/labels/canary:predict", GOOD, 404, "version label: canary"),
+        ("lqvae:classify", GOOD, 400, "not supported"),
+    ],
+)
+def test_bad_requests_get_a_json_error_and_the_server_keeps_serving(served, path, body, status, message):
+    url, _ = served
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = requests.post(f"{url}/v1/models/{path}", data=data)
+    assert response.status_code == status
+    assert message in response.json()["error"]
+    assert requests.post(f"{url}/v1/models/lqvae:predict", json=GOOD).status_code == 200
+
+
+def test_concurrent_clients_all_get_their_own_answer(served, purifier, fmnist_images):
+    url, _ = served
+    batches = [fmnist_images[i * 4 : (i + 1) * 4] for i in range(24)]
+    want = [purifier.purify(b) for b in batches]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda b: RestClient(url, "lqvae").predict(b), batches))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, atol=1e-5)
+
+
+def test_openapi_describes_the_routes_and_signatures(served):
+    url, _ = served
+    document = requests.get(f"{url}/openapi.json").json()
+    assert document["openapi"].startswith("3.")
+    assert "/v1/models/lqvae:predict" in document["paths"]
+    assert "/v1/models/lqvae/versions/{version}/metadata" in document["paths"]
+    assert document["info"]["x-signatures"]["serving_default"]["images"]["shape"] == [-1, 28, 28, 1]
+
+
+def test_new_version_is_served_without_restart_and_without_failed_requests(tmp_path, fmnist_images):
+    first, second = _model(1), _model(7)
+    x = fmnist_images[:4]
+    export_purifier(first, str(tmp_path), "lqvae", warmup=False)
+    with running_server(str(tmp_path / "lqvae"), "lqvae", poll_seconds=0.1) as url:
+        client = RestClient(url, "lqvae")
+        np.testing.assert_allclose(client.predict(x), first.purify(x), atol=1e-5)
+        failures, stop = [], threading.Event()
+
+        def hammer():
+            while not stop.is_set():
+                try:
+                    client_in_flight = RestClient(url, "lqvae")
+                    client_in_flight.predict(x)
+                except Exception as error:  # any failure during the reload fails the test
+                    failures.append(error)
+
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        export_purifier(second, str(tmp_path), "lqvae", warmup=False)
+        deadline = time.monotonic() + 60
+        while client.status()["model_version_status"][0]["version"] != "2":
+            assert time.monotonic() < deadline, "version 2 was never picked up"
+            time.sleep(0.1)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        np.testing.assert_allclose(client.predict(x), second.purify(x), atol=1e-5)
+        with pytest.raises(ServingError, match="Specific"):  # "latest" policy: 1 is unloaded
+            RestClient(url, "lqvae", version=1).predict(x)
+
+
+def test_all_versions_policy_and_labels(tmp_path, fmnist_images):
+    first, second = _model(1), _model(7)
+    x = fmnist_images[:2]
+    for model in (first, second):
+        export_purifier(model, str(tmp_path), "lqvae", warmup=False)
+    with running_server(
+        str(tmp_path / "lqvae"), "lqvae", version_policy="all", labels={"stable": 1, "canary": 2}
+    ) as url:
+        np.testing.assert_allclose(RestClient(url, "lqvae", version=1).predict(x), first.purify(x), atol=1e-5)
+        np.testing.assert_allclose(
+            RestClient(url, "lqvae", label="canary").predict(x), second.purify(x), atol=1e-5
+        )
+        assert RestClient(url, "lqvae", label="stable").status()["model_version_status"][0]["version"] == "1"
+        versions = RestClient(url, "lqvae").status()["model_version_status"]
+        assert [v["version"] for v in versions] == ["2", "1"]
+
+
+def test_server_refuses_a_folder_without_versions(tmp_path):
+    with pytest.raises(ValueError, match="no servable version"):
+        with running_server(str(tmp_path), "lqvae"):
+            pass
+
+
+def test_lqvae_serve_command_serves_on_loopback(served, purifier, fmnist_images):
+    _, base = served
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lqvae_tf.cli.main",
+            "serve",
+            "--model_base_path",
+            str(base / "lqvae"),
+            "--model_name",
+            "lqvae",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ},
+    )
+    try:
+        client = RestClient(f"http://127.0.0.1:{port}", "lqvae", timeout_s=5)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                client.status()
+                break
+            except requests.ConnectionError:
+                assert process.poll() is None and time.monotonic() < deadline, "lqvae serve did not start"
+                time.sleep(0.5)
+        np.testing.assert_allclose(
+            client.predict(fmnist_images[:2]), purifier.purify(fmnist_images[:2]), atol=1e-5
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
