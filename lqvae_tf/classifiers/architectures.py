@@ -1,0 +1,227 @@
+"""Classifiers A-E of Defense-GAN (Samangouei et al. 2018, Table 1), as functional Keras models.
+
+The layer tables are the authors' code, kabkabm/defensegan `utils/network_builder.py`
+(`model_a` ... `model_e`; `whitebox.py` picks them by letter):
+
+    A  Conv(64, 5x5, 1, same)  Conv(64, 5x5, 2, valid)  Dropout(0.25)  FC(128)  Dropout(0.5)  FC(classes)
+    B  Dropout(0.2)  Conv(64, 8x8, 2, same)  Conv(128, 6x6, 2, valid)  Conv(128, 5x5, 1, valid)
+       Dropout(0.5)  FC(classes)
+    C  Conv(128, 3x3, 1, same)  Conv(64, 5x5, 2, valid)  Dropout(0.25)  FC(128)  Dropout(0.5)  FC(classes)
+    D  FC(200)  Dropout(0.5)  FC(200)  FC(classes)
+    E  FC(200)  FC(200)  FC(classes)
+
+Every Conv and every hidden FC is followed by a ReLU. The models end in **logits**, with no
+softmax: the loss applies it (`from_logits=True`), and attacks need logits (C&W's margin, and
+gradients that do not vanish in a saturated softmax). Inputs are images in [0, 1], with no
+preprocessing layer.
+
+CelebA gender: the authors run the same model functions on 64x64x3 faces with 2 classes
+(`whitebox.py` sizes input and output from the data); `build_gender_classifier` does that for A-C.
+
+Two departures from the authors' code, both towards Table 1 as written: dropout values are Keras
+rates (the fraction dropped), where their TF1 `tf.nn.dropout(x, prob)` read them as the fraction
+kept; and weights use Keras' default initializers instead of their unit-norm Gaussian columns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import keras
+
+MNIST_SHAPE = (28, 28, 1)
+MNIST_CLASSES = 10
+CELEB_A_SHAPE = (64, 64, 3)
+GENDER_CLASSES = 2  # CelebA's `Male` attribute
+GENDER_CLASSIFIERS = ("A", "B", "C")
+
+
+@dataclasses.dataclass(frozen=True)
+class Conv:
+    """A 2-D convolution followed by a ReLU, written as in Table 1: Conv(filters, k x k, stride)."""
+
+    filters: int
+    kernel_size: int
+    strides: int
+    padding: str
+
+
+@dataclasses.dataclass(frozen=True)
+class FC:
+    """A hidden fully connected layer followed by a ReLU (flattening first where needed)."""
+
+    units: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Dropout:
+    """Dropout with Keras' `rate`: the fraction of units dropped while training."""
+
+    rate: float
+
+
+Layer = Conv | FC | Dropout
+
+# Table 1 of the paper, from kabkabm/defensegan utils/network_builder.py; the output layer,
+# FC(num_classes) without activation, is added by the builder.
+TABLE_1: dict[str, tuple[Layer, ...]] = {
+    "A": (
+        Conv(64, 5, 1, "same"),
+        Conv(64, 5, 2, "valid"),
+        Dropout(0.25),
+        FC(128),
+        Dropout(0.5),
+    ),
+    "B": (
+        Dropout(0.2),
+        Conv(64, 8, 2, "same"),
+        Conv(128, 6, 2, "valid"),
+        Conv(128, 5, 1, "valid"),
+        Dropout(0.5),
+    ),
+    "C": (
+        Conv(128, 3, 1, "same"),
+        Conv(64, 5, 2, "valid"),
+        Dropout(0.25),
+        FC(128),
+        Dropout(0.5),
+    ),
+    "D": (FC(200), Dropout(0.5), FC(200)),
+    "E": (FC(200), FC(200)),
+}
+
+
+def _check_shape(image_shape: Sequence[int], num_classes: int) -> tuple[int, int, int]:
+    shape = tuple(int(size) for size in image_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"image_shape must be (height, width, channels), got {tuple(image_shape)}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+    return shape
+
+
+def build_from_table(
+    name: str, layers: Sequence[Layer], image_shape: Sequence[int], num_classes: int
+) -> keras.Model:
+    """A classifier from a layer table: images in [0, 1] -> logits (batch, num_classes).
+
+    Args:
+        name: the letter, used in the model's name (`classifier_a`).
+        layers: the hidden layers, in order (`Conv`, `FC`, `Dropout`).
+        image_shape: (height, width, channels) of the inputs.
+        num_classes: the number of logits.
+    """
+    images = keras.Input(shape=_check_shape(image_shape, num_classes), name="images")
+    h = images
+    counts = {Conv: 0, FC: 0, Dropout: 0}
+
+    def flat(tensor):
+        return keras.layers.Flatten(name="flatten")(tensor) if len(tensor.shape) > 2 else tensor
+
+    for layer in layers:
+        counts[type(layer)] += 1
+        index = counts[type(layer)]
+        if isinstance(layer, Conv):
+            h = keras.layers.Conv2D(
+                layer.filters,
+                layer.kernel_size,
+                strides=layer.strides,
+                padding=layer.padding,
+                activation="relu",
+                name=f"conv{index}",
+            )(h)
+        elif isinstance(layer, FC):
+            h = keras.layers.Dense(layer.units, activation="relu", name=f"fc{index}")(flat(h))
+        else:
+            h = keras.layers.Dropout(layer.rate, name=f"dropout{index}")(h)
+    logits = keras.layers.Dense(num_classes, name="logits")(flat(h))
+    return keras.Model(images, logits, name=f"classifier_{name.lower()}")
+
+
+def build_a(image_shape: Sequence[int] = MNIST_SHAPE, num_classes: int = MNIST_CLASSES) -> keras.Model:
+    """Classifier A: two 5x5 convolutions, FC(128), dropout; outputs logits.
+
+    Args:
+        image_shape: (height, width, channels) of the inputs, in [0, 1].
+        num_classes: the number of logits.
+    """
+    return build_from_table("A", TABLE_1["A"], image_shape, num_classes)
+
+
+def build_b(image_shape: Sequence[int] = MNIST_SHAPE, num_classes: int = MNIST_CLASSES) -> keras.Model:
+    """Classifier B: input dropout, three convolutions (8x8, 6x6, 5x5), no hidden FC; outputs logits.
+
+    Args:
+        image_shape: (height, width, channels) of the inputs, in [0, 1].
+        num_classes: the number of logits.
+    """
+    return build_from_table("B", TABLE_1["B"], image_shape, num_classes)
+
+
+def build_c(image_shape: Sequence[int] = MNIST_SHAPE, num_classes: int = MNIST_CLASSES) -> keras.Model:
+    """Classifier C: 3x3 then 5x5 convolution, FC(128), dropout; outputs logits.
+
+    Args:
+        image_shape: (height, width, channels) of the inputs, in [0, 1].
+        num_classes: the number of logits.
+    """
+    return build_from_table("C", TABLE_1["C"], image_shape, num_classes)
+
+
+def build_d(image_shape: Sequence[int] = MNIST_SHAPE, num_classes: int = MNIST_CLASSES) -> keras.Model:
+    """Classifier D: a fully connected 200-200 network with dropout; outputs logits.
+
+    Args:
+        image_shape: (height, width, channels) of the inputs, in [0, 1].
+        num_classes: the number of logits.
+    """
+    return build_from_table("D", TABLE_1["D"], image_shape, num_classes)
+
+
+def build_e(image_shape: Sequence[int] = MNIST_SHAPE, num_classes: int = MNIST_CLASSES) -> keras.Model:
+    """Classifier E: a fully connected 200-200 network without dropout; outputs logits.
+
+    Args:
+        image_shape: (height, width, channels) of the inputs, in [0, 1].
+        num_classes: the number of logits.
+    """
+    return build_from_table("E", TABLE_1["E"], image_shape, num_classes)
+
+
+CLASSIFIERS: dict[str, Callable[..., keras.Model]] = {
+    "A": build_a,
+    "B": build_b,
+    "C": build_c,
+    "D": build_d,
+    "E": build_e,
+}
+
+
+def build_classifier(
+    name: str, image_shape: Sequence[int] = MNIST_SHAPE, num_classes: int = MNIST_CLASSES
+) -> keras.Model:
+    """The Defense-GAN classifier `name` ("A" to "E"): images in [0, 1] -> logits.
+
+    Args:
+        name: the letter of Table 1.
+        image_shape: (height, width, channels) of the inputs.
+        num_classes: the number of logits.
+
+    Raises:
+        ValueError: `name` is not a classifier, or the shape or class count is impossible.
+    """
+    if name not in CLASSIFIERS:
+        raise ValueError(f"unknown classifier {name!r}; choose one of {', '.join(CLASSIFIERS)}")
+    return CLASSIFIERS[name](image_shape, num_classes)
+
+
+def build_gender_classifier(name: str) -> keras.Model:
+    """Classifier A, B or C for CelebA gender: 64x64x3 faces in [0, 1] -> 2 logits (1: male).
+
+    Args:
+        name: "A", "B" or "C".
+    """
+    if name not in GENDER_CLASSIFIERS:
+        raise ValueError(f"unknown gender classifier {name!r}; choose one of {', '.join(GENDER_CLASSIFIERS)}")
+    return build_classifier(name, CELEB_A_SHAPE, GENDER_CLASSES)

@@ -1,0 +1,122 @@
+"""Training a Defense-GAN classifier on a dataset: a `.keras` model and a JSON summary beside it.
+
+The defaults are the authors' `whitebox.py` flags (kabkabm/defensegan): Adam at learning rate
+1e-3 (cleverhans' `model_train`), batch 128, 10 epochs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+
+from lqvae_tf.atomic import atomic_path, write_text
+from lqvae_tf.classifiers.architectures import (
+    CELEB_A_SHAPE,
+    GENDER_CLASSES,
+    MNIST_CLASSES,
+    MNIST_SHAPE,
+    build_classifier,
+)
+from lqvae_tf.data import batched, load
+
+LEARNING_RATE = 1e-3
+BATCH_SIZE = 128
+EPOCHS = 10
+VALUE_RANGE = (0.0, 1.0)  # the classifiers' input range
+
+# (image shape, number of classes) of each dataset `lqvae_tf.data.load` knows.
+DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
+    "fashion_mnist": (MNIST_SHAPE, MNIST_CLASSES),
+    "mnist": (MNIST_SHAPE, MNIST_CLASSES),
+    "celeb_a": (CELEB_A_SHAPE, GENDER_CLASSES),
+}
+
+
+def classifier_filename(name: str) -> str:
+    """The file name a trained classifier is saved under in an output folder."""
+    return f"classifier_{name}.keras"
+
+
+def summary_path(model_path: str) -> str:
+    """The JSON summary beside a `.keras` model: same stem, `.json`."""
+    return os.path.splitext(model_path)[0] + ".json"
+
+
+def train_classifier(
+    name: str,
+    dataset: str,
+    out_path: str,
+    epochs: int = EPOCHS,
+    batch_size: int = BATCH_SIZE,
+    limit: int | None = None,
+    seed: int = 0,
+    data_dir: str | None = None,
+    learning_rate: float = LEARNING_RATE,
+    test_limit: int | None = None,
+    verbose: str | int = "auto",
+) -> dict:
+    """Trains classifier `name` on `dataset`, saves it atomically with a JSON summary; returns that.
+
+    The summary (also written to `summary_path(out_path)`) holds the name, dataset, training
+    settings, seed, and the final train and test accuracy and test loss.
+
+    Args:
+        name: the classifier's letter, "A" to "E".
+        dataset: "fashion_mnist", "mnist" or "celeb_a".
+        out_path: where to save the model; must end in `.keras`.
+        epochs: passes over the training data.
+        batch_size: examples per step.
+        limit: train on the first `limit` training examples only (quick runs).
+        seed: seeds the weights, dropout and the shuffling.
+        data_dir: the dataset's folder (see `lqvae_tf.data`).
+        learning_rate: Adam's learning rate.
+        test_limit: evaluate on the first `test_limit` test examples only.
+        verbose: Keras `fit` verbosity ("auto" shows a progress bar).
+
+    Raises:
+        ValueError: unknown classifier or dataset, an `out_path` not ending in `.keras`, or
+            non-positive `epochs` or `batch_size`.
+    """
+    if dataset not in DATASET_SHAPES:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASET_SHAPES)}")
+    if not out_path.endswith(".keras"):
+        raise ValueError(f"out_path must end in .keras, got {out_path!r}")
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be positive, got {epochs} and {batch_size}")
+    image_shape, num_classes = DATASET_SHAPES[dataset]
+    keras.utils.set_random_seed(seed)
+    model = build_classifier(name, image_shape, num_classes)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+    loader_args = {"value_range": VALUE_RANGE}
+    if data_dir is not None:
+        loader_args["data_dir"] = data_dir
+    train = load(dataset, "train", limit=limit, **loader_args)
+    test = load(dataset, "test", limit=test_limit, **loader_args)
+    history = model.fit(batched(train, batch_size, shuffle=True, seed=seed), epochs=epochs, verbose=verbose)
+    test_loss, test_accuracy = model.evaluate(batched(test, batch_size), verbose=0)
+
+    with atomic_path(out_path) as temporary:
+        model.save(temporary)
+    summary = {
+        "name": name,
+        "dataset": dataset,
+        "model": os.path.basename(out_path),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "limit": limit,
+        "seed": seed,
+        "train_accuracy": float(history.history["accuracy"][-1]),
+        "test_accuracy": float(test_accuracy),
+        "test_loss": float(test_loss),
+        "test_limit": test_limit,
+    }
+    write_text(summary_path(out_path), json.dumps(summary, indent=2) + "\n")
+    return summary
