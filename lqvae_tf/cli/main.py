@@ -1,4 +1,4 @@
-"""The `lqvae` command line: `lqvae train ...` (later: eval, export, serve)."""
+"""The `lqvae` command line: train, classifiers, eval, export, serve."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+
+from lqvae_tf.cli import classifiers, evaluate
 
 DATASETS = ("fashion_mnist", "mnist", "celeb_a")
 
@@ -75,14 +77,103 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a purifier for TF Serving",
+        description="Write <base>/<name>/<version>/ (a SavedModel in TF Serving's layout), atomically.",
+    )
+    parser.add_argument("--model", required=True, help="the purifier's .keras file")
+    parser.add_argument("--base", default="serving/models", help="TF Serving's model base folder")
+    parser.add_argument("--name", default="lqvae", help="model name (URL /v1/models/<name>)")
+    parser.add_argument("--classifier", help="a Keras classifier (.keras) for the classify signature")
+    parser.add_argument("--version", type=int, help="version number (default: newest + 1)")
+    parser.add_argument("--no-warmup", action="store_true", help="ship no warm-up request")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from lqvae_tf.serving.export import export_purifier
+
+    path = export_purifier(
+        args.model,
+        args.base,
+        args.name,
+        classifier=args.classifier,
+        version=args.version,
+        warmup=not args.no_warmup,
+    )
+    print(f"exported: {path}")
+    print(f"inspect:  saved_model_cli show --dir {path} --all")
+    return 0
+
+
+def _label(text: str) -> tuple[str, int]:
+    name, _, version = text.partition("=")
+    if not name or not version.isdigit():
+        raise argparse.ArgumentTypeError(f"--label takes name=version, got {text!r}")
+    return name, int(version)
+
+
+def _add_serve(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve exported versions over TF Serving's REST API",
+        description="An embedded server speaking TF Serving's REST API (for machines without "
+        "TF Serving). New version folders are picked up without a restart.",
+    )
+    # Flag names as tensorflow_model_server's, so commands carry over.
+    parser.add_argument("--model_base_path", required=True, help="<base>/<name>, holding versions")
+    parser.add_argument("--model_name", default="lqvae")
+    parser.add_argument("--port", type=int, default=8501, help="REST port (TF Serving's --rest_api_port)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
+    parser.add_argument("--version_policy", choices=("latest", "all"), default="latest")
+    parser.add_argument(
+        "--label",
+        dest="labels",
+        type=_label,
+        action="append",
+        default=[],
+        metavar="NAME=VERSION",
+        help="a version label, e.g. --label stable=1",
+    )
+    parser.add_argument("--max_body_bytes", type=int, default=64 * 1024 * 1024)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from lqvae_tf.serving.server import serve
+
+    serve(
+        args.model_base_path,
+        args.model_name,
+        host=args.host,
+        port=args.port,
+        poll_seconds=args.file_system_poll_wait_seconds,
+        version_policy=args.version_policy,
+        labels=dict(args.labels),
+        max_body_bytes=args.max_body_bytes,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lqvae", description="LQ-VAE adversarial purifier")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_train(subparsers)
+    classifiers.add_parser(subparsers)
+    evaluate.add_parser(subparsers)
+    _add_export(subparsers)
+    _add_serve(subparsers)
     return parser
 
 
-COMMANDS = {"train": _train}
+COMMANDS = {
+    "train": _train,
+    "classifiers": classifiers.run,
+    "eval": evaluate.run,
+    "export": _export,
+    "serve": _serve,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,18 @@
+"""Robustness evaluation: the harness, accuracy with intervals, reports and figures."""
+
+from lqvae_tf.evaluation.harness import SETTINGS, Evaluation, Row, fingerprint, logits_of
+from lqvae_tf.evaluation.report import csv_text, markdown, write_reports
+from lqvae_tf.evaluation.stats import Accuracy, accuracy_of
+
+__all__ = [
+    "SETTINGS",
+    "Accuracy",
+    "Evaluation",
+    "Row",
+    "accuracy_of",
+    "csv_text",
+    "fingerprint",
+    "logits_of",
+    "markdown",
+    "write_reports",
+]

@@ -1,0 +1,212 @@
+"""One call for a whole evaluation: data sample, defenses, attack specs -> tables and figures.
+
+Attack specs name the setting by prefix:
+    fgsm, deepfool, cw, ...        white-box on each classifier (the attacker knows it, not the filter)
+    bpda-pgd, identity-pgd, naive-pgd   end-to-end on defense + classifier with that gradient
+    transfer-deepfool              black-box: crafted on classifier Y, tested on X, for all X != Y
+    papernot-deepfool              black-box: crafted on a Papernot substitute of architecture Y
+                                   trained by querying X (150 held-out seeds, 6 rounds, lambda 0.1)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+from collections.abc import Mapping, Sequence
+
+import keras
+import numpy as np
+
+from lqvae_tf.data import load
+from lqvae_tf.defenses import LQVAEDefense
+from lqvae_tf.evaluation.figures import (
+    accuracy_vs_strength,
+    bit_flip_histogram,
+    flipped_fraction,
+    latent_tsne,
+)
+from lqvae_tf.evaluation.harness import Evaluation, Row
+from lqvae_tf.evaluation.report import write_reports
+
+GRADIENTS = ("bpda", "identity", "naive")
+TRANSFERS = ("transfer", "papernot")
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackSpec:
+    """A parsed attack spec: the setting, how gradients or substitutes are taken, the attack."""
+
+    setting: str
+    how: str | None
+    attack: str
+
+    @classmethod
+    def parse(cls, text: str) -> AttackSpec:
+        prefix, _, rest = text.partition("-")
+        if rest and prefix in GRADIENTS:
+            return cls("end-to-end", prefix, rest)
+        if rest and prefix in TRANSFERS:
+            return cls("black-box", prefix, rest)
+        return cls("white-box", None, text)
+
+
+def sample_indices(total: int, n: int, seed: int, held_out: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random evaluation sample of `n` indices and `held_out` others (attacker seeds)."""
+    if n + held_out > total:
+        raise ValueError(f"asked for {n} evaluation + {held_out} held-out images from {total}")
+    order = np.random.default_rng(seed).permutation(total)
+    return np.sort(order[:n]), np.sort(order[n : n + held_out])
+
+
+def load_test_arrays(dataset: str, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The test split of `dataset` as numpy (images in [0, 1], labels)."""
+    kwargs = {"value_range": (0.0, 1.0)}
+    if data_dir:
+        kwargs["data_dir"] = data_dir
+    pairs = list(load(dataset, "test", **kwargs).as_numpy_iterator())
+    return np.stack([p[0] for p in pairs]), np.array([p[1] for p in pairs], np.int64)
+
+
+def run_suite(
+    images: np.ndarray,
+    labels: np.ndarray,
+    purifier,
+    classifiers: Mapping[str, keras.Model],
+    specs: Sequence[str],
+    out_dir: str,
+    attack_params: Mapping[str, dict] | None = None,
+    seeds_for_substitutes: np.ndarray | None = None,
+    eot_samples: int = 1,
+    eps_grid: Sequence[float] = (),
+    seed: int = 0,
+    meta: Mapping | None = None,
+    verbose: bool = True,
+) -> dict[str, str]:
+    """Runs every spec on every classifier, writes results.{md,csv,json} and the figures.
+
+    Args:
+        images, labels: the evaluation sample (images in [0, 1]).
+        purifier: a trained `LQVAE`.
+        classifiers: name -> Keras classifier (name = architecture name for Papernot substitutes).
+        specs: attack specs (see module docstring).
+        out_dir: where reports, figures and the adversarial cache go.
+        attack_params: attack name -> parameters overriding its defaults.
+        seeds_for_substitutes: held-out images for Papernot substitute training.
+        eot_samples: EOT samples for stochastic defenses.
+        eps_grid: FGSM strengths for the accuracy-vs-eps figure (empty: no figure).
+        seed: recorded, and seeds substitute training.
+        meta: extra facts recorded in results.json.
+
+    Returns:
+        Paths of what was written, by kind.
+    """
+    from lqvae_tf.attacks import make_attack
+
+    attack_params = dict(attack_params or {})
+    parsed = [AttackSpec.parse(s) for s in specs]
+    attacks = {spec.attack: make_attack(spec.attack, **attack_params.get(spec.attack, {})) for spec in parsed}
+    defense = LQVAEDefense(purifier)
+    evaluation = Evaluation(
+        images, labels, classifiers, [defense], cache_dir=os.path.join(out_dir, "cache"), verbose=verbose
+    )
+    names = list(classifiers)
+    rows: list[Row] = []
+    substitutes: dict[tuple[str, str], keras.Model] = {}
+    for spec in parsed:
+        attack = attacks[spec.attack]
+        for target in names:
+            if spec.setting == "white-box":
+                rows.append(evaluation.white_box(attack, target))
+            elif spec.setting == "end-to-end":
+                rows.append(evaluation.end_to_end(attack, target, spec.how, eot_samples))
+            else:
+                for source in (n for n in names if n != target):
+                    substitute = classifiers[source]
+                    if spec.how == "papernot":
+                        substitute = substitutes.get((target, source)) or _papernot(
+                            classifiers[target], source, seeds_for_substitutes, evaluation, seed
+                        )
+                        substitutes[(target, source)] = substitute
+                    row = evaluation.black_box(attack, target, source, substitute)
+                    row.params = {**row.params, "substitute": spec.how}
+                    rows.append(row)
+    paths = write_reports(
+        rows,
+        out_dir,
+        meta={
+            **dict(meta or {}),
+            "seed": seed,
+            "n": len(images),
+            "specs": list(specs),
+            "eot_samples": eot_samples,
+            "date": datetime.date.today().isoformat(),
+        },
+    )
+    paths.update(_figures(evaluation, defense, attacks, parsed, names, out_dir, eps_grid))
+    return paths
+
+
+def _papernot(
+    target: keras.Model, architecture: str, seeds, evaluation: Evaluation, seed: int
+) -> keras.Model:
+    from lqvae_tf.attacks.substitute import train_substitute
+    from lqvae_tf.classifiers import build_classifier
+
+    if seeds is None or len(seeds) == 0:
+        raise ValueError("papernot substitutes need held-out seed images")
+    shape = tuple(seeds.shape[1:])
+    classes = int(target.output_shape[-1])
+    return train_substitute(
+        lambda x: evaluation.predict(target, x),
+        lambda: build_classifier(architecture, shape, classes),
+        seeds,
+        seed=seed,
+    )
+
+
+def _figures(evaluation, defense, attacks, parsed, names, out_dir, eps_grid) -> dict[str, str]:
+    paths = {}
+    white = [s.attack for s in parsed if s.setting == "white-box"]
+    if white:
+        name = "cw" if "cw" in white else white[0]
+        adversarial = evaluation.adversarials_on(attacks[name], names[0])
+        clean_means, adversarial_means = (
+            defense.latent_means(evaluation.images),
+            defense.latent_means(adversarial),
+        )
+        paths["tsne"] = latent_tsne(
+            clean_means,
+            adversarial_means,
+            os.path.join(out_dir, "tsne_latent.png"),
+            labels=evaluation.labels,
+            title=f"t-SNE of latent means: clean vs {name} on {names[0]}",
+        )
+        clean_codes = defense.model.quantize_hard(clean_means).numpy()
+        adversarial_codes = defense.model.quantize_hard(adversarial_means).numpy()
+        correct = (
+            evaluation.predict(evaluation.classifiers[names[0]], defense.purify(adversarial))
+            == evaluation.labels
+        )
+        paths["bit_flips"] = bit_flip_histogram(
+            flipped_fraction(clean_codes, adversarial_codes),
+            correct,
+            os.path.join(out_dir, "bit_flips.png"),
+            title=f"Latent bits flipped by {name} on {names[0]}",
+        )
+    if eps_grid:
+        from lqvae_tf.attacks import make_attack
+
+        curves = {"no defense": [], defense.name: []}
+        for eps in eps_grid:
+            row = evaluation.white_box(make_attack("fgsm", eps=float(eps)), names[0])
+            curves["no defense"].append(row.no_defense.percent)
+            curves[defense.name].append(row.defended[defense.name].percent)
+        paths["accuracy_vs_eps"] = accuracy_vs_strength(
+            list(eps_grid),
+            curves,
+            os.path.join(out_dir, "accuracy_vs_eps.png"),
+            xlabel="FGSM eps (L-inf, pixels in [0, 1])",
+            title=f"FGSM on {names[0]}: accuracy against eps",
+        )
+    return paths

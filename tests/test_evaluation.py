@@ -1,0 +1,173 @@
+"""Evaluation: gradient masking vs BPDA, the harness's numbers, reports, substitutes, composition."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import tiny_config
+from lqvae_tf import LQVAE
+from lqvae_tf.defenses import Defense, LQVAEDefense, NoDefense
+from lqvae_tf.evaluation import Accuracy, Evaluation, accuracy_of, csv_text, markdown, write_reports
+
+
+@pytest.fixture(scope="module")
+def defense():
+    keras.utils.set_random_seed(3)
+    return LQVAEDefense(LQVAE(tiny_config()))
+
+
+@pytest.fixture(scope="module")
+def linear_classifier():
+    keras.utils.set_random_seed(4)
+    return keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+
+
+@pytest.mark.parametrize("mode", ["naive", "bpda", "identity"])
+def test_every_gradient_mode_has_the_deployed_forward_pass(defense, fmnist_images, mode):
+    x = fmnist_images[:8]
+    np.testing.assert_allclose(defense.differentiable(tf.constant(x), mode).numpy(), defense.purify(x), atol=1e-5)
+
+
+def test_naive_gradient_through_the_hard_quantizer_is_zero_and_bpdas_is_not(defense, linear_classifier,
+                                                                             fmnist_images):
+    x = tf.constant(fmnist_images[:8])
+    gradients = {}
+    for mode in ("naive", "bpda", "identity"):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(linear_classifier(defense.differentiable(x, mode))[:, 0])
+        gradient = tape.gradient(loss, x)
+        gradients[mode] = np.zeros(x.shape) if gradient is None else gradient.numpy()
+    assert not np.any(gradients["naive"])  # gradient masking: an attack that trusts it learns nothing
+    assert np.abs(gradients["bpda"]).sum() > 0
+    assert np.abs(gradients["identity"]).sum() > 0
+
+
+def test_stochastic_defense_draws_and_deterministic_one_does_not(defense, fmnist_images):
+    x = fmnist_images[:4]
+    np.testing.assert_array_equal(defense.purify(x), defense.purify(x))
+    stochastic = LQVAEDefense(LQVAE(tiny_config(sample_noise_scale=1.0)), stochastic=True)
+    assert not np.array_equal(stochastic.purify(x), stochastic.purify(x))
+
+
+def test_defense_maps_value_ranges(fmnist_images):
+    model = LQVAE(tiny_config(value_range=(-1.0, 1.0)))
+    x = fmnist_images[:4]
+    np.testing.assert_allclose(LQVAEDefense(model).purify(x), (model.purify(x * 2 - 1) + 1) / 2, atol=1e-5)
+
+
+def test_protect_composes_purifier_and_classifier(defense, linear_classifier, fmnist_images):
+    x = fmnist_images[:5]
+    protected = defense.protect(linear_classifier)
+    np.testing.assert_allclose(protected(x).numpy(), linear_classifier(defense.purify(x)).numpy(), atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- crafted case
+class LevelClassifier(keras.Model):
+    """Predicts class k for an image whose pixels all equal k / 10 (one-hot logits)."""
+
+    def call(self, images, training=False):
+        level = tf.cast(tf.round(tf.reduce_mean(images, axis=[1, 2, 3]) * 10), tf.int32)
+        return tf.one_hot(level % 10, 10) * 10.0
+
+
+class ShiftEvenImages:
+    """A fake attack: moves every even-indexed image to the next class, leaves odd ones."""
+
+    name = "shift"
+    params = {"step": 0.1}
+
+    def __call__(self, model_fn, x, y):
+        shifted = x.copy()
+        shifted[::2] = ((np.round(x[::2] * 10) + 1) % 10) / 10
+        return shifted
+
+
+class UndoShift(Defense):
+    """A fake defense that knows the true levels of the first `fixed` images."""
+
+    name = "undo"
+
+    def __init__(self, clean, fixed):
+        self.clean, self.fixed = clean, fixed
+
+    def purify(self, images):
+        out = np.array(images, np.float32)
+        out[: self.fixed] = self.clean[: self.fixed]
+        return out
+
+    def differentiable(self, images, mode="bpda"):
+        return images
+
+
+def test_table_numbers_are_computed_from_predictions(tmp_path):
+    labels = np.arange(10) % 10
+    images = np.ones((10, 28, 28, 1), np.float32) * (labels / 10)[:, None, None, None]
+    evaluation = Evaluation(images, labels, {"L": LevelClassifier()}, [UndoShift(images, fixed=4)],
+                            cache_dir=str(tmp_path / "cache"), verbose=False)
+    row = evaluation.white_box(ShiftEvenImages(), "L")
+    assert (row.no_attack.correct, row.no_defense.correct, row.defended["undo"].correct) == (10, 5, 7)
+    assert row.n == 10 and row.params == {"step": 0.1}
+    low, high = Accuracy(5, 10).interval
+    assert (round(low, 1), round(high, 1)) == (23.7, 76.3)  # Wilson interval, 5 of 10
+    table = markdown([row])
+    assert "| shift | L | 10 | 100.00 [72.2, 100.0] | 50.00 [23.7, 76.3] | 70.00 [39.7, 89.2] | step=0.1 |" in table
+    assert "| **average** |  |  | 100.00 | 50.00 | 70.00 |  |" in table
+    lines = csv_text([row]).splitlines()
+    assert lines[2].startswith("white-box,shift,L,L,no defense,50.00,23.66,76.34,5,10")
+    paths = write_reports([row], str(tmp_path / "out"), meta={"dataset": "crafted"})
+    saved = json.loads(open(paths["json"]).read())
+    assert saved["rows"][0]["defended"]["undo"]["correct"] == 7 and saved["meta"]["dataset"] == "crafted"
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # the adversarial batch was cached
+
+
+def test_cached_adversarials_are_reused(tmp_path):
+    labels = np.arange(10) % 10
+    images = np.ones((10, 28, 28, 1), np.float32) * (labels / 10)[:, None, None, None]
+    calls = []
+
+    class Counting(ShiftEvenImages):
+        def __call__(self, model_fn, x, y):
+            calls.append(len(x))
+            return super().__call__(model_fn, x, y)
+
+    for _ in range(2):
+        evaluation = Evaluation(images, labels, {"L": LevelClassifier()}, [NoDefenseNamed()],
+                                cache_dir=str(tmp_path), batch_size=4, verbose=False)
+        evaluation.white_box(Counting(), "L")
+    assert calls == [4, 4, 2]  # three batches the first time, none the second
+
+
+class NoDefenseNamed(NoDefense):
+    name = "identity-filter"
+
+
+def test_accuracy_of_checks_its_inputs():
+    assert accuracy_of(np.array([[0.1, 0.9], [0.8, 0.2]]), np.array([1, 1])).correct == 1
+    with pytest.raises(ValueError, match="3 predictions for 2 labels"):
+        accuracy_of(np.array([1, 1, 0]), np.array([1, 1]))
+    with pytest.raises(ValueError, match="not 'none'"):
+        Evaluation(np.zeros((1, 28, 28, 1)), np.zeros(1), {}, [NoDefense()])
+
+
+def test_papernot_substitute_learns_to_agree_with_its_oracle(fmnist_test_arrays):
+    from lqvae_tf.attacks.substitute import train_substitute
+
+    images = fmnist_test_arrays[0][:600].astype(np.float32) / 255.0
+    keras.utils.set_random_seed(5)
+    oracle_model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    oracle_model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    oracle_model.fit(images[:400], fmnist_test_arrays[1][:400], epochs=5, verbose=0)
+
+    def oracle(x):
+        return oracle_model.predict(x, verbose=0).argmax(-1)
+
+    def build():
+        return keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+
+    substitute = train_substitute(oracle, build, images[:50], rounds=3, epochs=10, seed=0)
+    agreement = (substitute.predict(images[400:], verbose=0).argmax(-1) == oracle(images[400:])).mean()
+    assert agreement > 0.4, agreement  # chance is about 0.1
