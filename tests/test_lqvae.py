@@ -4,9 +4,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_config
 
 from lqvae_tf import LQVAE
+
+from conftest import tiny_config
 
 
 def _weights(network):
