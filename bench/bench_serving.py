@@ -78,10 +78,7 @@ def main() -> None:
             for batch in (1, 32):
                 model.purify(images[:batch], batch_size=batch)  # trace
                 p50, p99, rate = in_process(model, images, batch, args.requests * 4)
-                rows.append(
-                    f"| {batch} | in-process `purify` | - | {p50 * 1000:.1f} | {p99 * 1000:.1f} "
-                    f"| {rate:.0f} |"
-                )
+                rows.append(f"| {batch} | in-process `purify` | - | {p50 * 1000:.1f} | {p99 * 1000:.1f} | {rate:.0f} |")
                 for clients in (1, 8, 32):
                     p50, p99, rate = over_rest(url, images, batch, clients, args.requests)
                     rows.append(

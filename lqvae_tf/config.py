@@ -109,9 +109,7 @@ class LQVAEConfig:
         if self.soft_form not in SOFT_FORMS:
             raise ValueError(f"soft_form must be one of {SOFT_FORMS}, got {self.soft_form!r}")
         if self.penalty_estimator not in PENALTY_ESTIMATORS:
-            raise ValueError(
-                f"penalty_estimator must be one of {PENALTY_ESTIMATORS}, got {self.penalty_estimator!r}"
-            )
+            raise ValueError(f"penalty_estimator must be one of {PENALTY_ESTIMATORS}, got {self.penalty_estimator!r}")
         if self.quantizer == "band" and self.bits_per_unit != 1:
             raise ValueError("the band quantizer has exactly one bit per unit; use quantizer='levels'")
         for name in (

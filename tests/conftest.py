@@ -18,9 +18,7 @@ def tiny_config(**changes) -> LQVAEConfig:
 
     The learning rate is 1e-3 (not 3e-4) so that a few dozen steps move such a small model.
     """
-    base = preset("fashion_mnist").replace(
-        width=0.125, latent_dim=16, batch_size=32, epochs=1, learning_rate=1e-3
-    )
+    base = preset("fashion_mnist").replace(width=0.125, latent_dim=16, batch_size=32, epochs=1, learning_rate=1e-3)
     return base.replace(**changes)
 
 

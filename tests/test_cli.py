@@ -39,9 +39,7 @@ def test_train_writes_model_config_history_figure_and_logs(run_dir):
     model = keras.models.load_model(run_dir / "purifier.keras")
     assert isinstance(model, LQVAE) and model.config == config
     history = json.loads((run_dir / "history.json").read_text())
-    assert {"loss_f", "loss_g", "loss_h", "kl", "penalty", "grad_norm", "active_bits", "val_loss_g"} <= set(
-        history
-    )
+    assert {"loss_f", "loss_g", "loss_h", "kl", "penalty", "grad_norm", "active_bits", "val_loss_g"} <= set(history)
     assert (run_dir / "purified.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for sub in ("train", "validation", "images"):
         assert any(name.startswith("events.out.tfevents") for name in os.listdir(run_dir / "logs" / sub))

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import tiny_config
 from lqvae_tf import LQVAE
 from lqvae_tf.defenses import Defense, LQVAEDefense, NoDefense
 from lqvae_tf.evaluation import Accuracy, Evaluation, accuracy_of, csv_text, markdown, write_reports
+
+from conftest import tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +32,7 @@ def test_every_gradient_mode_has_the_deployed_forward_pass(defense, fmnist_image
     np.testing.assert_allclose(defense.differentiable(tf.constant(x), mode).numpy(), defense.purify(x), atol=1e-5)
 
 
-def test_naive_gradient_through_the_hard_quantizer_is_zero_and_bpdas_is_not(defense, linear_classifier,
-                                                                             fmnist_images):
+def test_naive_gradient_through_the_hard_quantizer_is_zero_and_bpdas_is_not(defense, linear_classifier, fmnist_images):
     x = tf.constant(fmnist_images[:8])
     gradients = {}
     for mode in ("naive", "bpda", "identity"):
@@ -106,8 +106,14 @@ class UndoShift(Defense):
 def test_table_numbers_are_computed_from_predictions(tmp_path):
     labels = np.arange(10) % 10
     images = np.ones((10, 28, 28, 1), np.float32) * (labels / 10)[:, None, None, None]
-    evaluation = Evaluation(images, labels, {"L": LevelClassifier()}, [UndoShift(images, fixed=4)],
-                            cache_dir=str(tmp_path / "cache"), verbose=False)
+    evaluation = Evaluation(
+        images,
+        labels,
+        {"L": LevelClassifier()},
+        [UndoShift(images, fixed=4)],
+        cache_dir=str(tmp_path / "cache"),
+        verbose=False,
+    )
     row = evaluation.white_box(ShiftEvenImages(), "L")
     assert (row.no_attack.correct, row.no_defense.correct, row.defended["undo"].correct) == (10, 5, 7)
     assert row.n == 10 and row.params == {"step": 0.1}
@@ -135,8 +141,15 @@ def test_cached_adversarials_are_reused(tmp_path):
             return super().__call__(model_fn, x, y)
 
     for _ in range(2):
-        evaluation = Evaluation(images, labels, {"L": LevelClassifier()}, [NoDefenseNamed()],
-                                cache_dir=str(tmp_path), batch_size=4, verbose=False)
+        evaluation = Evaluation(
+            images,
+            labels,
+            {"L": LevelClassifier()},
+            [NoDefenseNamed()],
+            cache_dir=str(tmp_path),
+            batch_size=4,
+            verbose=False,
+        )
         evaluation.white_box(Counting(), "L")
     assert calls == [4, 4, 2]  # three batches the first time, none the second
 

@@ -42,9 +42,7 @@ def _png(image: np.ndarray) -> bytes:
 
 def test_saved_model_cli_shows_the_signatures_with_named_inputs(exported):
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    shown = subprocess.run(
-        [cli, "show", "--dir", exported, "--all"], capture_output=True, text=True, check=True
-    ).stdout
+    shown = subprocess.run([cli, "show", "--dir", exported, "--all"], capture_output=True, text=True, check=True).stdout
     for signature in ("serving_default", "purify_and_score", "purify_png", "classify"):
         assert f"signature_def['{signature}']" in shown
     blocks = dict(part.split("]:", 1) for part in shown.split("signature_def['")[1:])
@@ -54,10 +52,7 @@ def test_saved_model_cli_shows_the_signatures_with_named_inputs(exported):
     )
     assert "outputs['purified']" in blocks["serving_default'"]
     assert "outputs['reconstruction_error']" in blocks["purify_and_score'"]
-    assert (
-        "inputs['image_bytes'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)"
-        in blocks["purify_png'"]
-    )
+    assert "inputs['image_bytes'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)" in blocks["purify_png'"]
     assert all(f"outputs['{o}']" in blocks["classify'"] for o in ("purified", "scores", "classes"))
 
 

@@ -188,9 +188,7 @@ def test_all_versions_policy_and_labels(tmp_path, fmnist_images):
         str(tmp_path / "lqvae"), "lqvae", version_policy="all", labels={"stable": 1, "canary": 2}
     ) as url:
         np.testing.assert_allclose(RestClient(url, "lqvae", version=1).predict(x), first.purify(x), atol=1e-5)
-        np.testing.assert_allclose(
-            RestClient(url, "lqvae", label="canary").predict(x), second.purify(x), atol=1e-5
-        )
+        np.testing.assert_allclose(RestClient(url, "lqvae", label="canary").predict(x), second.purify(x), atol=1e-5)
         assert RestClient(url, "lqvae", label="stable").status()["model_version_status"][0]["version"] == "1"
         versions = RestClient(url, "lqvae").status()["model_version_status"]
         assert [v["version"] for v in versions] == ["2", "1"]
@@ -234,9 +232,7 @@ def test_lqvae_serve_command_serves_on_loopback(served, purifier, fmnist_images)
             except requests.ConnectionError:
                 assert process.poll() is None and time.monotonic() < deadline, "lqvae serve did not start"
                 time.sleep(0.5)
-        np.testing.assert_allclose(
-            client.predict(fmnist_images[:2]), purifier.purify(fmnist_images[:2]), atol=1e-5
-        )
+        np.testing.assert_allclose(client.predict(fmnist_images[:2]), purifier.purify(fmnist_images[:2]), atol=1e-5)
     finally:
         process.terminate()
         process.wait(timeout=30)

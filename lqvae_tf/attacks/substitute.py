@@ -20,8 +20,9 @@ PAPERNOT_ROUNDS = 6
 PAPERNOT_STEP = 0.1
 
 
-def jacobian_augmentation(substitute: keras.Model, images: np.ndarray, labels: np.ndarray, step: float,
-                          clip: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+def jacobian_augmentation(
+    substitute: keras.Model, images: np.ndarray, labels: np.ndarray, step: float, clip: tuple[float, float] = (0.0, 1.0)
+) -> np.ndarray:
     """`x + step * sign(d substitute_y(x) / dx)` for each image and its oracle label y."""
     x = tf.constant(images, tf.float32)
     with tf.GradientTape() as tape:
@@ -32,10 +33,17 @@ def jacobian_augmentation(substitute: keras.Model, images: np.ndarray, labels: n
     return np.clip(images + step * np.sign(gradient.numpy()), *clip).astype(np.float32)
 
 
-def train_substitute(oracle: Callable[[np.ndarray], np.ndarray], build: Callable[[], keras.Model],
-                     seeds: np.ndarray, rounds: int = PAPERNOT_ROUNDS, step: float = PAPERNOT_STEP,
-                     epochs: int = 10, batch_size: int = 128, clip: tuple[float, float] = (0.0, 1.0),
-                     seed: int = 0) -> keras.Model:
+def train_substitute(
+    oracle: Callable[[np.ndarray], np.ndarray],
+    build: Callable[[], keras.Model],
+    seeds: np.ndarray,
+    rounds: int = PAPERNOT_ROUNDS,
+    step: float = PAPERNOT_STEP,
+    epochs: int = 10,
+    batch_size: int = 128,
+    clip: tuple[float, float] = (0.0, 1.0),
+    seed: int = 0,
+) -> keras.Model:
     """Trains a substitute of the `oracle` by Papernot's procedure.
 
     Args:
@@ -56,8 +64,9 @@ def train_substitute(oracle: Callable[[np.ndarray], np.ndarray], build: Callable
         raise ValueError(f"need rounds >= 1 and some seed images, got rounds={rounds}, {len(seeds)} seeds")
     keras.utils.set_random_seed(seed)
     substitute = build()
-    substitute.compile(optimizer=keras.optimizers.Adam(1e-3),
-                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    substitute.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     images = np.asarray(seeds, np.float32)
     for round_index in range(rounds):
         labels = np.asarray(oracle(images)).astype(np.int64)

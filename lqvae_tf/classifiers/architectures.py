@@ -101,9 +101,7 @@ def _check_shape(image_shape: Sequence[int], num_classes: int) -> tuple[int, int
     return shape
 
 
-def build_from_table(
-    name: str, layers: Sequence[Layer], image_shape: Sequence[int], num_classes: int
-) -> keras.Model:
+def build_from_table(name: str, layers: Sequence[Layer], image_shape: Sequence[int], num_classes: int) -> keras.Model:
     """A classifier from a layer table: images in [0, 1] -> logits (batch, num_classes).
 
     Args:

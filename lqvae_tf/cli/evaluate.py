@@ -54,9 +54,7 @@ def add_parser(subparsers) -> None:
         metavar="ATTACK.NAME=VALUE",
         help="override an attack parameter",
     )
-    parser.add_argument(
-        "--n", type=int, default=1000, help="evaluation images (seeded sample of the test split)"
-    )
+    parser.add_argument("--n", type=int, default=1000, help="evaluation images (seeded sample of the test split)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eot-samples", type=int, default=1)
     parser.add_argument(
@@ -81,8 +79,7 @@ def _classifier_paths(text: str, folder: str) -> dict[str, str]:
     missing = [p for p in paths.values() if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(
-            f"classifier files not found: {missing} (train them with `lqvae classifiers "
-            f"train --out {folder}`)"
+            f"classifier files not found: {missing} (train them with `lqvae classifiers train --out {folder}`)"
         )
     return paths
 

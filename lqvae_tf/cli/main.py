@@ -67,9 +67,7 @@ def _train(args: argparse.Namespace) -> int:
             changes[field] = getattr(args, field)
     config = config.replace(**changes)
     verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
-    result = train_purifier(
-        config, args.dataset, args.out, limit=args.limit, data_dir=args.data_dir, verbose=verbose
-    )
+    result = train_purifier(config, args.dataset, args.out, limit=args.limit, data_dir=args.data_dir, verbose=verbose)
     print(f"model:   {result.model_path}")
     print(f"figure:  {result.grid_path}")
     print(f"logs:    tensorboard --logdir {os.path.join(result.out_dir, 'logs')}")

@@ -54,10 +54,7 @@ def load_idx_arrays(folder: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 (N, 28, 28, 1), labels int64 (N,)) of one split of an IDX folder."""
     _check_split(split)
     prefix = _IDX_PREFIX[split]
-    paths = [
-        find_idx_file(folder, f"{prefix}-{kind}-idx{dims}-ubyte")
-        for kind, dims in (("images", 3), ("labels", 1))
-    ]
+    paths = [find_idx_file(folder, f"{prefix}-{kind}-idx{dims}-ubyte") for kind, dims in (("images", 3), ("labels", 1))]
     if None in paths:
         raise DatasetUnavailableError(f"no {prefix}-images/-labels IDX files in {folder}")
     images, labels = (read_idx(path) for path in paths)
@@ -183,9 +180,7 @@ def fashion_mnist(
         "folder of Fashion-MNIST IDX files, or run once with a network so tensorflow-datasets "
         "can download it."
     )
-    return _digits(
-        "fashion_mnist", DEBIAN_FASHION_MNIST, how, split, value_range, source, data_dir, download, limit
-    )
+    return _digits("fashion_mnist", DEBIAN_FASHION_MNIST, how, split, value_range, source, data_dir, download, limit)
 
 
 def mnist(

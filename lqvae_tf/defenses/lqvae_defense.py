@@ -46,9 +46,7 @@ class LQVAEDefense(Defense):
 
     def purify(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         x = check_images(images, self.model.config.image_shape, self.value_range)
-        return np.concatenate(
-            [self._forward(x[i : i + batch_size]).numpy() for i in range(0, len(x), batch_size)]
-        )
+        return np.concatenate([self._forward(x[i : i + batch_size]).numpy() for i in range(0, len(x), batch_size)])
 
     def latent_means(self, images: np.ndarray) -> np.ndarray:
         """The encoder means `mu(x)` of images in the defense's value range."""
@@ -73,4 +71,6 @@ class LQVAEDefense(Defense):
         codes = model.quantize_hard(z)
         if mode == "bpda":
             codes = straight_through(codes, model.quantize_soft(z))
+        else:  # the true gradient of H: zero almost everywhere (a zero tensor, not None, for attacks)
+            codes = straight_through(codes, tf.zeros_like(z) * z)
         return self._from_model(model.from_internal(model.decoder_hard(codes, training=False)))

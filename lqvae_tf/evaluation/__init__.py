@@ -1,6 +1,6 @@
 """Robustness evaluation: the harness, accuracy with intervals, reports and figures."""
 
-from lqvae_tf.evaluation.harness import SETTINGS, Evaluation, Row, fingerprint, logits_of
+from lqvae_tf.evaluation.harness import SETTINGS, Evaluation, Row, fingerprint
 from lqvae_tf.evaluation.report import csv_text, markdown, write_reports
 from lqvae_tf.evaluation.stats import Accuracy, accuracy_of
 
@@ -12,7 +12,6 @@ __all__ = [
     "accuracy_of",
     "csv_text",
     "fingerprint",
-    "logits_of",
     "markdown",
     "write_reports",
 ]

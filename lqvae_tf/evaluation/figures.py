@@ -44,9 +44,7 @@ def latent_tsne(
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 5.5))
     colour = labels if labels is not None else None
-    axis.scatter(
-        embedded[:n, 0], embedded[:n, 1], c=colour, cmap="tab10", marker="o", s=14, alpha=0.6, label="clean"
-    )
+    axis.scatter(embedded[:n, 0], embedded[:n, 1], c=colour, cmap="tab10", marker="o", s=14, alpha=0.6, label="clean")
     axis.scatter(
         embedded[n:, 0],
         embedded[n:, 1],
@@ -66,9 +64,7 @@ def latent_tsne(
 
 def flipped_fraction(clean_codes: np.ndarray, adversarial_codes: np.ndarray) -> np.ndarray:
     """Per image, the fraction of latent code symbols the attack changed."""
-    return (
-        (np.asarray(clean_codes) != np.asarray(adversarial_codes)).reshape(len(clean_codes), -1).mean(axis=1)
-    )
+    return (np.asarray(clean_codes) != np.asarray(adversarial_codes)).reshape(len(clean_codes), -1).mean(axis=1)
 
 
 def bit_flip_histogram(

@@ -9,7 +9,8 @@ Three settings (rows of the paper's tables):
   (or the identity or naive gradient), averaged over EOT samples for a stochastic defense.
 
 Every number is an `Accuracy` (count, n, 95% interval). Adversarial batches are cached on disk
-under a key made of everything that determines them, so an interrupted run resumes.
+batch by batch under a key made of everything that determines them, so an interrupted run
+resumes.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from lqvae_tf.atomic import atomic_path
+from lqvae_tf.attacks import logits_of
 from lqvae_tf.defenses import Defense
 from lqvae_tf.evaluation.stats import Accuracy, accuracy_of
 
@@ -61,15 +63,6 @@ class Row:
             "no_defense": self.no_defense.to_dict(),
             "defended": {name: acc.to_dict() for name, acc in self.defended.items()},
         }
-
-
-def logits_of(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
-    """The model as a function returning logits: a final softmax is undone by taking its input."""
-    last = model.layers[-1] if getattr(model, "layers", None) else None
-    if last is not None and getattr(last, "activation", None) is keras.activations.softmax:
-        # log-probabilities are valid logits (softmax of them gives the same probabilities)
-        return lambda x: tf.math.log(tf.clip_by_value(model(x, training=False), 1e-12, 1.0))
-    return lambda x: model(x, training=False)
 
 
 def fingerprint(*parts) -> str:
@@ -134,31 +127,32 @@ class Evaluation:
             ]
         )
 
-    def accuracy(
-        self, classifier: keras.Model, images: np.ndarray, defense: Defense | None = None
-    ) -> Accuracy:
+    def accuracy(self, classifier: keras.Model, images: np.ndarray, defense: Defense | None = None) -> Accuracy:
         """Accuracy of `classifier` on `images`, through `defense.purify` if given."""
         if defense is not None:
             images = defense.purify(images)
         return accuracy_of(self.predict(classifier, images), self.labels)
 
     def craft(self, attack, model_fn: Callable, key: str, description: str) -> np.ndarray:
-        """Adversarials of the whole sample against `model_fn` (cached under `key`)."""
-        path = os.path.join(self.cache_dir, f"{key}.npy") if self.cache_dir else None
-        if path and os.path.isfile(path):
-            return np.load(path)
-        batches = range(0, len(self.images), self.batch_size)
+        """Adversarials of the whole sample against `model_fn`, batch by batch.
+
+        Each finished batch is cached as `<cache_dir>/<key>-<start>.npy`, so an interrupted run
+        redoes at most one batch.
+        """
         parts = []
+        batches = range(0, len(self.images), self.batch_size)
         for start in tqdm(batches, desc=description, disable=not self.verbose, leave=False):
+            path = os.path.join(self.cache_dir, f"{key}-{start}.npy") if self.cache_dir else None
+            if path and os.path.isfile(path):
+                parts.append(np.load(path))
+                continue
             stop = start + self.batch_size
-            parts.append(
-                np.asarray(attack(model_fn, self.images[start:stop], self.labels[start:stop]), np.float32)
-            )
-        adversarial = np.concatenate(parts)
-        if path:
-            with atomic_path(path) as temporary:
-                np.save(temporary, adversarial)
-        return adversarial
+            part = np.asarray(attack(model_fn, self.images[start:stop], self.labels[start:stop]), np.float32)
+            if path:
+                with atomic_path(path) as temporary:
+                    np.save(temporary, part)
+            parts.append(part)
+        return np.concatenate(parts)
 
     def _row(self, setting, attack, classifier_name, source, adversarial, per_defense=None) -> Row:
         classifier = self.classifiers[classifier_name]
@@ -181,13 +175,14 @@ class Evaluation:
         return fingerprint(self._sample_key, *parts)
 
     # ------------------------------------------------------------------ the three settings
-    def adversarials_on(self, attack, classifier_name: str) -> np.ndarray:
-        """White-box adversarials of the sample crafted on the classifier alone (cached)."""
-        classifier = self.classifiers[classifier_name]
+    def adversarials_on(self, attack, classifier_name: str, model: keras.Model | None = None) -> np.ndarray:
+        """Adversarials of the sample crafted on one model alone (cached; keyed by its weights, so
+        white-box rows and transfer rows from the same model share them)."""
+        model = self.classifiers[classifier_name] if model is None else model
         return self.craft(
             attack,
-            logits_of(classifier),
-            self._key("white-box", attack.name, attack.params, classifier),
+            logits_of(model),
+            self._key("single-model", attack.name, attack.params, model),
             f"{attack.name} on {classifier_name}",
         )
 
@@ -198,12 +193,7 @@ class Evaluation:
 
     def black_box(self, attack, classifier_name: str, substitute_name: str, substitute: keras.Model) -> Row:
         """Adversarials crafted on `substitute`, transferred to the classifier ("X/Y")."""
-        adversarial = self.craft(
-            attack,
-            logits_of(substitute),
-            self._key("black-box", attack.name, attack.params, substitute),
-            f"{attack.name} on substitute {substitute_name}",
-        )
+        adversarial = self.adversarials_on(attack, substitute_name, substitute)
         return self._row("black-box", attack, classifier_name, substitute_name, adversarial)
 
     def end_to_end(self, attack, classifier_name: str, gradient: str = "bpda", eot_samples: int = 1) -> Row:
@@ -234,8 +224,6 @@ class Evaluation:
                 ),
                 f"{attack.name}+{gradient} on {defense.name}+{classifier_name}",
             )
-        row = self._row(
-            "end-to-end", attack, classifier_name, f"defense+{classifier_name}", undefended, per_defense
-        )
+        row = self._row("end-to-end", attack, classifier_name, f"defense+{classifier_name}", undefended, per_defense)
         row.params = {**row.params, "gradient": gradient, "eot_samples": eot_samples}
         return row

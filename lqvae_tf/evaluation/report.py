@@ -126,7 +126,5 @@ def write_reports(
     paths = {kind: os.path.join(out_dir, f"results.{kind}") for kind in ("md", "csv", "json")}
     write_text(paths["md"], markdown(rows, paper))
     write_text(paths["csv"], csv_text(rows))
-    write_text(
-        paths["json"], json.dumps({"meta": dict(meta or {}), "rows": [r.to_dict() for r in rows]}, indent=2)
-    )
+    write_text(paths["json"], json.dumps({"meta": dict(meta or {}), "rows": [r.to_dict() for r in rows]}, indent=2))
     return paths

@@ -27,6 +27,7 @@ from lqvae_tf.evaluation.figures import (
     latent_tsne,
 )
 from lqvae_tf.evaluation.harness import Evaluation, Row
+from lqvae_tf.evaluation.paper import reference
 from lqvae_tf.evaluation.report import write_reports
 
 GRADIENTS = ("bpda", "identity", "naive")
@@ -134,6 +135,7 @@ def run_suite(
     paths = write_reports(
         rows,
         out_dir,
+        paper=reference((meta or {}).get("dataset", "")),
         meta={
             **dict(meta or {}),
             "seed": seed,
@@ -147,9 +149,7 @@ def run_suite(
     return paths
 
 
-def _papernot(
-    target: keras.Model, architecture: str, seeds, evaluation: Evaluation, seed: int
-) -> keras.Model:
+def _papernot(target: keras.Model, architecture: str, seeds, evaluation: Evaluation, seed: int) -> keras.Model:
     from lqvae_tf.attacks.substitute import train_substitute
     from lqvae_tf.classifiers import build_classifier
 
@@ -184,10 +184,7 @@ def _figures(evaluation, defense, attacks, parsed, names, out_dir, eps_grid) -> 
         )
         clean_codes = defense.model.quantize_hard(clean_means).numpy()
         adversarial_codes = defense.model.quantize_hard(adversarial_means).numpy()
-        correct = (
-            evaluation.predict(evaluation.classifiers[names[0]], defense.purify(adversarial))
-            == evaluation.labels
-        )
+        correct = evaluation.predict(evaluation.classifiers[names[0]], defense.purify(adversarial)) == evaluation.labels
         paths["bit_flips"] = bit_flip_histogram(
             flipped_fraction(clean_codes, adversarial_codes),
             correct,

@@ -87,9 +87,7 @@ def build_decoder(config: LQVAEConfig, name: str = "decoder") -> keras.Model:
     spec = SPECS[config.architecture]
     width = config.width
     codes = keras.Input(shape=(config.latent_dim,), name="codes")
-    h = keras.layers.Dense(_scaled(spec.hidden_units, width), kernel_initializer=_dense_init(), name="fc1")(
-        codes
-    )
+    h = keras.layers.Dense(_scaled(spec.hidden_units, width), kernel_initializer=_dense_init(), name="fc1")(codes)
     h = keras.layers.LeakyReLU(LEAKY_SLOPE)(h)
     base = (*spec.decoder_base[:2], _scaled(spec.decoder_base[2], width))
     h = keras.layers.Dense(base[0] * base[1] * base[2], kernel_initializer=_dense_init(), name="fc2")(h)

@@ -13,9 +13,7 @@ import numpy as np
 RANGE_TOLERANCE = 1e-4  # float round-off allowed beyond the declared value range
 
 
-def check_images(
-    images, image_shape: Sequence[int], value_range: Sequence[float], name: str = "images"
-) -> np.ndarray:
+def check_images(images, image_shape: Sequence[int], value_range: Sequence[float], name: str = "images") -> np.ndarray:
     """Validates a batch of images and returns it as float32 numpy.
 
     Args:
@@ -45,8 +43,7 @@ def check_images(
         raise ValueError(f"{name} has integer dtype {array.dtype}; expected {expected}{hint}")
     if array.ndim == 3 and array.shape == (height, width, channels):
         raise ValueError(
-            f"{name} is a single image of shape {array.shape}; add a batch axis "
-            f"(x[None]); expected {expected}"
+            f"{name} is a single image of shape {array.shape}; add a batch axis (x[None]); expected {expected}"
         )
     if array.ndim != 4:
         raise ValueError(f"{name} has rank {array.ndim} (shape {array.shape}); expected {expected}")
@@ -54,20 +51,16 @@ def check_images(
         raise ValueError(f"{name} is an empty batch; expected {expected}")
     if array.shape[1:3] != (height, width):
         raise ValueError(
-            f"{name} has images of {array.shape[1]}x{array.shape[2]} pixels "
-            f"(shape {array.shape}); expected {expected}"
+            f"{name} has images of {array.shape[1]}x{array.shape[2]} pixels (shape {array.shape}); expected {expected}"
         )
     if array.shape[3] != channels:
         raise ValueError(f"{name} has {array.shape[3]} channels (shape {array.shape}); expected {expected}")
     finite = np.isfinite(array)
     if not finite.all():
-        raise ValueError(
-            f"{name} contains {int((~finite).sum())} NaN or infinite values; expected {expected}"
-        )
+        raise ValueError(f"{name} contains {int((~finite).sum())} NaN or infinite values; expected {expected}")
     lowest, highest = float(array.min()), float(array.max())
     if lowest < low - RANGE_TOLERANCE or highest > high + RANGE_TOLERANCE:
         raise ValueError(
-            f"{name} has values in [{lowest:g}, {highest:g}], outside the model's "
-            f"value range; expected {expected}"
+            f"{name} has values in [{lowest:g}, {highest:g}], outside the model's value range; expected {expected}"
         )
     return array.astype(np.float32, copy=False)

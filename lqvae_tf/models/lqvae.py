@@ -99,9 +99,7 @@ class LQVAE(keras.Model):
         )
         return keras.optimizers.RMSprop(learning_rate=schedule, name=name)
 
-    def compile(
-        self, encoder_optimizer=None, decoder_hard_optimizer=None, decoder_soft_optimizer=None, **kwargs
-    ):
+    def compile(self, encoder_optimizer=None, decoder_hard_optimizer=None, decoder_soft_optimizer=None, **kwargs):
         """Sets the three optimizers (RMSProp with the config's schedule where not given).
 
         The encoder's optimizer is also the model's `optimizer`, so Keras callbacks that read
@@ -109,12 +107,8 @@ class LQVAE(keras.Model):
         """
         encoder_optimizer = encoder_optimizer or self._default_optimizer("encoder_optimizer")
         super().compile(optimizer=encoder_optimizer, **kwargs)
-        self.decoder_hard_optimizer = decoder_hard_optimizer or self._default_optimizer(
-            "decoder_hard_optimizer"
-        )
-        self.decoder_soft_optimizer = decoder_soft_optimizer or self._default_optimizer(
-            "decoder_soft_optimizer"
-        )
+        self.decoder_hard_optimizer = decoder_hard_optimizer or self._default_optimizer("decoder_hard_optimizer")
+        self.decoder_soft_optimizer = decoder_soft_optimizer or self._default_optimizer("decoder_soft_optimizer")
         # Built now, so that saved optimizer state (BackupAndRestore, .keras files) loads into
         # them instead of being skipped.
         self.optimizer.build(self.encoder.trainable_variables)
@@ -244,10 +238,7 @@ class LQVAE(keras.Model):
         """
         x = self._checked(images)
         return np.concatenate(
-            [
-                ops.convert_to_numpy(self._purify_batch(x[i : i + batch_size]))
-                for i in range(0, len(x), batch_size)
-            ]
+            [ops.convert_to_numpy(self._purify_batch(x[i : i + batch_size])) for i in range(0, len(x), batch_size)]
         )
 
     @tf.function(reduce_retracing=True)

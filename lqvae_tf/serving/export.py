@@ -62,9 +62,7 @@ def _load(model_or_path, kind: str) -> keras.Model:
 def _check_classifier(classifier: keras.Model, image_shape) -> None:
     shape = tuple(classifier.inputs[0].shape[1:]) if classifier.inputs else None
     if shape is not None and shape != tuple(image_shape):
-        raise ValueError(
-            f"the classifier takes images of shape {shape}, the purifier gives {tuple(image_shape)}"
-        )
+        raise ValueError(f"the classifier takes images of shape {shape}, the purifier gives {tuple(image_shape)}")
 
 
 def _checked(images, value_range):
@@ -92,9 +90,7 @@ def _write_warmup(export_dir: str, name: str, image_shape) -> None:
     import numpy as np
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-    request = predict_pb2.PredictRequest(
-        model_spec=model_pb2.ModelSpec(name=name, signature_name="serving_default")
-    )
+    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=name, signature_name="serving_default"))
     request.inputs["images"].CopyFrom(tf.make_tensor_proto(np.zeros((1, *image_shape), np.float32)))
     log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
     os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
@@ -119,9 +115,7 @@ def build_archive(purifier: LQVAE, classifier: keras.Model | None = None) -> ker
 
     archive = keras.export.ExportArchive()
     archive.track(purifier)
-    archive.add_endpoint(
-        "serving_default", lambda images: {"purified": purify(images)}, input_signature=[images_spec]
-    )
+    archive.add_endpoint("serving_default", lambda images: {"purified": purify(images)}, input_signature=[images_spec])
 
     def purify_and_score(images):
         purified = purify(images)
@@ -131,9 +125,7 @@ def build_archive(purifier: LQVAE, classifier: keras.Model | None = None) -> ker
     archive.add_endpoint("purify_and_score", purify_and_score, input_signature=[images_spec])
     archive.add_endpoint(
         "purify_png",
-        lambda image_bytes: {
-            "purified": purify(tf.map_fn(decode, image_bytes, fn_output_signature=tf.float32))
-        },
+        lambda image_bytes: {"purified": purify(tf.map_fn(decode, image_bytes, fn_output_signature=tf.float32))},
         input_signature=[bytes_spec],
     )
     if classifier is not None:

@@ -55,10 +55,7 @@ def load_version(path: str, version: int) -> LoadedVersion:
     signatures = {}
     for name, function in saved_model.signatures.items():
         _, keyword_specs = function.structured_input_signature
-        inputs = {
-            key: (_numpy_dtype(spec.dtype), tuple(spec.shape.as_list()))
-            for key, spec in keyword_specs.items()
-        }
+        inputs = {key: (_numpy_dtype(spec.dtype), tuple(spec.shape.as_list())) for key, spec in keyword_specs.items()}
         signatures[name] = Signature(function, inputs, sorted(function.structured_outputs))
     return LoadedVersion(version, path, saved_model, signatures)
 

@@ -50,9 +50,7 @@ def to_array(value: Any, name: str, dtype: np.dtype, shape: tuple[int | None, ..
                 f"input {name!r} must hold numbers of dtype {np.dtype(dtype).name} "
                 f"in a regular (non-ragged) nested list"
             ) from None
-    if array.ndim != len(shape) or any(
-        want is not None and got != want for got, want in zip(array.shape, shape)
-    ):
+    if array.ndim != len(shape) or any(want is not None and got != want for got, want in zip(array.shape, shape)):
         expected = "(" + ", ".join("-1" if d is None else str(d) for d in shape) + ")"
         raise RequestError(f"input {name!r} has shape {tuple(array.shape)}; the signature takes {expected}")
     return array
@@ -81,9 +79,7 @@ def parse_predict(body: Any, specs: Mapping[str, tuple[np.dtype, tuple]]) -> tup
             missing = [n for n in names if any(n not in item for item in instances)]
             extra = sorted({k for item in instances for k in item} - set(names))
             if missing or extra:
-                raise RequestError(
-                    f"instances must name the inputs {names}; missing {missing}, unknown {extra}"
-                )
+                raise RequestError(f"instances must name the inputs {names}; missing {missing}, unknown {extra}")
             columns = {n: [item[n] for item in instances] for n in names}
         elif len(names) == 1:
             columns = {names[0]: instances}
@@ -96,16 +92,12 @@ def parse_predict(body: Any, specs: Mapping[str, tuple[np.dtype, tuple]]) -> tup
         if isinstance(inputs, Mapping) and "b64" not in inputs:
             missing, extra = sorted(set(names) - set(inputs)), sorted(set(inputs) - set(names))
             if missing or extra:
-                raise RequestError(
-                    f"'inputs' must name the inputs {names}; missing {missing}, unknown {extra}"
-                )
+                raise RequestError(f"'inputs' must name the inputs {names}; missing {missing}, unknown {extra}")
             columns = dict(inputs)
         elif len(names) == 1:
             columns = {names[0]: inputs}
         else:
-            raise RequestError(
-                f"this signature has several inputs {names}: 'inputs' must be an object naming them"
-            )
+            raise RequestError(f"this signature has several inputs {names}: 'inputs' must be an object naming them")
     arrays = {n: to_array(columns[n], n, *specs[n]) for n in names}
     return arrays, has_rows
 
@@ -113,9 +105,7 @@ def parse_predict(body: Any, specs: Mapping[str, tuple[np.dtype, tuple]]) -> tup
 def _jsonable(array: np.ndarray) -> Any:
     if array.dtype == object:
         return [
-            _jsonable(item)
-            if isinstance(item, np.ndarray)
-            else {"b64": base64.b64encode(item).decode("ascii")}
+            _jsonable(item) if isinstance(item, np.ndarray) else {"b64": base64.b64encode(item).decode("ascii")}
             for item in array
         ]
     return array.tolist()
@@ -133,10 +123,7 @@ def format_predict(outputs: Mapping[str, np.ndarray], row_format: bool) -> dict:
     batch = {len(outputs[n]) for n in names}
     if len(batch) != 1:
         raise RequestError(
-            "outputs of different batch sizes cannot be returned in row format; "
-            "use the columnar 'inputs' format",
+            "outputs of different batch sizes cannot be returned in row format; use the columnar 'inputs' format",
             status=400,
         )
-    return {
-        "predictions": [{n: _jsonable(outputs[n][i : i + 1])[0] for n in names} for i in range(batch.pop())]
-    }
+    return {"predictions": [{n: _jsonable(outputs[n][i : i + 1])[0] for n in names} for i in range(batch.pop())]}

@@ -100,9 +100,7 @@ class ServingApp:
                     if not served:
                         raise LookupError(f"Could not find any versions of model {self.registry.name}")
                     return JSONResponse(_status(self.registry, served))
-                return JSONResponse(
-                    _status(self.registry, [self.registry.resolve(version, match["label"]).version])
-                )
+                return JSONResponse(_status(self.registry, [self.registry.resolve(version, match["label"]).version]))
             if request.method == "POST" and match["verb"] == "predict":
                 loaded = self.registry.resolve(version, match["label"])
                 body = await self._read_json(request)
@@ -128,9 +126,7 @@ class ServingApp:
         async for chunk in request.stream():
             size += len(chunk)
             if size > self.max_body_bytes:
-                raise RequestError(
-                    f"request body exceeds the limit of {self.max_body_bytes} bytes", status=413
-                )
+                raise RequestError(f"request body exceeds the limit of {self.max_body_bytes} bytes", status=413)
             chunks.append(chunk)
         try:
             return json.loads(b"".join(chunks))
@@ -179,9 +175,7 @@ def openapi_document(registry: ModelRegistry) -> dict:
     model = f"/v1/models/{registry.name}"
     error = {
         "description": "error",
-        "content": {
-            "application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}
-        },
+        "content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}},
     }
     predict_body = {
         "type": "object",

@@ -52,7 +52,5 @@ class PurifiedImages(keras.callbacks.Callback):
         purified = self.model.purify(self.images)
         pairs = np.concatenate([self.images, purified], axis=2)  # input | purified, side by side
         with self.writer.as_default():
-            tf.summary.image(
-                "input_vs_purified", (pairs - low) / (high - low), step=epoch, max_outputs=len(pairs)
-            )
+            tf.summary.image("input_vs_purified", (pairs - low) / (high - low), step=epoch, max_outputs=len(pairs))
         self.writer.flush()
