@@ -46,6 +46,7 @@ class Row:
     no_attack: Accuracy
     no_defense: Accuracy
     defended: dict[str, Accuracy]
+    distortion: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -61,6 +62,7 @@ class Row:
             "n": self.n,
             "no_attack": self.no_attack.to_dict(),
             "no_defense": self.no_defense.to_dict(),
+            "distortion": self.distortion,
             "defended": {name: acc.to_dict() for name, acc in self.defended.items()},
         }
 
@@ -77,6 +79,15 @@ def fingerprint(*parts) -> str:
         else:
             digest.update(json.dumps(part, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:20]
+
+
+def distortion(images: np.ndarray, adversarial: np.ndarray) -> dict[str, float]:
+    """Mean L2 and mean L-inf size of the perturbations (how visible the attack is)."""
+    delta = (adversarial - images).reshape(len(images), -1)
+    return {
+        "mean_l2": round(float(np.linalg.norm(delta, axis=1).mean()), 4),
+        "mean_linf": round(float(np.abs(delta).max(axis=1).mean()), 4),
+    }
 
 
 class Evaluation:
@@ -169,6 +180,7 @@ class Evaluation:
             self.accuracy(classifier, self.images),
             self.accuracy(classifier, adversarial),
             defended,
+            distortion(self.images, adversarial),
         )
 
     def _key(self, *parts) -> str:

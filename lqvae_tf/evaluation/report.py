@@ -22,6 +22,10 @@ def _params(params: Mapping) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
 
 
+def _distortion(values: Mapping[str, float]) -> str:
+    return f"{values['mean_l2']:.2f} / {values['mean_linf']:.2f}" if values else ""
+
+
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
@@ -39,7 +43,16 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
         if not chosen:
             continue
         defenses = list(chosen[0].defended)
-        header = ["attack", "classifier", "n", "no attack", "no defense", *defenses, "attack parameters"]
+        header = [
+            "attack",
+            "classifier",
+            "n",
+            "no attack",
+            "no defense",
+            *defenses,
+            "mean L2 / L-inf",
+            "attack parameters",
+        ]
         out += [f"### {TITLES[setting]}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for row in chosen:
             label = row.classifier if setting != "black-box" else f"{row.classifier}/{row.source}"
@@ -50,6 +63,7 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
                 str(row.no_attack),
                 str(row.no_defense),
                 *[str(row.defended[d]) for d in defenses],
+                _distortion(row.distortion),
                 _params(row.params),
             ]
             out.append("| " + " | ".join(cells) + " |")
@@ -61,6 +75,7 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
                     "",
                     *[f"{reference.get(c, '')}" for c in ("no attack", "no defense", *defenses)],
                     "",
+                    "",
                 ]
                 out.append("| " + " | ".join(paper_cells) + " |")
         average = [
@@ -71,9 +86,13 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
             f"{_mean([r.no_defense.percent for r in chosen]):.2f}",
             *[f"{_mean([r.defended[d].percent for r in chosen]):.2f}" for d in defenses],
             "",
+            "",
         ]
         out += ["| " + " | ".join(average) + " |", ""]
-    out.append("Cells: accuracy % [95% Wilson interval]; averages are means of the rows above.")
+    out.append(
+        "Cells: accuracy % [95% Wilson interval]; averages are means of the rows above. Mean L2 / L-inf: "
+        "the size of the perturbations fed to the undefended classifier (pixels in [0, 1])."
+    )
     return "\n".join(out) + "\n"
 
 
