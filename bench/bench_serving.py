@@ -10,10 +10,7 @@ and appended to bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from results_table import RESULTS, append_table  # noqa: E402
 
 from lqvae_tf import LQVAE, preset  # noqa: E402
 from lqvae_tf.data import DEBIAN_FASHION_MNIST, load_idx_arrays  # noqa: E402
@@ -63,7 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", help="a trained purifier .keras (default: fresh default preset)")
     parser.add_argument("--requests", type=int, default=20, help="requests per client")
-    parser.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "RESULTS.md"))
+    parser.add_argument("--results", default=RESULTS)
     args = parser.parse_args()
 
     model = keras.models.load_model(args.model) if args.model else LQVAE(preset("fashion_mnist"))
@@ -85,24 +82,13 @@ def main() -> None:
                         f"| {batch} | REST (embedded server) | {clients} | {p50 * 1000:.1f} | "
                         f"{p99 * 1000:.1f} | {rate:.0f} |"
                     )
-    command = "python bench/bench_serving.py " + " ".join(sys.argv[1:])
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, CPU only"
-    table = "\n".join(
-        [
-            f"### Serving latency and throughput ({datetime.date.today()}, {machine})",
-            "",
-            f"Command: `{command.strip()}` (requests per client={args.requests}; loopback HTTP, JSON "
-            f"columnar format; model width {model.config.width}).",
-            "",
-            "| batch | path | concurrent clients | p50 ms | p99 ms | images/s |",
-            "|---|---|---|---|---|---|",
-            *rows,
-            "",
-        ]
+    append_table(
+        "Serving latency and throughput",
+        f"requests per client={args.requests}; loopback HTTP, JSON columnar format; model width {model.config.width}",
+        ["batch", "path", "concurrent clients", "p50 ms", "p99 ms", "images/s"],
+        rows,
+        args.results,
     )
-    print(table)
-    with open(args.results, "a", encoding="utf-8") as handle:
-        handle.write("\n" + table)
 
 
 if __name__ == "__main__":

@@ -8,16 +8,14 @@ the table is printed and appended to bench/RESULTS.md with the command and the m
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from results_table import RESULTS, append_table  # noqa: E402
 
 from lqvae_tf import LQVAE, preset  # noqa: E402
 from lqvae_tf.data import DEBIAN_FASHION_MNIST, load_idx_arrays  # noqa: E402
@@ -57,7 +55,7 @@ def main() -> None:
     parser.add_argument("--presets", default="fashion_mnist,paper")
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per variant")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "RESULTS.md"))
+    parser.add_argument("--results", default=RESULTS)
     args = parser.parse_args()
 
     images = load_idx_arrays(DEBIAN_FASHION_MNIST, "train")[0][:6000].astype(np.float32) / 255.0
@@ -76,24 +74,23 @@ def main() -> None:
             f"{config.batch_size / with_penalty:.0f} | "
             f"{batch1:.0f} | {batch256:.0f} |"
         )
-    command = "python bench/bench_train_purify.py " + " ".join(sys.argv[1:])
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, CPU only"
-    table = "\n".join(
+    append_table(
+        "Train step and purify throughput",
+        f"steps={args.steps}, warmup={args.warmup}, real Fashion-MNIST",
         [
-            f"### Train step and purify throughput ({datetime.date.today()}, {machine})",
-            "",
-            f"Command: `{command.strip()}` (steps={args.steps}, warmup={args.warmup}, real Fashion-MNIST).",
-            "",
-            "| preset | width | batch | ms/step with penalty | ms/step without | ratio | train images/s "
-            "| purify img/s, batch 1 | purify img/s, batch 256 |",
-            "|---|---|---|---|---|---|---|---|---|",
-            *rows,
-            "",
-        ]
+            "preset",
+            "width",
+            "batch",
+            "ms/step with penalty",
+            "ms/step without",
+            "ratio",
+            "train images/s",
+            "purify img/s, batch 1",
+            "purify img/s, batch 256",
+        ],
+        rows,
+        args.results,
     )
-    print(table)
-    with open(args.results, "a", encoding="utf-8") as handle:
-        handle.write("\n" + table)
 
 
 if __name__ == "__main__":

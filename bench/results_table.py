@@ -1,0 +1,39 @@
+"""Writing a benchmark's table into bench/RESULTS.md with its command, date and machine."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import sys
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+RESULTS = os.path.join(os.path.dirname(__file__), "RESULTS.md")
+
+
+def machine() -> str:
+    """What the numbers were measured on."""
+    return f"{platform.machine()}, {os.cpu_count()} cores, TF {tf.__version__}, CPU only"
+
+
+def append_table(title: str, settings: str, header: Sequence[str], rows: Sequence[str], path: str = RESULTS) -> str:
+    """Prints a Markdown table headed by the exact command line and appends it to `path`."""
+    command = " ".join(["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+    table = "\n".join(
+        [
+            f"### {title} ({datetime.date.today()}, {machine()})",
+            "",
+            f"Command: `{command}` ({settings}).",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * len(header),
+            *rows,
+            "",
+        ]
+    )
+    print(table)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write("\n" + table)
+    return table
