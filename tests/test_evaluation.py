@@ -187,3 +187,22 @@ def test_papernot_substitute_learns_to_agree_with_its_oracle(fmnist_test_arrays)
     substitute = train_substitute(oracle, build, images[:50], rounds=3, epochs=10, seed=0)
     agreement = (substitute.predict(images[400:], verbose=0).argmax(-1) == oracle(images[400:])).mean()
     assert agreement > 0.4, agreement  # chance is about 0.1
+
+
+def test_eot_averages_a_stochastic_defense_over_samples(fmnist_images, linear_classifier):
+    from lqvae_tf.attacks import make_attack
+
+    stochastic = LQVAEDefense(LQVAE(tiny_config(sample_noise_scale=1.0)), stochastic=True, name="lq-vae-random")
+    calls = []
+    original = stochastic.differentiable
+
+    def counting(images, mode="bpda"):
+        calls.append(mode)
+        return original(images, mode)
+
+    stochastic.differentiable = counting
+    x, y = fmnist_images[:8], np.arange(8) % 10
+    evaluation = Evaluation(x, y, {"lin": linear_classifier}, [stochastic], verbose=False)
+    row = evaluation.end_to_end(make_attack("fgsm", eps=0.1), "lin", gradient="bpda", eot_samples=3)
+    assert row.params["eot_samples"] == 3 and row.params["gradient"] == "bpda"
+    assert calls.count("bpda") % 3 == 0 and calls.count("bpda") >= 3  # three draws per gradient
