@@ -183,3 +183,12 @@ def test_backup_and_restore_resumes_an_interrupted_fit(tmp_path, fmnist_images):
     assert int(resumed.decoder_soft_optimizer.iterations.numpy()) == 4
     for a, b in zip(resumed.get_weights(), straight.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)  # float noise only
+
+
+def test_celeb_a_architecture_purifies_64x64x3_faces():
+    model = LQVAE.from_preset("celeb_a", width=0.125, latent_dim=16)
+    faces = np.random.default_rng(0).uniform(0, 1, (3, 64, 64, 3)).astype(np.float32)
+    purified = model.purify(faces)
+    assert purified.shape == (3, 64, 64, 3) and model.codes(faces).shape == (3, 16)
+    with pytest.raises(ValueError, match="expected float images of shape \\(batch, 64, 64, 3\\)"):
+        model.purify(faces[..., :1])
