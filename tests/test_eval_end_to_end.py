@@ -86,9 +86,11 @@ def test_eval_command_writes_tables_figures_and_resumes_from_cache(trained, tmp_
     assert "| fgsm | P/Q | 40 |" in table and "eps=0.15" in table
     saved = json.loads((out / "results.json").read_text())
     assert len(saved["rows"]) == 2 + 2 + 2 and saved["meta"]["n"] == 40 and saved["meta"]["seed"] == 0
-    assert len((out / "results.csv").read_text().splitlines()) == 1 + 6 * 3
+    assert len((out / "results.csv").read_text().splitlines()) == 1 + 6 * 4
     for figure in ("tsne_latent.png", "bit_flips.png", "accuracy_vs_eps.png"):
         assert (out / figure).read_bytes()[:4] == b"\x89PNG"
+    curve = json.loads((out / "accuracy_vs_eps.json").read_text())
+    assert curve["eps"] == [0.1, 0.3] and len(curve["accuracy"]["lq-vae"]) == 2
     cached = sorted(p.name for p in (out / "cache").iterdir())
     assert cached
     assert main(args) == 0  # a second run takes every adversarial batch from the cache

@@ -120,13 +120,12 @@ def test_table_numbers_are_computed_from_predictions(tmp_path):
     low, high = Accuracy(5, 10).interval
     assert (round(low, 1), round(high, 1)) == (23.7, 76.3)  # Wilson interval, 5 of 10
     table = markdown([row])
-    assert (
-        "| shift | L | 10 | 100.00 [72.2, 100.0] | 50.00 [23.7, 76.3] | 70.00 [39.7, 89.2] | 1.40 / 0.05 | step=0.1 |"
-        in table
-    )
-    assert "| **average** |  |  | 100.00 | 50.00 | 70.00 |  |  |" in table
+    clean, attacked = "| 100.00 [72.2, 100.0] | 100.00 [72.2, 100.0] |", " 50.00 [23.7, 76.3] | 70.00 [39.7, 89.2] |"
+    assert "| shift | L | 10 " + clean + attacked + " 1.40 / 0.05 | step=0.1 |" in table
+    assert "| **average** |  |  | 100.00 | 100.00 | 50.00 | 70.00 |  |  |" in table
     lines = csv_text([row]).splitlines()
-    assert lines[2].startswith("white-box,shift,L,L,no defense,50.00,23.66,76.34,5,10")
+    assert lines[2].startswith("white-box,shift,L,L,undo (no attack),100.00,")
+    assert lines[3].startswith("white-box,shift,L,L,no defense,50.00,23.66,76.34,5,10")
     paths = write_reports([row], str(tmp_path / "out"), meta={"dataset": "crafted"})
     saved = json.loads(open(paths["json"]).read())
     assert saved["rows"][0]["defended"]["undo"]["correct"] == 7 and saved["meta"]["dataset"] == "crafted"

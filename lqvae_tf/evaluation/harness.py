@@ -46,6 +46,7 @@ class Row:
     no_attack: Accuracy
     no_defense: Accuracy
     defended: dict[str, Accuracy]
+    clean_defended: dict[str, Accuracy] = dataclasses.field(default_factory=dict)
     distortion: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
@@ -62,6 +63,7 @@ class Row:
             "n": self.n,
             "no_attack": self.no_attack.to_dict(),
             "no_defense": self.no_defense.to_dict(),
+            "clean_defended": {name: acc.to_dict() for name, acc in self.clean_defended.items()},
             "distortion": self.distortion,
             "defended": {name: acc.to_dict() for name, acc in self.defended.items()},
         }
@@ -126,7 +128,7 @@ class Evaluation:
         self.batch_size = batch_size
         self.verbose = verbose
         self._sample_key = fingerprint(self.images, self.labels)
-        self._purified: dict[tuple[str, str], np.ndarray] = {}
+        self._clean: dict[tuple[str, str], Accuracy] = {}
 
     # ------------------------------------------------------------------ building blocks
     def predict(self, classifier: keras.Model, images: np.ndarray) -> np.ndarray:
@@ -143,6 +145,13 @@ class Evaluation:
         if defense is not None:
             images = defense.purify(images)
         return accuracy_of(self.predict(classifier, images), self.labels)
+
+    def clean_accuracy(self, classifier_name: str, defense: Defense | None = None) -> Accuracy:
+        """Accuracy on the clean sample, alone or behind `defense` (computed once per pair)."""
+        key = (classifier_name, defense.name if defense else "")
+        if key not in self._clean:
+            self._clean[key] = self.accuracy(self.classifiers[classifier_name], self.images, defense)
+        return self._clean[key]
 
     def craft(self, attack, model_fn: Callable, key: str, description: str) -> np.ndarray:
         """Adversarials of the whole sample against `model_fn`, batch by batch.
@@ -177,9 +186,10 @@ class Evaluation:
             dict(attack.params),
             classifier_name,
             source,
-            self.accuracy(classifier, self.images),
+            self.clean_accuracy(classifier_name),
             self.accuracy(classifier, adversarial),
             defended,
+            {d.name: self.clean_accuracy(classifier_name, d) for d in self.defenses},
             distortion(self.images, adversarial),
         )
 

@@ -30,6 +30,10 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
 
+def _mean_or_blank(values: Sequence[float]) -> str:
+    return f"{_mean(values):.2f}" if values else ""
+
+
 def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | None = None) -> str:
     """Markdown tables, one per setting, each cell `accuracy [95% CI]`, with an average row.
 
@@ -48,6 +52,7 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
             "classifier",
             "n",
             "no attack",
+            *[f"{d} (no attack)" for d in defenses],
             "no defense",
             *defenses,
             "mean L2 / L-inf",
@@ -61,6 +66,7 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
                 label,
                 str(row.n),
                 str(row.no_attack),
+                *[str(row.clean_defended[d]) if d in row.clean_defended else "" for d in defenses],
                 str(row.no_defense),
                 *[str(row.defended[d]) for d in defenses],
                 _distortion(row.distortion),
@@ -73,7 +79,9 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
                     "paper",
                     label,
                     "",
-                    *[f"{reference.get(c, '')}" for c in ("no attack", "no defense", *defenses)],
+                    str(reference.get("no attack", "")),
+                    *["" for _ in defenses],
+                    *[f"{reference.get(c, '')}" for c in ("no defense", *defenses)],
                     "",
                     "",
                 ]
@@ -83,6 +91,7 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
             "",
             "",
             f"{_mean([r.no_attack.percent for r in chosen]):.2f}",
+            *[_mean_or_blank([r.clean_defended[d].percent for r in chosen if d in r.clean_defended]) for d in defenses],
             f"{_mean([r.no_defense.percent for r in chosen]):.2f}",
             *[f"{_mean([r.defended[d].percent for r in chosen]):.2f}" for d in defenses],
             "",
@@ -116,7 +125,12 @@ def csv_text(rows: Sequence[Row]) -> str:
         ]
     )
     for row in rows:
-        columns = {"no attack": row.no_attack, "no defense": row.no_defense, **row.defended}
+        columns = {
+            "no attack": row.no_attack,
+            **{f"{d} (no attack)": a for d, a in row.clean_defended.items()},
+            "no defense": row.no_defense,
+            **row.defended,
+        }
         for column, acc in columns.items():
             low, high = acc.interval
             writer.writerow(

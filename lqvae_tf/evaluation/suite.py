@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import os
 from collections.abc import Mapping, Sequence
 
 import keras
 import numpy as np
 
+from lqvae_tf.atomic import write_text
 from lqvae_tf.data import load
 from lqvae_tf.defenses import LQVAEDefense
 from lqvae_tf.evaluation.figures import (
@@ -205,5 +207,9 @@ def _figures(evaluation, defense, attacks, parsed, names, out_dir, eps_grid) -> 
             os.path.join(out_dir, "accuracy_vs_eps.png"),
             xlabel="FGSM eps (L-inf, pixels in [0, 1])",
             title=f"FGSM on {names[0]}: accuracy against eps",
+        )
+        paths["accuracy_vs_eps_data"] = write_text(
+            os.path.join(out_dir, "accuracy_vs_eps.json"),
+            json.dumps({"attack": "fgsm", "classifier": names[0], "eps": list(eps_grid), "accuracy": curves}, indent=2),
         )
     return paths
