@@ -1,0 +1,170 @@
+"""The robustness gate: a TFX component that blesses a purifier only if it measurably defends.
+
+TFX's Evaluator gates on clean metrics; a defense must also be judged under attack. The gate
+runs an attack suite through purifier + classifier on the eval split with the library's
+`Evaluation` harness, writes the accuracies to its `evaluation` artifact (`robustness.json`)
+and, as custom properties, into the metadata store on both outputs, and sets the `blessing`
+artifact's `blessed` property to 1 only if every threshold is met. The Pusher sits under
+`tfx.dsl.Cond` on that property, as behind TFX's Evaluator.
+
+The suite is JSON (a component parameter must be a primitive), a list of checks:
+
+    [{"attack": "fgsm", "params": {"eps": 0.1}, "min_accuracy": 50.0},
+     {"attack": "bpda-pgd", "params": {"eps": 0.1, "nb_iter": 10}, "min_accuracy": 30.0}]
+
+`attack` is an `lqvae eval` spec (`NAME`: white-box on the classifier; `bpda-NAME`,
+`identity-NAME`, `naive-NAME`: end to end on purifier + classifier), `params` override the
+attack's defaults, and `min_accuracy` is the lowest acceptable accuracy, in percent, of the
+classifier behind the purifier on the adversarial images.
+"""
+
+# No `from __future__ import annotations`: TFX reads the component signatures' annotations as types.
+import json
+import os
+
+import keras
+import numpy as np
+from tfx import v1 as tfx
+from tfx.types import artifact_utils
+from tfx.utils import path_utils
+
+from lqvae_tf.attacks import make_attack
+from lqvae_tf.defenses import LQVAEDefense
+from lqvae_tf.evaluation import Evaluation, Row, write_reports
+from lqvae_tf.evaluation.suite import AttackSpec
+from lqvae_tf.pipeline_components.records import read_arrays
+
+PURIFIER_FILE = "purifier.keras"
+CLASSIFIER_FILE = "classifier.keras"
+CLASSIFIER_NAME = "gate"
+REPORT_FILE = "robustness.json"
+DEFENSE_NAME = "lq-vae"
+CLASSIFIER_VALUE_RANGE = (0.0, 1.0)
+BLESSED, NOT_BLESSED = 1, 0
+
+
+def parse_suite(suite_json: str) -> list[dict]:
+    """The checks of an attack suite, validated (attack names and parameters included).
+
+    Raises:
+        ValueError: not a non-empty list of checks, a check without `attack` or `min_accuracy`,
+            an unknown setting, attack or parameter.
+    """
+    checks = json.loads(suite_json)
+    if not isinstance(checks, list) or not checks:
+        raise ValueError(f"the attack suite must be a non-empty JSON list of checks, got {suite_json!r}")
+    for check in checks:
+        if not isinstance(check, dict) or not {"attack", "min_accuracy"} <= set(check):
+            raise ValueError(f"each check needs 'attack' and 'min_accuracy', got {check!r}")
+        spec = AttackSpec.parse(check["attack"])
+        if spec.setting == "black-box":
+            raise ValueError(f"the gate runs white-box and end-to-end attacks, not {check['attack']!r}")
+        make_attack(spec.attack, **check.get("params", {}))
+    return checks
+
+
+def property_name(check: dict) -> str:
+    """The MLMD custom property under which a check's defended accuracy is recorded."""
+    return f"accuracy_{check['attack']}"
+
+
+def measure(
+    purifier: keras.Model,
+    classifier: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    checks: list[dict],
+    min_clean_accuracy: float,
+    batch_size: int,
+) -> tuple[dict, list[Row]]:
+    """Runs the suite; returns the report (every accuracy, each check's verdict, `blessed`) and its table rows."""
+    defense = LQVAEDefense(purifier, name=DEFENSE_NAME, value_range=CLASSIFIER_VALUE_RANGE)
+    evaluation = Evaluation(
+        images, labels, {CLASSIFIER_NAME: classifier}, [defense], batch_size=batch_size, verbose=False
+    )
+    clean = evaluation.accuracy(classifier, images, defense)
+    results = [
+        {
+            "check": "clean",
+            "attack": "none",
+            "min_accuracy": min_clean_accuracy,
+            "accuracy": clean.to_dict(),
+            "passed": clean.percent >= min_clean_accuracy,
+        }
+    ]
+    rows = []
+    for check in checks:
+        spec = AttackSpec.parse(check["attack"])
+        attack = make_attack(spec.attack, **check.get("params", {}))
+        if spec.setting == "white-box":
+            row = evaluation.white_box(attack, CLASSIFIER_NAME)
+        else:
+            row = evaluation.end_to_end(attack, CLASSIFIER_NAME, gradient=spec.how)
+        rows.append(row)
+        defended = row.defended[DEFENSE_NAME]
+        results.append(
+            {
+                "check": property_name(check),
+                "attack": check["attack"],
+                "min_accuracy": float(check["min_accuracy"]),
+                "accuracy": defended.to_dict(),
+                "passed": defended.percent >= float(check["min_accuracy"]),
+                "row": row.to_dict(),
+            }
+        )
+    report = {"n": int(len(images)), "blessed": all(r["passed"] for r in results), "checks": results}
+    return report, rows
+
+
+@tfx.dsl.components.component
+def RobustnessGate(
+    model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
+    examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
+    evaluation: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
+    blessing: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.ModelBlessing],
+    attack_suite: tfx.dsl.components.Parameter[str],
+    min_clean_accuracy: tfx.dsl.components.Parameter[float] = 0.0,
+    num_examples: tfx.dsl.components.Parameter[int] = 1000,
+    split: tfx.dsl.components.Parameter[str] = "eval",
+    batch_size: tfx.dsl.components.Parameter[int] = 250,
+) -> None:
+    """Attacks purifier + classifier on `split` and blesses the model only if every threshold is met.
+
+    Args:
+        model: the Trainer's model (`Format-Serving/` holds `purifier.keras` and `classifier.keras`).
+        examples: the examples; the first `num_examples` of `split` are attacked.
+        evaluation: output; `robustness.json` holds every accuracy with its interval and each
+            check's verdict, `results.md` (and `.csv`, `.json`) the harness's tables.
+        blessing: output; custom property `blessed` is 1 or 0, and a `BLESSED` or `NOT_BLESSED` file.
+        attack_suite: the checks, as JSON (see the module docstring).
+        min_clean_accuracy: the lowest acceptable accuracy, in percent, on clean purified images.
+        num_examples: how many eval images the attacks run on.
+        split: the split of `examples` to attack.
+        batch_size: images per attack call.
+    """
+    checks = parse_suite(attack_suite)
+    serving_dir = path_utils.serving_model_dir(model.uri)
+    purifier = keras.models.load_model(os.path.join(serving_dir, PURIFIER_FILE))
+    classifier = keras.models.load_model(os.path.join(serving_dir, CLASSIFIER_FILE))
+    split_uri = artifact_utils.get_split_uri([examples], split)
+    images, labels = read_arrays([os.path.join(split_uri, "*")], purifier.config.image_shape, limit=num_examples)
+    images = images.astype(np.float32) / 255.0
+
+    report, rows = measure(purifier, classifier, images, labels, checks, min_clean_accuracy, batch_size)
+    os.makedirs(evaluation.uri, exist_ok=True)
+    with open(os.path.join(evaluation.uri, REPORT_FILE), "w", encoding="utf-8") as handle:
+        json.dump(report, handle, indent=2)
+    # The evaluation harness's own tables too (results.md / .csv / .json), as `lqvae eval` writes them.
+    write_reports(rows, evaluation.uri, meta={"split": split, "n": report["n"], "model": model.uri})
+
+    verdict = BLESSED if report["blessed"] else NOT_BLESSED
+    for artifact in (evaluation, blessing):
+        for result in report["checks"]:
+            artifact.set_float_custom_property(result["check"], result["accuracy"]["accuracy"])
+        artifact.set_int_custom_property("num_examples", report["n"])
+        artifact.set_int_custom_property("blessed", verdict)
+    blessing.set_string_custom_property("current_model", model.uri)
+    blessing.set_int_custom_property("current_model_id", model.id)
+    os.makedirs(blessing.uri, exist_ok=True)
+    with open(os.path.join(blessing.uri, "BLESSED" if verdict else "NOT_BLESSED"), "w", encoding="utf-8"):
+        pass

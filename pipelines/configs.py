@@ -1,0 +1,186 @@
+"""The pipeline's configuration, in one place: the default run and the small test run side by side.
+
+Like `official/vision/configs`: one typed dataclass with defaults, one factory per named
+configuration (`default_config()`, `small_test_config(...)`), `validate()` rejecting impossible settings, and
+`to_json()` so the resolved configuration can be kept beside a run. The runners turn a
+`PipelineConfig` into `create_pipeline(...)`'s arguments; `create_pipeline` itself takes plain
+arguments only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from lqvae_tf.config import PRESETS
+from lqvae_tf.data import DEBIAN_FASHION_MNIST
+
+PIPELINE_NAME = "lqvae"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAINER_MODULE_FILE = os.path.join(REPO_ROOT, "pipelines", "models", "trainer_module.py")
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackCheck:
+    """One check of the robustness gate: an attack and the accuracy the defended classifier must keep.
+
+    Args:
+        attack: an `lqvae eval` spec: `NAME` (white-box on the classifier) or `bpda-NAME`,
+            `identity-NAME`, `naive-NAME` (end to end on purifier + classifier).
+        min_accuracy: the lowest acceptable accuracy, in percent, behind the purifier.
+        params: the attack's parameters over its defaults (see `lqvae_tf.attacks`).
+    """
+
+    attack: str
+    min_accuracy: float
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"attack": self.attack, "min_accuracy": self.min_accuracy, "params": dict(self.params)}
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Every setting of a pipeline run.
+
+    Args:
+        pipeline_name: the TFX pipeline's name (and its metadata's).
+        output_root: the run's folder: `tfx/` (pipeline root), `metadata.db`, `data/` (the
+            TFRecords ingested) and `serving/` (the TF Serving models) unless set apart below.
+        idx_dir: the Fashion-MNIST IDX files.
+        train_limit / eval_limit: ingest the first N train / test images only (None: all).
+        purifier_preset: the `LQVAEConfig` preset the purifier starts from.
+        purifier_overrides: `LQVAEConfig` fields over the preset (epochs, width, latent_dim...).
+        classifier_name: the Defense-GAN classifier ("A".."E") the gate attacks.
+        classifier_epochs / classifier_batch_size / classifier_learning_rate: its training.
+        gate_examples: eval images the gate attacks.
+        gate_batch_size: images per attack call.
+        min_clean_accuracy: accuracy (percent) the classifier must keep on clean purified images.
+        attack_suite: the gate's checks; all must pass for the model to be pushed.
+        serving_model_name: the name the purifier is served under (`/v1/models/<name>`).
+        serving_dir: the TF Serving base folder (default `<output_root>/serving`).
+        beam_pipeline_args: Beam options for the data components (DirectRunner by default).
+    """
+
+    pipeline_name: str = PIPELINE_NAME
+    output_root: str = os.path.join(REPO_ROOT, "runs", "pipeline")
+    idx_dir: str = DEBIAN_FASHION_MNIST
+    train_limit: int | None = None
+    eval_limit: int | None = None
+    purifier_preset: str = "fashion_mnist"
+    purifier_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    classifier_name: str = "A"
+    classifier_epochs: int = 2
+    classifier_batch_size: int = 128
+    classifier_learning_rate: float = 1e-3
+    gate_examples: int = 1000
+    gate_batch_size: int = 250
+    min_clean_accuracy: float = 0.0
+    attack_suite: tuple[AttackCheck, ...] = ()
+    serving_model_name: str = "lqvae"
+    serving_dir: str | None = None
+    beam_pipeline_args: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Rejects settings no run could honour."""
+        if self.purifier_preset not in PRESETS:
+            raise ValueError(f"unknown purifier preset {self.purifier_preset!r}; choose one of {sorted(PRESETS)}")
+        for name in ("train_limit", "eval_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be positive or None, got {value}")
+        if self.eval_limit is not None and self.gate_examples > self.eval_limit:
+            raise ValueError(f"gate_examples ({self.gate_examples}) exceeds the eval split ({self.eval_limit})")
+        if self.gate_examples < 1 or self.classifier_epochs < 1:
+            raise ValueError("gate_examples and classifier_epochs must be positive")
+        if not self.attack_suite:
+            raise ValueError("the attack suite is empty: the gate would bless a defense never attacked")
+        thresholds = [self.min_clean_accuracy] + [check.min_accuracy for check in self.attack_suite]
+        if any(not 0.0 <= value <= 100.0 for value in thresholds):
+            raise ValueError(f"accuracy thresholds are percentages in [0, 100], got {thresholds}")
+
+    def replace(self, **changes: Any) -> PipelineConfig:
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.output_root, "tfx")
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.output_root, "metadata.db")
+
+    @property
+    def data_root(self) -> str:
+        return os.path.join(self.output_root, "data")
+
+    @property
+    def serving_base_dir(self) -> str:
+        return self.serving_dir or os.path.join(self.output_root, "serving")
+
+    @property
+    def purifier_settings(self) -> dict[str, Any]:
+        """The Trainer's `custom_config["purifier"]`."""
+        return {"preset": self.purifier_preset, "overrides": dict(self.purifier_overrides)}
+
+    @property
+    def classifier_settings(self) -> dict[str, Any]:
+        """The Trainer's `custom_config["classifier"]`."""
+        return {
+            "name": self.classifier_name,
+            "epochs": self.classifier_epochs,
+            "batch_size": self.classifier_batch_size,
+            "learning_rate": self.classifier_learning_rate,
+        }
+
+    @property
+    def attack_suite_json(self) -> str:
+        """The gate's `attack_suite` parameter."""
+        return json.dumps([check.to_dict() for check in self.attack_suite], sort_keys=True)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+# -------------------------------------------------------------------- the named configurations
+# Attack strengths of the gate: eps 0.1 (L-inf, [0, 1] pixels) is a common Fashion-MNIST budget;
+# BPDA-PGD with 10 steps of 0.02 keeps the end-to-end attack to a few minutes on 2 CPU cores.
+DEFAULT_ATTACK_SUITE = (
+    AttackCheck("fgsm", min_accuracy=50.0, params={"eps": 0.1}),
+    AttackCheck("bpda-pgd", min_accuracy=20.0, params={"eps": 0.1, "eps_iter": 0.02, "nb_iter": 10}),
+)
+
+
+def default_config() -> PipelineConfig:
+    """`make run`: the full Fashion-MNIST, the `fashion_mnist` preset (5 epochs), a 1000-image gate."""
+    return PipelineConfig(attack_suite=DEFAULT_ATTACK_SUITE, min_clean_accuracy=60.0)
+
+
+def small_test_config(output_root: str, **changes: Any) -> PipelineConfig:
+    """The end-to-end tests: 256 train / 128 eval images, one epoch of a 1/8-width model, a 64-image gate.
+
+    Thresholds are 0 (always met); tests raise them to make the gate refuse.
+    """
+    settings = dict(
+        output_root=output_root,
+        train_limit=256,
+        eval_limit=128,
+        purifier_overrides={"width": 0.125, "latent_dim": 16, "batch_size": 32, "epochs": 1, "learning_rate": 1e-3},
+        classifier_epochs=1,
+        classifier_batch_size=32,
+        gate_examples=64,
+        gate_batch_size=64,
+        min_clean_accuracy=0.0,
+        attack_suite=(
+            AttackCheck("fgsm", min_accuracy=0.0, params={"eps": 0.1}),
+            AttackCheck("bpda-pgd", min_accuracy=0.0, params={"eps": 0.1, "eps_iter": 0.05, "nb_iter": 2}),
+        ),
+    )
+    settings.update(changes)
+    return PipelineConfig(**settings)

@@ -1,0 +1,94 @@
+"""Runs the pipeline on this machine: LocalDagRunner, an SQLite metadata store, Beam's DirectRunner.
+
+    python -m pipelines.local_runner                    # the default configuration (configs.default_config)
+    python -m pipelines.local_runner --output runs/pipeline --train-limit 2000 --epochs 1
+
+The TFX CLI runs this file as a script too (`tfx pipeline create --engine local
+--pipeline_path pipelines/local_runner.py`, then `tfx run create --engine local --pipeline_name
+lqvae`): it intercepts `LocalDagRunner().run` to record the pipeline, and passes no arguments,
+so the run folder then comes from $LQVAE_PIPELINE_OUTPUT (default runs/pipeline). A second
+run with nothing changed reuses every cached component output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+if not __package__:  # run as a file (the TFX CLI does): make the repository's `pipelines` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import logging  # noqa: E402
+from tfx import v1 as tfx  # noqa: E402
+
+from lqvae_tf.pipeline_components.records import write_fashion_mnist_records  # noqa: E402
+from pipelines import configs  # noqa: E402
+from pipelines.pipeline import create_pipeline  # noqa: E402
+
+# The run folder when none is given on the command line (the TFX CLI passes no arguments).
+OUTPUT_ENV = "LQVAE_PIPELINE_OUTPUT"
+
+
+def build(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
+    """Writes the input TFRecords (once) and returns the pipeline for `config`, with SQLite metadata."""
+    write_fashion_mnist_records(config.idx_dir, config.data_root, config.train_limit, config.eval_limit)
+    os.makedirs(config.output_root, exist_ok=True)
+    with open(os.path.join(config.output_root, "pipeline_config.json"), "w", encoding="utf-8") as handle:
+        handle.write(config.to_json())
+    return create_pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        data_root=config.data_root,
+        trainer_module_file=configs.TRAINER_MODULE_FILE,
+        purifier_settings=config.purifier_settings,
+        classifier_settings=config.classifier_settings,
+        attack_suite_json=config.attack_suite_json,
+        min_clean_accuracy=config.min_clean_accuracy,
+        gate_examples=config.gate_examples,
+        gate_batch_size=config.gate_batch_size,
+        serving_base_dir=config.serving_base_dir,
+        serving_model_name=config.serving_model_name,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path),
+        beam_pipeline_args=config.beam_pipeline_args,
+    )
+
+
+def run(config: configs.PipelineConfig) -> None:
+    """Runs the pipeline for `config` to completion with LocalDagRunner."""
+    tfx.orchestration.LocalDagRunner().run(build(config))
+
+
+def _parse(argv: list[str]) -> configs.PipelineConfig:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", help=f"the run folder (default ${OUTPUT_ENV}, else runs/pipeline)")
+    parser.add_argument("--train-limit", type=int, help="ingest the first N training images only")
+    parser.add_argument("--eval-limit", type=int, help="ingest the first N test images only")
+    parser.add_argument("--epochs", type=int, help="purifier epochs (over the preset's)")
+    parser.add_argument("--gate-examples", type=int, help="eval images the robustness gate attacks")
+    parser.add_argument("--serving-dir", help="the TF Serving base folder (default <output>/serving)")
+    parser.add_argument(
+        "--beam-arg", action="append", default=None, help="a Beam pipeline option (repeatable), e.g. --runner=..."
+    )
+    args = parser.parse_args(argv)
+    config = configs.default_config()
+    output = args.output or os.environ.get(OUTPUT_ENV)
+    changes = {
+        "output_root": output and os.path.abspath(output),
+        "train_limit": args.train_limit,
+        "eval_limit": args.eval_limit,
+        "gate_examples": args.gate_examples,
+        "serving_dir": args.serving_dir and os.path.abspath(args.serving_dir),
+        "beam_pipeline_args": args.beam_arg and tuple(args.beam_arg),
+    }
+    if args.epochs is not None:
+        changes["purifier_overrides"] = {**config.purifier_overrides, "epochs": args.epochs}
+    return config.replace(**{key: value for key, value in changes.items() if value is not None})
+
+
+if __name__ == "__main__":
+    logging.set_verbosity(logging.INFO)
+    chosen = _parse(sys.argv[1:])
+    print(json.dumps({"output_root": chosen.output_root, "serving": chosen.serving_base_dir}))
+    run(chosen)

@@ -1,0 +1,1 @@
+"""Model code run by the pipeline's Trainer (`trainer_module.run_fn`)."""

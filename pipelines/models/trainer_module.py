@@ -1,0 +1,123 @@
+"""The pipeline's Trainer module: `run_fn(fn_args)` trains the LQ-VAE purifier and the gate's classifier.
+
+TFX's generic Trainer imports this file by path and calls `run_fn`; it uses the library only
+(nothing of `pipelines/`), as TFX's penguin example keeps `penguin_utils_keras.py` apart from
+the pipeline. Everything it needs comes in `fn_args.custom_config`:
+
+    purifier          LQVAEConfig fields over the named preset ({"preset": ..., "overrides": {...}})
+    classifier        {"name": "A".."E", "epochs": int, "batch_size": int, "learning_rate": float}
+
+It writes into `fn_args.serving_model_dir` (what the gate and the pusher read):
+
+    purifier.keras    the trained LQVAE
+    classifier.keras  the classifier the robustness gate attacks
+    config.json       the resolved LQVAEConfig
+    history.json      per-epoch metrics of both fits
+
+and TensorBoard logs into `fn_args.model_run_dir` (`purifier/` and `classifier/`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from lqvae_tf import LQVAE, preset
+from lqvae_tf.atomic import atomic_path, write_text
+from lqvae_tf.classifiers import DATASET_SHAPES, build_classifier
+from lqvae_tf.data import batched
+from lqvae_tf.data.datasets import scale_pixels
+from lqvae_tf.pipeline_components.records import read_arrays
+from lqvae_tf.training.callbacks import PurifiedImages, SharpnessSchedule
+
+PURIFIER_FILE = "purifier.keras"
+CLASSIFIER_FILE = "classifier.keras"
+CLASSIFIER_VALUE_RANGE = (0.0, 1.0)  # the library's classifiers take [0, 1] pixels
+GRID_IMAGES = 10  # eval images in the TensorBoard input-vs-purified summaries
+
+
+def _dataset(images: np.ndarray, labels: np.ndarray, value_range) -> tf.data.Dataset:
+    scaled = scale_pixels(images.astype(np.float32), value_range)
+    return tf.data.Dataset.from_tensor_slices((scaled, labels))
+
+
+def _save(model: keras.Model, path: str) -> None:
+    with atomic_path(path) as temporary:
+        model.save(temporary)
+
+
+def train_purifier(settings: dict, train, evaluation, log_dir: str) -> tuple[LQVAE, dict]:
+    """Fits an LQVAE on the train split (validation on the eval split), TensorBoard in `log_dir`."""
+    config = preset(settings["preset"]).replace(**settings.get("overrides", {}))
+    keras.utils.set_random_seed(config.seed)
+    train_set = _dataset(*train, config.value_range)
+    eval_set = _dataset(*evaluation, config.value_range)
+    grid = np.stack([image for image, _ in eval_set.take(GRID_IMAGES).as_numpy_iterator()])
+    model = LQVAE(config)
+    model.compile()
+    callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir), PurifiedImages(grid, log_dir)]
+    if config.soft_sharpness_final is not None:
+        callbacks.insert(0, SharpnessSchedule(config.soft_sharpness_final, config.epochs))
+    history = model.fit(
+        batched(train_set, config.batch_size, shuffle=True, seed=config.seed),
+        validation_data=batched(eval_set, config.batch_size),
+        epochs=config.epochs,
+        callbacks=callbacks,
+        verbose=2,
+    )
+    return model, history.history
+
+
+def train_classifier(settings: dict, train, evaluation, log_dir: str, seed: int) -> tuple[keras.Model, dict]:
+    """Fits the Defense-GAN classifier the robustness gate attacks, TensorBoard in `log_dir`."""
+    image_shape, num_classes = DATASET_SHAPES["fashion_mnist"]
+    keras.utils.set_random_seed(seed)
+    model = build_classifier(settings["name"], image_shape, num_classes)
+    model.compile(
+        optimizer=keras.optimizers.Adam(settings["learning_rate"]),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    history = model.fit(
+        batched(_dataset(*train, CLASSIFIER_VALUE_RANGE), settings["batch_size"], shuffle=True, seed=seed),
+        validation_data=batched(_dataset(*evaluation, CLASSIFIER_VALUE_RANGE), settings["batch_size"]),
+        epochs=settings["epochs"],
+        callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir)],
+        verbose=2,
+    )
+    return model, history.history
+
+
+def run_fn(fn_args) -> None:
+    """TFX Trainer entry point: trains both models and saves them into `fn_args.serving_model_dir`."""
+    custom = fn_args.custom_config or {}
+    purifier_settings, classifier_settings = custom["purifier"], custom["classifier"]
+    image_shape = preset(purifier_settings["preset"]).replace(**purifier_settings.get("overrides", {})).image_shape
+    train = read_arrays(fn_args.train_files, image_shape)
+    evaluation = read_arrays(fn_args.eval_files, image_shape)
+
+    purifier, purifier_history = train_purifier(
+        purifier_settings, train, evaluation, os.path.join(fn_args.model_run_dir, "purifier")
+    )
+    classifier, classifier_history = train_classifier(
+        classifier_settings,
+        train,
+        evaluation,
+        os.path.join(fn_args.model_run_dir, "classifier"),
+        seed=purifier.config.seed,
+    )
+
+    out = fn_args.serving_model_dir
+    os.makedirs(out, exist_ok=True)
+    _save(purifier, os.path.join(out, PURIFIER_FILE))
+    _save(classifier, os.path.join(out, CLASSIFIER_FILE))
+    write_text(os.path.join(out, "config.json"), purifier.config.to_json())
+    history = {
+        "purifier": {name: [float(v) for v in values] for name, values in purifier_history.items()},
+        "classifier": {name: [float(v) for v in values] for name, values in classifier_history.items()},
+    }
+    write_text(os.path.join(out, "history.json"), json.dumps(history, indent=2))

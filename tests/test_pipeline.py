@@ -1,0 +1,216 @@
+"""The TFX pipeline end to end (LocalDagRunner, SQLite metadata, DirectRunner) on a small slice.
+
+One pipeline root is shared by two runs, as TFX's penguin e2e test re-runs its pipeline: first
+with a gate threshold no model can meet (nothing may be pushed), then with thresholds met (the
+Trainer and the data components come from the cache; the gate re-runs and the pusher writes
+version 1, which the embedded server then serves). A third, separate run ingests a mis-shaped
+eval file and must stop at ExampleValidator with an anomaly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+MODEL_NAME = "lqvae"
+
+
+@pytest.fixture(scope="module")
+def pipelines_api():
+    """The pipeline modules (importing TFX takes most of a minute on a busy 2-core machine)."""
+    from pipelines import configs, local_runner, pipeline
+
+    return configs, local_runner, pipeline
+
+
+def _store(config):
+    from ml_metadata.metadata_store import metadata_store
+    from tfx import v1 as tfx
+
+    return metadata_store.MetadataStore(
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    )
+
+
+def _versions(config) -> list[str]:
+    folder = os.path.join(config.serving_base_dir, MODEL_NAME)
+    return sorted(name for name in os.listdir(folder) if name.isdigit()) if os.path.isdir(folder) else []
+
+
+def _node_id(store, execution) -> str:
+    """The pipeline node (component id) an execution ran for."""
+    contexts = store.get_contexts_by_execution(execution.id)
+    names = [c.name for c in contexts if store.get_context_types_by_id([c.type_id])[0].name == "node"]
+    return names[0].rsplit(".", 1)[-1] if names else ""
+
+
+@pytest.fixture(scope="module")
+def refused_run(pipelines_api, tmp_path_factory):
+    """A run whose gate demands 100% accuracy under FGSM: the model must not be pushed."""
+    configs, local_runner, _ = pipelines_api
+    root = str(tmp_path_factory.mktemp("pipeline"))
+    strict = configs.small_test_config(root)
+    impossible = (configs.AttackCheck("fgsm", min_accuracy=100.0, params={"eps": 0.3}),) + strict.attack_suite[1:]
+    config = strict.replace(attack_suite=impossible, min_clean_accuracy=100.0)
+    local_runner.run(config)
+    return config, _versions(config)
+
+
+@pytest.fixture(scope="module")
+def pushed_run(pipelines_api, refused_run):
+    """The same pipeline root re-run with thresholds that are met: version 1 is pushed."""
+    configs, local_runner, _ = pipelines_api
+    config = configs.small_test_config(refused_run[0].output_root)
+    local_runner.run(config)
+    return config
+
+
+def test_every_component_leaves_its_artifacts(pipelines_api, pushed_run):
+    _, _, pipeline = pipelines_api
+    store = _store(pushed_run)
+    for type_name in (
+        "Examples",
+        "ExampleStatistics",
+        "Schema",
+        "ExampleAnomalies",
+        "lqvae.DataBlessing",
+        "Model",
+        "ModelRun",
+        "ModelEvaluation",
+        "ModelBlessing",
+        "PushedModel",
+    ):
+        artifacts = store.get_artifacts_by_type(type_name)
+        assert artifacts, f"no {type_name} artifact in the metadata store"
+        for artifact in artifacts:
+            assert os.path.exists(artifact.uri) and os.listdir(artifact.uri), f"{type_name} at {artifact.uri} is empty"
+    for component_id in pipeline.COMPONENT_IDS:
+        assert os.path.isdir(os.path.join(pushed_run.pipeline_root, component_id)), component_id
+    serving = os.path.join(pushed_run.pipeline_root, "Trainer", "model")
+    (model_dir,) = os.listdir(serving)
+    assert {"purifier.keras", "classifier.keras", "config.json"} <= set(
+        os.listdir(os.path.join(serving, model_dir, "Format-Serving"))
+    )
+    (run_dir,) = os.listdir(os.path.join(pushed_run.pipeline_root, "Trainer", "model_run"))
+    logs = os.path.join(pushed_run.pipeline_root, "Trainer", "model_run", run_dir)
+    assert any("tfevents" in name for _, _, files in os.walk(logs) for name in files), "no TensorBoard logs"
+
+
+def test_unmet_threshold_is_not_blessed_and_leaves_the_serving_folder_untouched(refused_run, pushed_run):
+    config, versions_after_refusal = refused_run
+    assert versions_after_refusal == []
+    blessings = sorted(_store(config).get_artifacts_by_type("ModelBlessing"), key=lambda a: a.id)
+    refused = blessings[0].custom_properties
+    assert refused["blessed"].int_value == 0
+    assert refused["accuracy_fgsm"].double_value < 100.0  # the measured accuracy is in MLMD
+    assert "accuracy_bpda-pgd" in refused and "clean" in refused
+
+
+def test_met_threshold_pushes_a_version_the_embedded_server_serves(pushed_run, fmnist_images):
+    from lqvae_tf.serving import RestClient
+    from lqvae_tf.serving.server import running_server
+
+    assert _versions(pushed_run) == ["1"]
+    (pushed,) = _store(pushed_run).get_artifacts_by_type("PushedModel")
+    assert pushed.custom_properties["pushed"].int_value == 1
+    assert pushed.custom_properties["pushed_version"].int_value == 1
+    with running_server(os.path.join(pushed_run.serving_base_dir, MODEL_NAME), MODEL_NAME) as url:
+        purified = RestClient(url, MODEL_NAME).predict(fmnist_images[:4])
+    assert purified.shape == (4, 28, 28, 1)
+    assert np.all((purified >= 0.0) & (purified <= 1.0))
+
+
+def test_gate_records_every_accuracy_in_its_artifact_and_metadata(pushed_run):
+    store = _store(pushed_run)
+    evaluation = max(store.get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
+    with open(os.path.join(evaluation.uri, "robustness.json"), encoding="utf-8") as handle:
+        report = json.load(handle)
+    assert report["blessed"] is True and report["n"] == pushed_run.gate_examples
+    assert os.path.isfile(os.path.join(evaluation.uri, "results.md"))
+    assert [check["check"] for check in report["checks"]] == ["clean", "accuracy_fgsm", "accuracy_bpda-pgd"]
+    for check in report["checks"]:
+        assert check["accuracy"]["n"] == pushed_run.gate_examples
+        assert evaluation.custom_properties[check["check"]].double_value == check["accuracy"]["accuracy"]
+    blessing = max(store.get_artifacts_by_type("ModelBlessing"), key=lambda a: a.id)
+    assert blessing.custom_properties["blessed"].int_value == 1
+
+
+def test_rerun_reuses_the_cached_trainer(pushed_run):
+    from ml_metadata.proto import metadata_store_pb2
+
+    store = _store(pushed_run)
+    trainer = [e for e in sorted(store.get_executions(), key=lambda e: e.id) if _node_id(store, e) == "Trainer"]
+    states = [e.last_known_state for e in trainer]
+    assert states == [metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED]
+
+
+def test_example_validator_reports_a_misshaped_input_and_training_never_starts(pipelines_api, tmp_path):
+    configs, local_runner, _ = pipelines_api
+    from lqvae_tf.data import DEBIAN_FASHION_MNIST, load_idx_arrays
+    from lqvae_tf.pipeline_components.records import RECORD_FILE, write_records
+
+    config = configs.small_test_config(str(tmp_path))
+    images, labels = load_idx_arrays(DEBIAN_FASHION_MNIST, "test")
+    # A corrupted eval file: a quarter of its images lost their last row (27x28 pixels).
+    count = config.eval_limit
+    broken = [image if i % 4 else image[:27] for i, image in enumerate(images[:count])]
+    write_records(os.path.join(config.data_root, "eval", RECORD_FILE), broken, labels[:count])
+
+    local_runner.run(config)
+
+    store = _store(config)
+    (anomalies,) = store.get_artifacts_by_type("ExampleAnomalies")
+    per_split = anomalies.custom_properties["blessed"].struct_value.fields  # ExampleValidator's own verdict
+    assert (per_split["train"].number_value, per_split["eval"].number_value) == (1, 0)
+    (data_blessing,) = store.get_artifacts_by_type("lqvae.DataBlessing")
+    assert data_blessing.custom_properties["blessed"].int_value == 0
+    assert data_blessing.custom_properties["anomalous_splits"].string_value == "eval"
+    with open(os.path.join(data_blessing.uri, "anomalies.json"), encoding="utf-8") as handle:
+        summary = json.load(handle)
+    assert summary["train"] == {}
+    assert "image" in summary["eval"], summary
+    assert store.get_artifacts_by_type("Model") == []  # the Trainer was skipped, not crashed
+    assert _versions(config) == []
+
+
+def test_kubeflow_v2_compile_names_every_component(pipelines_api, tmp_path):
+    pytest.importorskip("kfp.pipeline_spec", reason="compiling for Kubeflow v2 needs tfx[kfp] (kfp-pipeline-spec)")
+    configs, _, pipeline = pipelines_api
+    from pipelines import kubeflow_v2_runner
+
+    config = configs.default_config().replace(
+        output_root="gs://example-bucket/lqvae",
+        beam_pipeline_args=("--runner=DataflowRunner", "--project=example-project", "--region=europe-west4"),
+    )
+    path = kubeflow_v2_runner.compile_pipeline(config, str(tmp_path / "lqvae_pipeline.json"))
+    with open(path, encoding="utf-8") as handle:
+        spec = json.load(handle)["pipelineSpec"]
+    assert set(spec["root"]["dag"]["tasks"]) == set(pipeline.COMPONENT_IDS)
+    executors = json.dumps(spec["deploymentSpec"]["executors"]["StatisticsGen_executor"])
+    assert "--runner=DataflowRunner" in executors
+    conditions = {
+        name: task.get("triggerPolicy", {}).get("condition", "") for name, task in spec["root"]["dag"]["tasks"].items()
+    }
+    assert "DataGate.blessing" in conditions["Trainer"]
+    assert "RobustnessGate.blessing" in conditions["ServingPusher"]
+
+
+@pytest.mark.parametrize(
+    "suite, message",
+    [
+        ("[]", "non-empty JSON list"),
+        ('[{"attack": "fgsm"}]', "min_accuracy"),
+        ('[{"attack": "fgsm", "min_accuracy": 1, "params": {"steps": 3}}]', "no parameter steps"),
+        ('[{"attack": "transfer-fgsm", "min_accuracy": 1}]', "not 'transfer-fgsm'"),
+    ],
+)
+def test_gate_rejects_a_malformed_attack_suite(pipelines_api, suite, message):
+    from lqvae_tf.pipeline_components.gate import parse_suite
+
+    with pytest.raises(ValueError, match=message):
+        parse_suite(suite)

@@ -1,0 +1,35 @@
+"""The pipeline's configuration (`pipelines/configs.py`): the named configurations and what it rejects."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipelines import configs
+
+
+def test_default_and_small_test_configurations_sit_side_by_side(tmp_path):
+    default = configs.default_config()
+    small = configs.small_test_config(str(tmp_path))
+    assert default.train_limit is None and default.eval_limit is None  # the full dataset
+    assert small.train_limit < 1000 and small.purifier_overrides["epochs"] == 1
+    assert [check.attack for check in default.attack_suite] == ["fgsm", "bpda-pgd"]
+    assert small.serving_base_dir == str(tmp_path / "serving")
+    assert json.loads(default.attack_suite_json)[0] == {"attack": "fgsm", "min_accuracy": 50.0, "params": {"eps": 0.1}}
+    assert json.loads(small.to_json())["output_root"] == str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"attack_suite": ()}, "attack suite is empty"),
+        ({"min_clean_accuracy": 101.0}, "percentages"),
+        ({"gate_examples": 10_000}, "exceeds the eval split"),
+        ({"purifier_preset": "imagenet"}, "unknown purifier preset"),
+        ({"train_limit": 0}, "must be positive"),
+    ],
+)
+def test_impossible_settings_are_rejected(tmp_path, changes, message):
+    with pytest.raises(ValueError, match=message):
+        configs.small_test_config(str(tmp_path), **changes)
