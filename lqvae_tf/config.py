@@ -27,7 +27,7 @@ class LQVAEConfig:
             architecture, 64x64x3 the `conv64` one.
         architecture: "conv28" or "conv64" (the paper's encoder/decoder for that size).
         width: multiplier on every filter count and hidden size (1.0 = the authors' network;
-            0.5 trains about 4x faster on a CPU, see bench/RESULTS.md).
+            0.5 trains about 3.5x more images per second on a CPU, see bench/RESULTS.md).
         value_range: (low, high) of the pixel values the model takes and returns. Internally
             images are mapped to [-1, 1], where the tanh decoder works and where `K` is measured.
         latent_dim: number of latent units.
@@ -208,8 +208,8 @@ def _paper() -> LQVAEConfig:
 def _fashion_mnist() -> LQVAEConfig:
     # Our default for 28x28x1: the paper's method, taking pixels in [0, 1] (what most Keras
     # classifiers are fed), with the network at half width and batch 128 so that 5 epochs of the
-    # full 60k Fashion-MNIST take about 15 minutes on a 2-core CPU (the full-width network runs
-    # about 4x slower per image there; bench/RESULTS.md has both).
+    # full 60k Fashion-MNIST take about 18 minutes on a 2-core CPU (the full-width network runs
+    # about 3.5x slower per image there; bench/RESULTS.md has both).
     return _paper().replace(value_range=(0.0, 1.0), width=0.5, batch_size=128, epochs=5)
 
 
