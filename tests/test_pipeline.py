@@ -179,7 +179,6 @@ def test_example_validator_reports_a_misshaped_input_and_training_never_starts(p
 
 
 def test_kubeflow_v2_compile_names_every_component(pipelines_api, tmp_path):
-    pytest.importorskip("kfp.pipeline_spec", reason="compiling for Kubeflow v2 needs tfx[kfp] (kfp-pipeline-spec)")
     configs, _, pipeline = pipelines_api
     from pipelines import kubeflow_v2_runner
 
