@@ -2,7 +2,7 @@
 # Both set up what they need: .venv from requirements.lock (Python 3.10) and Fashion-MNIST.
 VENV := .venv
 PY := $(VENV)/bin/python
-RUN_DIR ?= runs/fashion_mnist
+RUN_DIR ?= runs/pipeline
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: setup data run test lint format bench lock clean
@@ -13,19 +13,20 @@ setup:
 data: setup
 	@scripts/get_data.sh $(PY)
 
+# The main job: the TFX pipeline (ingest, validate, train, robustness gate, push) on this machine.
 run: setup data
-	$(VENV)/bin/lqvae train --dataset fashion_mnist --out $(RUN_DIR)
+	$(PY) -m pipelines.local_runner --output $(RUN_DIR)
 
 test: setup data lint
 	$(PY) -m pytest -q -p no:cacheprovider --durations=10
 
 lint: setup
-	$(VENV)/bin/ruff check lqvae_tf tests bench
-	$(VENV)/bin/ruff format --check lqvae_tf tests bench
+	$(VENV)/bin/ruff check lqvae_tf pipelines tests bench
+	$(VENV)/bin/ruff format --check lqvae_tf pipelines tests bench
 
 format: setup
-	$(VENV)/bin/ruff format lqvae_tf tests bench
-	$(VENV)/bin/ruff check --fix lqvae_tf tests bench
+	$(VENV)/bin/ruff format lqvae_tf pipelines tests bench
+	$(VENV)/bin/ruff check --fix lqvae_tf pipelines tests bench
 
 bench: setup data
 	$(PY) bench/bench_train_purify.py

@@ -16,6 +16,7 @@ from typing import Any
 
 from lqvae_tf.config import PRESETS
 from lqvae_tf.data import DEBIAN_FASHION_MNIST
+from lqvae_tf.distribute import STRATEGIES
 
 PIPELINE_NAME = "lqvae"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,6 +63,8 @@ class PipelineConfig:
         serving_model_name: the name the purifier is served under (`/v1/models/<name>`).
         serving_dir: the TF Serving base folder (default `<output_root>/serving`).
         beam_pipeline_args: Beam options for the data components (DirectRunner by default).
+        distribute: the Trainer's tf.distribute strategy (`lqvae_tf.distribute.make_strategy`):
+            "auto" (every local GPU when there are two or more), "mirrored" or "default".
     """
 
     pipeline_name: str = PIPELINE_NAME
@@ -82,12 +85,15 @@ class PipelineConfig:
     serving_model_name: str = "lqvae"
     serving_dir: str | None = None
     beam_pipeline_args: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+    distribute: str = "auto"
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """Rejects settings no run could honour."""
+        if self.distribute not in STRATEGIES:
+            raise ValueError(f"unknown distribution strategy {self.distribute!r}; choose one of {STRATEGIES}")
         if self.purifier_preset not in PRESETS:
             raise ValueError(f"unknown purifier preset {self.purifier_preset!r}; choose one of {sorted(PRESETS)}")
         for name in ("train_limit", "eval_limit"):
@@ -147,6 +153,24 @@ class PipelineConfig:
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
+    def pipeline_arguments(self) -> dict[str, Any]:
+        """`create_pipeline`'s arguments that come from this configuration (the runners add theirs)."""
+        return dict(
+            pipeline_name=self.pipeline_name,
+            pipeline_root=self.pipeline_root,
+            data_root=self.data_root,
+            purifier_settings=self.purifier_settings,
+            classifier_settings=self.classifier_settings,
+            attack_suite_json=self.attack_suite_json,
+            min_clean_accuracy=self.min_clean_accuracy,
+            gate_examples=self.gate_examples,
+            gate_batch_size=self.gate_batch_size,
+            serving_base_dir=self.serving_base_dir,
+            serving_model_name=self.serving_model_name,
+            beam_pipeline_args=self.beam_pipeline_args,
+            distribute=self.distribute,
+        )
+
 
 # -------------------------------------------------------------------- the named configurations
 # Attack strengths of the gate: eps 0.1 (L-inf, [0, 1] pixels) is a common Fashion-MNIST budget;
@@ -158,8 +182,20 @@ DEFAULT_ATTACK_SUITE = (
 
 
 def default_config() -> PipelineConfig:
-    """`make run`: the full Fashion-MNIST, the `fashion_mnist` preset (5 epochs), a 1000-image gate."""
-    return PipelineConfig(attack_suite=DEFAULT_ATTACK_SUITE, min_clean_accuracy=60.0)
+    """`make run`: the full Fashion-MNIST, sized to finish in about 20 minutes on a 2-core CPU.
+
+    The purifier is the `fashion_mnist` preset trained 2 epochs at batch 64 and learning rate
+    1e-3 (1876 steps) instead of the preset's 5 epochs at batch 128 and 3e-4 (2345 steps): in a
+    trial on this machine (classifier A of `lqvae classifiers train`, 1000 test images) its
+    clean accuracy behind the filter was 72.5% after one epoch and 76.8% after two, against
+    57.5% after one epoch of the preset's settings. The classifier trains one epoch.
+    """
+    return PipelineConfig(
+        purifier_overrides={"batch_size": 64, "learning_rate": 1e-3, "epochs": 2},
+        classifier_epochs=1,
+        attack_suite=DEFAULT_ATTACK_SUITE,
+        min_clean_accuracy=60.0,
+    )
 
 
 def small_test_config(output_root: str, **changes: Any) -> PipelineConfig:

@@ -44,21 +44,10 @@ def compile_pipeline(
     `gs://` path; its `beam_pipeline_args` go to the Beam-powered components.
     """
     pipeline = create_pipeline(
-        pipeline_name=config.pipeline_name,
-        pipeline_root=config.pipeline_root,
-        data_root=config.data_root,
+        **config.pipeline_arguments(),
         trainer_module_file=None,
         trainer_run_fn=TRAINER_RUN_FN,
-        purifier_settings=config.purifier_settings,
-        classifier_settings=config.classifier_settings,
-        attack_suite_json=config.attack_suite_json,
-        min_clean_accuracy=config.min_clean_accuracy,
-        gate_examples=config.gate_examples,
-        gate_batch_size=config.gate_batch_size,
-        serving_base_dir=config.serving_base_dir,
-        serving_model_name=config.serving_model_name,
         metadata_connection_config=None,  # Kubeflow and Vertex bring their own metadata store
-        beam_pipeline_args=config.beam_pipeline_args,
     )
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),

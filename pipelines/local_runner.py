@@ -3,11 +3,15 @@
     python -m pipelines.local_runner                    # the default configuration (configs.default_config)
     python -m pipelines.local_runner --output runs/pipeline --train-limit 2000 --epochs 1
 
+    python -m pipelines.local_runner --config small --output /tmp/smoke    # the tests' tiny configuration
+
 The TFX CLI runs this file as a script too (`tfx pipeline create --engine local
 --pipeline_path pipelines/local_runner.py`, then `tfx run create --engine local --pipeline_name
-lqvae`): it intercepts `LocalDagRunner().run` to record the pipeline, and passes no arguments,
-so the run folder then comes from $LQVAE_PIPELINE_OUTPUT (default runs/pipeline). A second
-run with nothing changed reuses every cached component output.
+lqvae`, both from the repository root): it intercepts `LocalDagRunner().run` to record the
+pipeline, and passes no arguments, so they then come from $LQVAE_PIPELINE_ARGS (the same
+options, e.g. "--config small --output /tmp/smoke"), the run folder also from
+$LQVAE_PIPELINE_OUTPUT (default runs/pipeline). A second run with nothing changed reuses every
+cached component output.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 
 if not __package__:  # run as a file (the TFX CLI does): make the repository's `pipelines` importable
@@ -23,35 +28,26 @@ if not __package__:  # run as a file (the TFX CLI does): make the repository's `
 from absl import logging  # noqa: E402
 from tfx import v1 as tfx  # noqa: E402
 
+from lqvae_tf.atomic import write_text  # noqa: E402
 from lqvae_tf.pipeline_components.records import write_fashion_mnist_records  # noqa: E402
 from pipelines import configs  # noqa: E402
 from pipelines.pipeline import create_pipeline  # noqa: E402
 
-# The run folder when none is given on the command line (the TFX CLI passes no arguments).
+# What the TFX CLI cannot pass (it runs this file with no arguments): options, and the run folder.
+ARGS_ENV = "LQVAE_PIPELINE_ARGS"
 OUTPUT_ENV = "LQVAE_PIPELINE_OUTPUT"
+CONFIGS = ("default", "small")
 
 
 def build(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
     """Writes the input TFRecords (once) and returns the pipeline for `config`, with SQLite metadata."""
     write_fashion_mnist_records(config.idx_dir, config.data_root, config.train_limit, config.eval_limit)
     os.makedirs(config.output_root, exist_ok=True)
-    with open(os.path.join(config.output_root, "pipeline_config.json"), "w", encoding="utf-8") as handle:
-        handle.write(config.to_json())
+    write_text(os.path.join(config.output_root, "pipeline_config.json"), config.to_json())
     return create_pipeline(
-        pipeline_name=config.pipeline_name,
-        pipeline_root=config.pipeline_root,
-        data_root=config.data_root,
+        **config.pipeline_arguments(),
         trainer_module_file=configs.TRAINER_MODULE_FILE,
-        purifier_settings=config.purifier_settings,
-        classifier_settings=config.classifier_settings,
-        attack_suite_json=config.attack_suite_json,
-        min_clean_accuracy=config.min_clean_accuracy,
-        gate_examples=config.gate_examples,
-        gate_batch_size=config.gate_batch_size,
-        serving_base_dir=config.serving_base_dir,
-        serving_model_name=config.serving_model_name,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path),
-        beam_pipeline_args=config.beam_pipeline_args,
     )
 
 
@@ -62,6 +58,9 @@ def run(config: configs.PipelineConfig) -> None:
 
 def _parse(argv: list[str]) -> configs.PipelineConfig:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--config", choices=CONFIGS, default="default", help="default_config() or small_test_config() of configs.py"
+    )
     parser.add_argument("--output", help=f"the run folder (default ${OUTPUT_ENV}, else runs/pipeline)")
     parser.add_argument("--train-limit", type=int, help="ingest the first N training images only")
     parser.add_argument("--eval-limit", type=int, help="ingest the first N test images only")
@@ -71,9 +70,12 @@ def _parse(argv: list[str]) -> configs.PipelineConfig:
     parser.add_argument(
         "--beam-arg", action="append", default=None, help="a Beam pipeline option (repeatable), e.g. --runner=..."
     )
-    args = parser.parse_args(argv)
-    config = configs.default_config()
+    args = parser.parse_args(argv or shlex.split(os.environ.get(ARGS_ENV, "")))
     output = args.output or os.environ.get(OUTPUT_ENV)
+    if args.config == "small":
+        config = configs.small_test_config(os.path.abspath(output or "runs/pipeline_small"))
+    else:
+        config = configs.default_config()
     changes = {
         "output_root": output and os.path.abspath(output),
         "train_limit": args.train_limit,

@@ -54,6 +54,7 @@ def create_pipeline(
     beam_pipeline_args: Sequence[str] = (),
     enable_cache: bool = True,
     trainer_run_fn: str | None = None,
+    distribute: str = "auto",
 ) -> tfx.dsl.Pipeline:
     """Builds the pipeline.
 
@@ -79,6 +80,8 @@ def create_pipeline(
         trainer_run_fn: instead of `trainer_module_file`, the dotted path of a `run_fn` importable
             where the Trainer runs (`pipelines.models.trainer_module.run_fn` in a container image,
             as in the taxi template).
+        distribute: the Trainer's tf.distribute strategy (`custom_config["distribute"]`): "auto"
+            (mirrored over every local GPU when there are two or more), "mirrored" or "default".
     """
     if (trainer_module_file is None) == (trainer_run_fn is None):
         raise ValueError("give exactly one of trainer_module_file and trainer_run_fn")
@@ -109,7 +112,11 @@ def create_pipeline(
             schema=schema_gen.outputs["schema"],
             train_args=tfx.proto.TrainArgs(splits=[TRAIN_SPLIT]),
             eval_args=tfx.proto.EvalArgs(splits=[EVAL_SPLIT]),
-            custom_config={"purifier": purifier_settings, "classifier": classifier_settings},
+            custom_config={
+                "purifier": purifier_settings,
+                "classifier": classifier_settings,
+                "distribute": distribute,
+            },
         )
         gate = RobustnessGate(
             model=trainer.outputs["model"],

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -146,7 +148,40 @@ def test_rerun_reuses_the_cached_trainer(pushed_run):
     store = _store(pushed_run)
     trainer = [e for e in sorted(store.get_executions(), key=lambda e: e.id) if _node_id(store, e) == "Trainer"]
     states = [e.last_known_state for e in trainer]
-    assert states == [metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED]
+    assert states[:2] == [metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED]
+
+
+def test_tfx_cli_creates_and_runs_the_pipeline_from_cache(pipelines_api, pushed_run, tmp_path):
+    """`tfx pipeline create` then `tfx run create` (the TFX CLI, local engine) on the same root.
+
+    Nothing changed since the last run, so every component's output comes from the cache: no
+    new training, no new serving version.
+    """
+    from ml_metadata.proto import metadata_store_pb2
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tfx_cli = os.path.join(os.path.dirname(sys.executable), "tfx")
+    env = {
+        **os.environ,
+        "LOCAL_HOME": str(tmp_path / "tfx_home"),  # the CLI's record of pipelines, kept out of $HOME
+        "LQVAE_PIPELINE_ARGS": f"--config small --output {pushed_run.output_root}",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    for command in (
+        ["pipeline", "create", "--engine", "local", "--pipeline_path", "pipelines/local_runner.py"],
+        ["run", "create", "--engine", "local", "--pipeline_name", pushed_run.pipeline_name],
+    ):
+        completed = subprocess.run([tfx_cli, *command], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+        assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-3000:]
+    assert os.listdir(tmp_path / "tfx_home")  # the CLI recorded the pipeline
+
+    store = _store(pushed_run)
+    latest = {}
+    for execution in sorted(store.get_executions(), key=lambda e: e.id):
+        latest[_node_id(store, execution)] = execution.last_known_state
+    for component in ("ImportExampleGen", "StatisticsGen", "Trainer", "RobustnessGate", "ServingPusher"):
+        assert latest[component] == metadata_store_pb2.Execution.CACHED, component
+    assert _versions(pushed_run) == ["1"]
 
 
 def test_example_validator_reports_a_misshaped_input_and_training_never_starts(pipelines_api, tmp_path):

@@ -18,6 +18,20 @@ def test_default_and_small_test_configurations_sit_side_by_side(tmp_path):
     assert small.serving_base_dir == str(tmp_path / "serving")
     assert json.loads(default.attack_suite_json)[0] == {"attack": "fgsm", "min_accuracy": 50.0, "params": {"eps": 0.1}}
     assert json.loads(small.to_json())["output_root"] == str(tmp_path)
+    arguments = default.pipeline_arguments()  # what both runners hand create_pipeline
+    assert arguments["distribute"] == "auto" and arguments["pipeline_root"] == default.pipeline_root
+
+
+def test_local_runner_options_reach_the_configuration(tmp_path, monkeypatch):
+    from pipelines import local_runner
+
+    chosen = local_runner._parse(["--output", str(tmp_path), "--epochs", "3", "--beam-arg=--direct_num_workers=2"])
+    assert chosen.output_root == str(tmp_path) and chosen.purifier_overrides["epochs"] == 3
+    assert chosen.purifier_overrides["batch_size"] == 64  # the default's other overrides are kept
+    assert chosen.beam_pipeline_args == ("--direct_num_workers=2",)
+    monkeypatch.setenv(local_runner.ARGS_ENV, f"--config small --output {tmp_path}")
+    from_env = local_runner._parse([])  # as the TFX CLI runs the file: no arguments
+    assert from_env.train_limit == 256 and from_env.output_root == str(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -28,6 +42,7 @@ def test_default_and_small_test_configurations_sit_side_by_side(tmp_path):
         ({"gate_examples": 10_000}, "exceeds the eval split"),
         ({"purifier_preset": "imagenet"}, "unknown purifier preset"),
         ({"train_limit": 0}, "must be positive"),
+        ({"distribute": "tpu"}, "unknown distribution strategy 'tpu'"),
     ],
 )
 def test_impossible_settings_are_rejected(tmp_path, changes, message):

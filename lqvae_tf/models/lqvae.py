@@ -12,6 +12,7 @@ import tensorflow as tf
 from keras import ops
 
 from lqvae_tf.config import LQVAEConfig, preset
+from lqvae_tf.distribute import replica_share
 from lqvae_tf.models.architectures import build_decoder, build_encoder
 from lqvae_tf.models.inputs import check_images
 from lqvae_tf.models.lipschitz import encode_with_input_gradient_norm, lipschitz_penalty
@@ -198,11 +199,13 @@ class LQVAE(keras.Model):
     def train_step(self, data):
         with tf.GradientTape(persistent=True) as tape:
             values = self._algorithm_losses(_images_of(data), training=True)
+            # Under a tf.distribute strategy each replica differentiates its share of the loss.
+            shares = {name: replica_share(values[name]) for name in ("loss_f", "loss_g", "loss_h")}
         # Lines 11-13: each parameter group descends its own loss, and only that loss.
         groups = (
-            (values["loss_f"], self.encoder, self.encoder_optimizer),  # theta by L_f
-            (values["loss_g"], self.decoder_hard, self.decoder_hard_optimizer),  # phi by L_g
-            (values["loss_h"], self.decoder_soft, self.decoder_soft_optimizer),  # psi by L_h
+            (shares["loss_f"], self.encoder, self.encoder_optimizer),  # theta by L_f
+            (shares["loss_g"], self.decoder_hard, self.decoder_hard_optimizer),  # phi by L_g
+            (shares["loss_h"], self.decoder_soft, self.decoder_soft_optimizer),  # psi by L_h
         )
         for loss, network, optimizer in groups:
             variables = network.trainable_variables

@@ -14,12 +14,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 from lqvae_tf.atomic import atomic_path, write_text
 from lqvae_tf.config import LQVAEConfig
 from lqvae_tf.data import batched, load, take_images
+from lqvae_tf.distribute import make_strategy
 from lqvae_tf.models import LQVAE
 from lqvae_tf.training.callbacks import PurifiedImages, SharpnessSchedule
 from lqvae_tf.training.figures import save_purification_grid
@@ -55,6 +59,53 @@ def _check_resumable(out_dir: str, config: LQVAEConfig) -> None:
             )
 
 
+def fit_purifier(
+    config: LQVAEConfig,
+    train_images: tf.data.Dataset,
+    validation_images: tf.data.Dataset,
+    log_dir: str,
+    grid_images: np.ndarray,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: str | int = "auto",
+    strategy: tf.distribute.Strategy | None = None,
+) -> tuple[LQVAE, dict[str, list[float]]]:
+    """Builds an LQVAE under `strategy` and fits it: the one training loop of the CLI and the TFX Trainer.
+
+    Callbacks: `callbacks` first (e.g. BackupAndRestore), then the sharpness schedule when the
+    config anneals it, TensorBoard scalars and input-vs-purified images of `grid_images` in
+    `log_dir`.
+
+    Args:
+        config: the model and training configuration.
+        train_images / validation_images: unbatched images in `config.value_range`.
+        log_dir: the TensorBoard folder.
+        grid_images: a few validation images shown purified in TensorBoard each epoch.
+        callbacks: extra callbacks, run before the others.
+        verbose: Keras `fit` verbosity.
+        strategy: the `tf.distribute` strategy (default: `make_strategy("auto")`: every local GPU).
+
+    Returns:
+        The trained model and its per-epoch history (train and validation metrics).
+    """
+    strategy = strategy or make_strategy("auto")
+    keras.utils.set_random_seed(config.seed)
+    with strategy.scope():
+        model = LQVAE(config)
+        model.compile()
+    every = list(callbacks)
+    if config.soft_sharpness_final is not None:
+        every.append(SharpnessSchedule(config.soft_sharpness_final, config.epochs))
+    every += [keras.callbacks.TensorBoard(log_dir=log_dir), PurifiedImages(grid_images, log_dir)]
+    history = model.fit(
+        batched(train_images, config.batch_size, shuffle=True, seed=config.seed),
+        validation_data=batched(validation_images, config.batch_size),
+        epochs=config.epochs,
+        callbacks=every,
+        verbose=verbose,
+    )
+    return model, {name: [float(v) for v in values] for name, values in history.history.items()}
+
+
 def train_purifier(
     config: LQVAEConfig,
     dataset: str,
@@ -62,6 +113,7 @@ def train_purifier(
     limit: int | None = None,
     data_dir: str | None = None,
     verbose: str | int = "auto",
+    strategy: tf.distribute.Strategy | None = None,
 ) -> TrainResult:
     """Trains an LQ-VAE on `dataset` and writes the run folder (see module docstring).
 
@@ -74,11 +126,11 @@ def train_purifier(
         limit: train on the first `limit` training images only (quick runs).
         data_dir: the dataset's folder (see `lqvae_tf.data`).
         verbose: Keras `fit` verbosity ("auto" shows a progress bar).
+        strategy: the `tf.distribute` strategy (default: `make_strategy("auto")`).
     """
     _check_resumable(out_dir, config)
     os.makedirs(out_dir, exist_ok=True)
     write_text(os.path.join(out_dir, "config.json"), config.to_json())
-    keras.utils.set_random_seed(config.seed)
 
     loader_args = {"value_range": config.value_range}
     if data_dir is not None:
@@ -87,30 +139,22 @@ def train_purifier(
     test_images = load(dataset, "test", limit=VALIDATION_LIMIT, **loader_args)
     grid_images = take_images(test_images, GRID_IMAGES)
 
-    model = LQVAE(config)
-    model.compile()
-    log_dir = os.path.join(out_dir, "logs")
-    callbacks = [
-        keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup")),
-        keras.callbacks.TensorBoard(log_dir=log_dir),
-        PurifiedImages(grid_images, log_dir),
-    ]
-    if config.soft_sharpness_final is not None:
-        callbacks.insert(0, SharpnessSchedule(config.soft_sharpness_final, config.epochs))
-    history = model.fit(
-        batched(train_images, config.batch_size, shuffle=True, seed=config.seed),
-        validation_data=batched(test_images, config.batch_size),
-        epochs=config.epochs,
-        callbacks=callbacks,
+    model, history = fit_purifier(
+        config,
+        train_images,
+        test_images,
+        log_dir=os.path.join(out_dir, "logs"),
+        grid_images=grid_images,
+        callbacks=[keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup"))],
         verbose=verbose,
+        strategy=strategy,
     )
 
     model_path = os.path.join(out_dir, "purifier.keras")
     with atomic_path(model_path) as temporary:
         model.save(temporary)
-    history_values = {name: [float(v) for v in values] for name, values in history.history.items()}
-    write_text(os.path.join(out_dir, "history.json"), json.dumps(history_values, indent=2))
+    write_text(os.path.join(out_dir, "history.json"), json.dumps(history, indent=2))
     grid_path = save_purification_grid(
         grid_images, model.purify(grid_images), os.path.join(out_dir, "purified.png"), config.value_range
     )
-    return TrainResult(out_dir, model_path, grid_path, history_values)
+    return TrainResult(out_dir, model_path, grid_path, history)

@@ -6,6 +6,8 @@ the pipeline. Everything it needs comes in `fn_args.custom_config`:
 
     purifier          LQVAEConfig fields over the named preset ({"preset": ..., "overrides": {...}})
     classifier        {"name": "A".."E", "epochs": int, "batch_size": int, "learning_rate": float}
+    distribute        the tf.distribute strategy (`lqvae_tf.distribute.make_strategy`): "auto" (default:
+                      mirrored over every local GPU when there are two or more), "mirrored", "default"
 
 It writes into `fn_args.serving_model_dir` (what the gate and the pusher read):
 
@@ -29,10 +31,12 @@ import tensorflow as tf
 from lqvae_tf import LQVAE, preset
 from lqvae_tf.atomic import atomic_path, write_text
 from lqvae_tf.classifiers import DATASET_SHAPES, build_classifier
-from lqvae_tf.data import batched
+from lqvae_tf.classifiers.train import compile_classifier
+from lqvae_tf.data import batched, take_images
 from lqvae_tf.data.datasets import scale_pixels
+from lqvae_tf.distribute import make_strategy
 from lqvae_tf.pipeline_components.records import read_arrays
-from lqvae_tf.training.callbacks import PurifiedImages, SharpnessSchedule
+from lqvae_tf.training import fit_purifier
 
 PURIFIER_FILE = "purifier.keras"
 CLASSIFIER_FILE = "classifier.keras"
@@ -50,38 +54,22 @@ def _save(model: keras.Model, path: str) -> None:
         model.save(temporary)
 
 
-def train_purifier(settings: dict, train, evaluation, log_dir: str) -> tuple[LQVAE, dict]:
+def train_purifier(settings: dict, train, evaluation, log_dir: str, strategy) -> tuple[LQVAE, dict]:
     """Fits an LQVAE on the train split (validation on the eval split), TensorBoard in `log_dir`."""
     config = preset(settings["preset"]).replace(**settings.get("overrides", {}))
-    keras.utils.set_random_seed(config.seed)
     train_set = _dataset(*train, config.value_range)
     eval_set = _dataset(*evaluation, config.value_range)
-    grid = np.stack([image for image, _ in eval_set.take(GRID_IMAGES).as_numpy_iterator()])
-    model = LQVAE(config)
-    model.compile()
-    callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir), PurifiedImages(grid, log_dir)]
-    if config.soft_sharpness_final is not None:
-        callbacks.insert(0, SharpnessSchedule(config.soft_sharpness_final, config.epochs))
-    history = model.fit(
-        batched(train_set, config.batch_size, shuffle=True, seed=config.seed),
-        validation_data=batched(eval_set, config.batch_size),
-        epochs=config.epochs,
-        callbacks=callbacks,
-        verbose=2,
-    )
-    return model, history.history
+    grid = take_images(eval_set, GRID_IMAGES)
+    return fit_purifier(config, train_set, eval_set, log_dir, grid, verbose=2, strategy=strategy)
 
 
-def train_classifier(settings: dict, train, evaluation, log_dir: str, seed: int) -> tuple[keras.Model, dict]:
+def train_classifier(settings: dict, train, evaluation, log_dir: str, seed: int, strategy) -> tuple[keras.Model, dict]:
     """Fits the Defense-GAN classifier the robustness gate attacks, TensorBoard in `log_dir`."""
     image_shape, num_classes = DATASET_SHAPES["fashion_mnist"]
     keras.utils.set_random_seed(seed)
-    model = build_classifier(settings["name"], image_shape, num_classes)
-    model.compile(
-        optimizer=keras.optimizers.Adam(settings["learning_rate"]),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    with strategy.scope():
+        model = build_classifier(settings["name"], image_shape, num_classes)
+        compile_classifier(model, keras.optimizers.Adam(settings["learning_rate"]))
     history = model.fit(
         batched(_dataset(*train, CLASSIFIER_VALUE_RANGE), settings["batch_size"], shuffle=True, seed=seed),
         validation_data=batched(_dataset(*evaluation, CLASSIFIER_VALUE_RANGE), settings["batch_size"]),
@@ -100,8 +88,9 @@ def run_fn(fn_args) -> None:
     train = read_arrays(fn_args.train_files, image_shape)
     evaluation = read_arrays(fn_args.eval_files, image_shape)
 
+    strategy = make_strategy(custom.get("distribute", "auto"))
     purifier, purifier_history = train_purifier(
-        purifier_settings, train, evaluation, os.path.join(fn_args.model_run_dir, "purifier")
+        purifier_settings, train, evaluation, os.path.join(fn_args.model_run_dir, "purifier"), strategy
     )
     classifier, classifier_history = train_classifier(
         classifier_settings,
@@ -109,6 +98,7 @@ def run_fn(fn_args) -> None:
         evaluation,
         os.path.join(fn_args.model_run_dir, "classifier"),
         seed=purifier.config.seed,
+        strategy=strategy,
     )
 
     out = fn_args.serving_model_dir
@@ -117,7 +107,7 @@ def run_fn(fn_args) -> None:
     _save(classifier, os.path.join(out, CLASSIFIER_FILE))
     write_text(os.path.join(out, "config.json"), purifier.config.to_json())
     history = {
-        "purifier": {name: [float(v) for v in values] for name, values in purifier_history.items()},
+        "purifier": purifier_history,
         "classifier": {name: [float(v) for v in values] for name, values in classifier_history.items()},
     }
     write_text(os.path.join(out, "history.json"), json.dumps(history, indent=2))
