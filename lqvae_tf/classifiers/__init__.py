@@ -1,5 +1,15 @@
-"""The classifiers the robustness evaluation attacks: Defense-GAN's A-E, and their training."""
+"""The classifiers the robustness evaluation attacks: Defense-GAN's A-E, and their training.
 
+Plain training (`train_classifier`) and the adversarial-training baselines
+(`AdversarialTrainer`, `train_adversarial_classifier`: Madry PGD, Goodfellow FGSM) both save a
+plain logits classifier, loaded the same way by every consumer.
+"""
+
+from lqvae_tf.classifiers.adversarial import (
+    AdversarialTrainer,
+    check_adversarial_settings,
+    train_adversarial_classifier,
+)
 from lqvae_tf.classifiers.architectures import (
     CELEB_A_SHAPE,
     CLASSIFIERS,
@@ -14,9 +24,17 @@ from lqvae_tf.classifiers.architectures import (
     build_e,
     build_gender_classifier,
 )
-from lqvae_tf.classifiers.train import DATASET_SHAPES, classifier_filename, summary_path, train_classifier
+from lqvae_tf.classifiers.train import (
+    ADVERSARIAL_METHODS,
+    DATASET_SHAPES,
+    classifier_filename,
+    summary_path,
+    train_classifier,
+)
 
 __all__ = [
+    "ADVERSARIAL_METHODS",
+    "AdversarialTrainer",
     "CELEB_A_SHAPE",
     "CLASSIFIERS",
     "DATASET_SHAPES",
@@ -30,7 +48,9 @@ __all__ = [
     "build_d",
     "build_e",
     "build_gender_classifier",
+    "check_adversarial_settings",
     "classifier_filename",
     "summary_path",
+    "train_adversarial_classifier",
     "train_classifier",
 ]

@@ -10,6 +10,7 @@ import json
 import os
 
 import keras
+import tensorflow as tf
 
 from lqvae_tf.atomic import atomic_path, write_text
 from lqvae_tf.classifiers.architectures import (
@@ -32,16 +33,80 @@ DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
     "mnist": (MNIST_SHAPE, MNIST_CLASSES),
     "celeb_a": (CELEB_A_SHAPE, GENDER_CLASSES),
 }
+# The adversarial-training methods of `lqvae_tf.classifiers.adversarial`, named here so that
+# file names can be checked without importing the trainer.
+ADVERSARIAL_METHODS = ("pgd", "fgsm")
 
 
-def classifier_filename(name: str) -> str:
-    """The file name a trained classifier is saved under in an output folder."""
-    return f"classifier_{name}.keras"
+def classifier_filename(name: str, adversarial: str | None = None) -> str:
+    """The file name a trained classifier is saved under in an output folder.
+
+    Adversarially trained classifiers get the method as a suffix (`classifier_A_pgd.keras`), so
+    they sit beside the plainly trained one instead of replacing it.
+
+    Args:
+        name: the classifier's letter, "A" to "E".
+        adversarial: the adversarial-training method ("pgd" or "fgsm"), or None for plain training.
+
+    Raises:
+        ValueError: `adversarial` is not None and not one of `ADVERSARIAL_METHODS`.
+    """
+    if adversarial is None:
+        return f"classifier_{name}.keras"
+    if adversarial not in ADVERSARIAL_METHODS:
+        raise ValueError(
+            f"unknown adversarial-training method {adversarial!r}; choose one of {', '.join(ADVERSARIAL_METHODS)}"
+        )
+    return f"classifier_{name}_{adversarial}.keras"
 
 
 def summary_path(model_path: str) -> str:
     """The JSON summary beside a `.keras` model: same stem, `.json`."""
     return os.path.splitext(model_path)[0] + ".json"
+
+
+def check_training_arguments(
+    dataset: str, out_path: str, epochs: int, batch_size: int
+) -> tuple[tuple[int, int, int], int]:
+    """Refuses impossible training arguments before any data is read; returns (image shape, classes).
+
+    Raises:
+        ValueError: unknown dataset, an `out_path` not ending in `.keras`, or non-positive
+            `epochs` or `batch_size`.
+    """
+    if dataset not in DATASET_SHAPES:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASET_SHAPES)}")
+    if not out_path.endswith(".keras"):
+        raise ValueError(f"out_path must end in .keras, got {out_path!r}")
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be positive, got {epochs} and {batch_size}")
+    return DATASET_SHAPES[dataset]
+
+
+def compile_classifier(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> None:
+    """Compiles a logits classifier for `fit`/`evaluate`: cross-entropy from logits, accuracy."""
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+
+def load_splits(
+    dataset: str, limit: int | None, test_limit: int | None, data_dir: str | None
+) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """The (train, test) splits of `dataset` in the classifiers' value range, each optionally cut short."""
+    loader_args = {"value_range": VALUE_RANGE}
+    if data_dir is not None:
+        loader_args["data_dir"] = data_dir
+    return load(dataset, "train", limit=limit, **loader_args), load(dataset, "test", limit=test_limit, **loader_args)
+
+
+def save_with_summary(model: keras.Model, out_path: str, summary: dict) -> None:
+    """Saves `model` to `out_path` and `summary` as JSON to `summary_path(out_path)`, each atomically."""
+    with atomic_path(out_path) as temporary:
+        model.save(temporary)
+    write_text(summary_path(out_path), json.dumps(summary, indent=2) + "\n")
 
 
 def train_classifier(
@@ -79,31 +144,15 @@ def train_classifier(
         ValueError: unknown classifier or dataset, an `out_path` not ending in `.keras`, or
             non-positive `epochs` or `batch_size`.
     """
-    if dataset not in DATASET_SHAPES:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASET_SHAPES)}")
-    if not out_path.endswith(".keras"):
-        raise ValueError(f"out_path must end in .keras, got {out_path!r}")
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be positive, got {epochs} and {batch_size}")
-    image_shape, num_classes = DATASET_SHAPES[dataset]
+    image_shape, num_classes = check_training_arguments(dataset, out_path, epochs, batch_size)
     keras.utils.set_random_seed(seed)
     model = build_classifier(name, image_shape, num_classes)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
+    compile_classifier(model, keras.optimizers.Adam(learning_rate))
 
-    loader_args = {"value_range": VALUE_RANGE}
-    if data_dir is not None:
-        loader_args["data_dir"] = data_dir
-    train = load(dataset, "train", limit=limit, **loader_args)
-    test = load(dataset, "test", limit=test_limit, **loader_args)
+    train, test = load_splits(dataset, limit, test_limit, data_dir)
     history = model.fit(batched(train, batch_size, shuffle=True, seed=seed), epochs=epochs, verbose=verbose)
     test_loss, test_accuracy = model.evaluate(batched(test, batch_size), verbose=0)
 
-    with atomic_path(out_path) as temporary:
-        model.save(temporary)
     summary = {
         "name": name,
         "dataset": dataset,
@@ -118,5 +167,5 @@ def train_classifier(
         "test_loss": float(test_loss),
         "test_limit": test_limit,
     }
-    write_text(summary_path(out_path), json.dumps(summary, indent=2) + "\n")
+    save_with_summary(model, out_path, summary)
     return summary

@@ -1,5 +1,7 @@
 """`lqvae classifiers train`: train the Defense-GAN classifiers (A-E) that the evaluation attacks.
 
+Plainly, or adversarially (`--adversarial pgd|fgsm`) for the adversarial-training baselines.
+
 Registered by `lqvae_tf.cli.main` with `add_parser(subparsers)` and dispatched to `run(args)`.
 """
 
@@ -8,7 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 
-from lqvae_tf.classifiers.train import BATCH_SIZE, DATASET_SHAPES, EPOCHS
+from lqvae_tf.classifiers.adversarial import EPS, PGD_STEP_SIZE, PGD_STEPS
+from lqvae_tf.classifiers.train import ADVERSARIAL_METHODS, BATCH_SIZE, DATASET_SHAPES, EPOCHS
+
+NO_ADVERSARIAL = "none"
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -35,7 +40,9 @@ def add_parser(subparsers) -> None:
         "train",
         help="train classifiers on a dataset",
         description="Train each named classifier and write <out>/classifier_<name>.keras (atomically) "
-        "and <out>/classifier_<name>.json (its test accuracy and settings).",
+        "and <out>/classifier_<name>.json (its test accuracy and settings). With --adversarial pgd or "
+        "fgsm, train it on adversarial examples instead (Madry et al. 2018; Goodfellow et al. 2015) and "
+        "write <out>/classifier_<name>_<method>.keras and .json.",
     )
     train.add_argument("--dataset", choices=sorted(DATASET_SHAPES), default="fashion_mnist")
     train.add_argument(
@@ -51,22 +58,55 @@ def add_parser(subparsers) -> None:
     train.add_argument("--data-dir", help="dataset folder (IDX files, or tensorflow-datasets' data_dir)")
     train.add_argument("--out", required=True, help="folder for the models and their summaries")
     train.add_argument("--verbose", default="auto", help="Keras verbosity: auto, 0, 1 or 2")
+    # Defaults of None: the trainer's own (Madry's MNIST settings), and a flag given without an
+    # adversarial method can be refused instead of silently ignored.
+    train.add_argument(
+        "--adversarial",
+        choices=(NO_ADVERSARIAL, *ADVERSARIAL_METHODS),
+        default=NO_ADVERSARIAL,
+        help="adversarial training: pgd (Madry et al. 2018), fgsm (Goodfellow et al. 2015), or none",
+    )
+    train.add_argument(
+        "--eps", type=float, help=f"L-inf radius of the training attack in [0, 1] pixels (default {EPS})"
+    )
+    train.add_argument("--pgd-steps", type=int, help=f"PGD iterations (default {PGD_STEPS})")
+    train.add_argument("--pgd-step-size", type=float, help=f"PGD step (default {PGD_STEP_SIZE})")
+
+
+def _adversarial_settings(args: argparse.Namespace) -> dict:
+    """The adversarial-training arguments given on the command line, refusing those that would be ignored."""
+    given = {
+        "eps": ("--eps", args.eps),
+        "steps": ("--pgd-steps", args.pgd_steps),
+        "step_size": ("--pgd-step-size", args.pgd_step_size),
+    }
+    applicable = {"pgd": ("eps", "steps", "step_size"), "fgsm": ("eps",)}.get(args.adversarial, ())
+    ignored = [flag for key, (flag, value) in given.items() if value is not None and key not in applicable]
+    if ignored:
+        raise ValueError(f"--adversarial {args.adversarial} does not use {', '.join(ignored)}")
+    return {key: value for key, (_, value) in given.items() if value is not None}
 
 
 def _train(args: argparse.Namespace) -> int:
-    from lqvae_tf.classifiers import CLASSIFIERS, GENDER_CLASSIFIERS, classifier_filename, train_classifier
+    from lqvae_tf.classifiers import (
+        CLASSIFIERS,
+        GENDER_CLASSIFIERS,
+        classifier_filename,
+        train_adversarial_classifier,
+        train_classifier,
+    )
 
     names = args.names or (GENDER_CLASSIFIERS if args.dataset == "celeb_a" else tuple(CLASSIFIERS))
     unknown = [name for name in names if name not in CLASSIFIERS]
     if unknown:  # before any training, so a typo does not cost the earlier models' time
         raise ValueError(f"unknown classifier(s) {', '.join(unknown)}; choose from {', '.join(CLASSIFIERS)}")
+    adversarial = None if args.adversarial == NO_ADVERSARIAL else args.adversarial
+    # Bad values stop the first call before it reads any data, and every call has the same.
+    settings = _adversarial_settings(args)
     verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
     for name in names:
-        path = os.path.join(args.out, classifier_filename(name))
-        summary = train_classifier(
-            name,
-            args.dataset,
-            path,
+        path = os.path.join(args.out, classifier_filename(name, adversarial))
+        common = dict(
             epochs=args.epochs,
             batch_size=args.batch_size,
             limit=args.limit,
@@ -75,7 +115,15 @@ def _train(args: argparse.Namespace) -> int:
             test_limit=args.test_limit,
             verbose=verbose,
         )
-        print(f"{name}: test accuracy {summary['test_accuracy']:.4f}  {path}")
+        if adversarial is None:
+            summary = train_classifier(name, args.dataset, path, **common)
+            print(f"{name}: test accuracy {summary['test_accuracy']:.4f}  {path}")
+        else:
+            summary = train_adversarial_classifier(name, args.dataset, path, method=adversarial, **settings, **common)
+            print(
+                f"{name}: test accuracy {summary['test_accuracy']:.4f}, under {adversarial} (eps "
+                f"{summary['adversarial']['eps']}) {summary['test_adversarial_accuracy']:.4f}  {path}"
+            )
     return 0
 
 
