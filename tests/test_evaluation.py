@@ -103,17 +103,18 @@ class UndoShift(Defense):
         return images
 
 
-def test_table_numbers_are_computed_from_predictions(tmp_path):
+def _level_evaluation(**kwargs) -> tuple[np.ndarray, np.ndarray, Evaluation]:
+    """Ten flat images of levels 0..9, classifier "L" and the `UndoShift` defense (fixes 4)."""
     labels = np.arange(10) % 10
     images = np.ones((10, 28, 28, 1), np.float32) * (labels / 10)[:, None, None, None]
     evaluation = Evaluation(
-        images,
-        labels,
-        {"L": LevelClassifier()},
-        [UndoShift(images, fixed=4)],
-        cache_dir=str(tmp_path / "cache"),
-        verbose=False,
+        images, labels, {"L": LevelClassifier()}, [UndoShift(images, fixed=4)], verbose=False, **kwargs
     )
+    return images, labels, evaluation
+
+
+def test_table_numbers_are_computed_from_predictions(tmp_path):
+    _, _, evaluation = _level_evaluation(cache_dir=str(tmp_path / "cache"))
     row = evaluation.white_box(ShiftEvenImages(), "L")
     assert (row.no_attack.correct, row.no_defense.correct, row.defended["undo"].correct) == (10, 5, 7)
     assert row.n == 10 and row.params == {"step": 0.1}
@@ -130,6 +131,36 @@ def test_table_numbers_are_computed_from_predictions(tmp_path):
     saved = json.loads(open(paths["json"]).read())
     assert saved["rows"][0]["defended"]["undo"]["correct"] == 7 and saved["meta"]["dataset"] == "crafted"
     assert len(list((tmp_path / "cache").iterdir())) == 1  # the adversarial batch was cached
+
+
+class ConfidentLevelClassifier(LevelClassifier):
+    """The same predictions with logits twice as large: what `ShiftUnlessConfident` cannot attack."""
+
+    def call(self, images, training=False):
+        return super().call(images) * 2.0
+
+
+class ShiftUnlessConfident(ShiftEvenImages):
+    """Shifts the even images, unless the attacked model's logits exceed 15 (then returns x)."""
+
+    name = "shift-unless-confident"
+
+    def __call__(self, model_fn, x, y):
+        if float(tf.reduce_max(model_fn(tf.constant(x)))) > 15.0:
+            return x.copy()
+        return super().__call__(model_fn, x, y)
+
+
+def test_robust_classifier_columns_are_attacked_themselves_in_white_box_and_fed_transfers_in_black_box():
+    images, labels, evaluation = _level_evaluation(robust_classifiers={"madry": {"L": ConfidentLevelClassifier()}})
+    white = evaluation.white_box(ShiftUnlessConfident(), "L")
+    assert white.no_defense.correct == 5  # crafted on L: even images shifted
+    assert white.defended["madry"].correct == 10  # crafted on the robust model itself: it resists
+    assert white.clean_defended["madry"].correct == 10 and white.defended["undo"].correct == 7
+    black = evaluation.black_box(ShiftUnlessConfident(), "L", "S", LevelClassifier())
+    assert black.defended["madry"].correct == 5  # the substitute's transfers, fed to the robust model
+    with pytest.raises(ValueError, match="classifiers \\['X'\\] are not among \\['L'\\]"):
+        Evaluation(images, labels, {"L": LevelClassifier()}, [], robust_classifiers={"m": {"X": LevelClassifier()}})
 
 
 def test_cached_adversarials_are_reused(tmp_path):

@@ -99,7 +99,11 @@ class Evaluation:
         images: float32 (n, H, W, C) in the classifiers' and defenses' value range.
         labels: int labels (n,).
         classifiers: name -> Keras classifier (logits, or a final softmax).
-        defenses: the defenses compared in every row (not including "no defense").
+        defenses: the purifiers compared in every row (not including "no defense").
+        robust_classifiers: further columns that defend by replacing the classifier (adversarial
+            training): column name -> classifier name -> its robust counterpart. White-box and
+            end-to-end rows attack the robust model itself (it is the whole defended system);
+            black-box rows feed it the same transferred adversarials as every other column.
         cache_dir: where adversarial batches are cached (None: no cache).
         batch_size: images per attack call and per prediction.
         verbose: progress bars.
@@ -114,16 +118,23 @@ class Evaluation:
         cache_dir: str | None = None,
         batch_size: int = 250,
         verbose: bool = True,
+        robust_classifiers: Mapping[str, Mapping[str, keras.Model]] | None = None,
     ):
         if len(images) != len(labels) or len(images) == 0:
             raise ValueError(f"{len(images)} images and {len(labels)} labels: need the same, non-zero count")
-        names = [d.name for d in defenses]
+        robust_classifiers = {column: dict(models) for column, models in (robust_classifiers or {}).items()}
+        names = [d.name for d in defenses] + list(robust_classifiers)
         if len(set(names)) != len(names) or "none" in names:
             raise ValueError(f"defense names must be unique and not 'none', got {names}")
+        for column, models in robust_classifiers.items():
+            unknown = sorted(set(models) - set(classifiers))
+            if unknown:
+                raise ValueError(f"robust column {column!r}: classifiers {unknown} are not among {sorted(classifiers)}")
         self.images = np.asarray(images, np.float32)
         self.labels = np.asarray(labels).astype(np.int64)
         self.classifiers = dict(classifiers)
         self.defenses = list(defenses)
+        self.robust_classifiers = robust_classifiers
         self.cache_dir = cache_dir
         self.batch_size = batch_size
         self.verbose = verbose
@@ -146,11 +157,17 @@ class Evaluation:
             images = defense.purify(images)
         return accuracy_of(self.predict(classifier, images), self.labels)
 
-    def clean_accuracy(self, classifier_name: str, defense: Defense | None = None) -> Accuracy:
-        """Accuracy on the clean sample, alone or behind `defense` (computed once per pair)."""
-        key = (classifier_name, defense.name if defense else "")
+    def clean_accuracy(self, classifier_name: str, defense: Defense | str | None = None) -> Accuracy:
+        """Accuracy on the clean sample, alone, behind `defense`, or of the robust classifier of the
+        column named `defense` (computed once per pair)."""
+        column = defense if isinstance(defense, str) else (defense.name if defense else "")
+        key = (classifier_name, column)
         if key not in self._clean:
-            self._clean[key] = self.accuracy(self.classifiers[classifier_name], self.images, defense)
+            if isinstance(defense, str):
+                model = self.robust_classifiers[defense][classifier_name]
+                self._clean[key] = self.accuracy(model, self.images)
+            else:
+                self._clean[key] = self.accuracy(self.classifiers[classifier_name], self.images, defense)
         return self._clean[key]
 
     def craft(self, attack, model_fn: Callable, key: str, description: str) -> np.ndarray:
@@ -174,12 +191,33 @@ class Evaluation:
             parts.append(part)
         return np.concatenate(parts)
 
+    def _robust_columns(self, setting, attack, classifier_name, adversarial) -> dict[str, Accuracy]:
+        """Accuracies of the adversarially trained counterparts of `classifier_name`."""
+        accuracies = {}
+        for column, models in self.robust_classifiers.items():
+            if classifier_name not in models:
+                continue
+            model = models[classifier_name]
+            if setting != "black-box":  # the attacker knows the whole defended system: this model
+                adversarial = self.adversarials_on(attack, f"{classifier_name} ({column})", model)
+            accuracies[column] = self.accuracy(model, adversarial)
+        return accuracies
+
     def _row(self, setting, attack, classifier_name, source, adversarial, per_defense=None) -> Row:
         classifier = self.classifiers[classifier_name]
         defended = {}
         for defense in self.defenses:
             images = per_defense[defense.name] if per_defense else adversarial
             defended[defense.name] = self.accuracy(classifier, images, defense)
+        defended.update(self._robust_columns(setting, attack, classifier_name, adversarial))
+        clean = {d.name: self.clean_accuracy(classifier_name, d) for d in self.defenses}
+        clean.update(
+            {
+                column: self.clean_accuracy(classifier_name, column)
+                for column, models in self.robust_classifiers.items()
+                if classifier_name in models
+            }
+        )
         return Row(
             setting,
             attack.name,
@@ -189,7 +227,7 @@ class Evaluation:
             self.clean_accuracy(classifier_name),
             self.accuracy(classifier, adversarial),
             defended,
-            {d.name: self.clean_accuracy(classifier_name, d) for d in self.defenses},
+            clean,
             distortion(self.images, adversarial),
         )
 
@@ -242,6 +280,7 @@ class Evaluation:
                     gradient,
                     samples,
                     defense.name,
+                    getattr(defense, "settings", {}),
                     *[m for m in models if m is not None],
                 ),
                 f"{attack.name}+{gradient} on {defense.name}+{classifier_name}",

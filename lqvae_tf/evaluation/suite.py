@@ -21,7 +21,7 @@ import numpy as np
 
 from lqvae_tf.atomic import write_text
 from lqvae_tf.data import load
-from lqvae_tf.defenses import LQVAEDefense
+from lqvae_tf.defenses import Defense, LQVAEDefense
 from lqvae_tf.evaluation.figures import (
     accuracy_vs_strength,
     bit_flip_histogram,
@@ -85,6 +85,8 @@ def run_suite(
     seed: int = 0,
     meta: Mapping | None = None,
     verbose: bool = True,
+    other_defenses: Sequence[Defense] = (),
+    robust_classifiers: Mapping[str, Mapping[str, keras.Model]] | None = None,
 ) -> dict[str, str]:
     """Runs every spec on every classifier, writes results.{md,csv,json} and the figures.
 
@@ -100,6 +102,9 @@ def run_suite(
         eps_grid: FGSM strengths for the accuracy-vs-eps figure (empty: no figure).
         seed: recorded, and seeds substitute training.
         meta: extra facts recorded in results.json.
+        other_defenses: purifiers compared beside LQ-VAE in every row (e.g. Defense-GAN).
+        robust_classifiers: adversarially trained columns, column -> classifier name -> model
+            (see `Evaluation`).
 
     Returns:
         Paths of what was written, by kind.
@@ -111,7 +116,13 @@ def run_suite(
     attacks = {spec.attack: make_attack(spec.attack, **attack_params.get(spec.attack, {})) for spec in parsed}
     defense = LQVAEDefense(purifier)
     evaluation = Evaluation(
-        images, labels, classifiers, [defense], cache_dir=os.path.join(out_dir, "cache"), verbose=verbose
+        images,
+        labels,
+        classifiers,
+        [defense, *other_defenses],
+        cache_dir=os.path.join(out_dir, "cache"),
+        verbose=verbose,
+        robust_classifiers=robust_classifiers,
     )
     names = list(classifiers)
     rows: list[Row] = []
@@ -196,11 +207,12 @@ def _figures(evaluation, defense, attacks, parsed, names, out_dir, eps_grid) -> 
     if eps_grid:
         from lqvae_tf.attacks import make_attack
 
-        curves = {"no defense": [], defense.name: []}
+        curves: dict[str, list[float]] = {"no defense": []}
         for eps in eps_grid:
             row = evaluation.white_box(make_attack("fgsm", eps=float(eps)), names[0])
             curves["no defense"].append(row.no_defense.percent)
-            curves[defense.name].append(row.defended[defense.name].percent)
+            for column, accuracy in row.defended.items():  # every defense compared, robust columns too
+                curves.setdefault(column, []).append(accuracy.percent)
         paths["accuracy_vs_eps"] = accuracy_vs_strength(
             list(eps_grid),
             curves,
