@@ -1,15 +1,17 @@
-"""LQ-VAE models and their building blocks."""
+"""LQ-VAE models and their building blocks; the WGAN-GP behind the Defense-GAN baseline."""
 
 from lqvae_tf.models.inputs import check_images
 from lqvae_tf.models.lqvae import LQVAE, kl_divergence
 from lqvae_tf.models.quantizers import HardQuantizer, SoftQuantizer, quantize_hard, quantize_soft
 from lqvae_tf.models.sampling import Sampling
+from lqvae_tf.models.wgan import WGANGP
 
 __all__ = [
     "LQVAE",
     "HardQuantizer",
     "SoftQuantizer",
     "Sampling",
+    "WGANGP",
     "check_images",
     "kl_divergence",
     "quantize_hard",

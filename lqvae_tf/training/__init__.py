@@ -1,14 +1,17 @@
-"""Training runs: callbacks, figures and the end-to-end `train_purifier`."""
+"""Training runs: callbacks, figures, the end-to-end `train_purifier`, and Defense-GAN's `train_gan`."""
 
 from lqvae_tf.training.callbacks import PurifiedImages, SharpnessSchedule
 from lqvae_tf.training.figures import save_purification_grid
+from lqvae_tf.training.gan import GANTrainingConfig, train_gan
 from lqvae_tf.training.train import TrainResult, fit_purifier, train_purifier
 
 __all__ = [
+    "GANTrainingConfig",
     "PurifiedImages",
     "SharpnessSchedule",
     "TrainResult",
     "fit_purifier",
     "save_purification_grid",
+    "train_gan",
     "train_purifier",
 ]
