@@ -9,7 +9,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from lqvae_tf.cli import classifiers, evaluate
+from lqvae_tf.cli import classifiers, evaluate, reproduce
 
 DATASETS = ("fashion_mnist", "mnist", "celeb_a")
 
@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(subparsers)
     classifiers.add_parser(subparsers)
     evaluate.add_parser(subparsers)
+    reproduce.add_parser(subparsers)
     _add_export(subparsers)
     _add_serve(subparsers)
     return parser
@@ -169,6 +170,7 @@ COMMANDS = {
     "train": _train,
     "classifiers": classifiers.run,
     "eval": evaluate.run,
+    "reproduce": reproduce.run,
     "export": _export,
     "serve": _serve,
 }
@@ -176,7 +178,9 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `lqvae` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the command line as given, for reports that record how they were made
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # google-api-core (pulled in by tensorflow-datasets) warns about Python 3.10 on every start.
     warnings.filterwarnings("ignore", category=FutureWarning, module="google.api_core")

@@ -1,0 +1,132 @@
+"""What `lqvae reproduce` trains and measures, per dataset: the full study and a `--quick` one.
+
+One dataclass holds every setting of a study; `study_config(dataset, quick)` returns the named
+ones. Every model's settings are what the model store hashes, so changing one retrains that
+model only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+DATASETS = ("fashion_mnist", "mnist", "celeb_a")
+
+# The paper's tables per dataset (MISSION.md): white-box FGSM / DeepFool / CW-L2 on A, B, C
+# (iterative FGSM and Madry PGD too on CelebA), black-box Papernot substitutes (DeepFool on
+# Fashion-MNIST, CW on CelebA), and BPDA end to end.
+_SPECS = {
+    "fashion_mnist": ("fgsm", "deepfool", "cw", "papernot-deepfool", "bpda-pgd"),
+    "mnist": ("fgsm", "deepfool", "cw", "papernot-deepfool", "bpda-pgd"),
+    "celeb_a": ("fgsm", "deepfool", "cw", "bim", "pgd", "papernot-cw", "bpda-pgd"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyConfig:
+    """Every setting of one study.
+
+    Args:
+        dataset: "fashion_mnist", "mnist" or "celeb_a".
+        n: evaluation images (a seeded random sample of the test split).
+        held_out: further test images, the Papernot substitutes' seeds.
+        seed: the sample's and every model's seed.
+        classifiers: the Defense-GAN architectures evaluated ("A".."E").
+        classifier: `train_classifier` settings (epochs, limit, batch_size).
+        purifier: the LQ-VAE: {"preset": name, "overrides": {LQVAEConfig fields}, "limit": train images}.
+        gan: `GANTrainingConfig` fields of Defense-GAN's generator.
+        defense_gan: `DefenseGANDefense` settings (steps L, restarts R, learning_rate, momentum).
+        madry: `train_adversarial_classifier` settings of Madry PGD training (method "pgd").
+        adv_tr: the same for plain FGSM adversarial training (method "fgsm").
+        attacks: `lqvae eval` attack specs (the tables).
+        attack_params: attack name -> parameters over its defaults.
+        eps_grid: FGSM strengths of the accuracy-vs-eps figure (empty: none).
+    """
+
+    dataset: str
+    n: int
+    held_out: int
+    seed: int
+    classifiers: tuple[str, ...]
+    classifier: dict[str, Any]
+    purifier: dict[str, Any]
+    gan: dict[str, Any]
+    defense_gan: dict[str, Any]
+    madry: dict[str, Any]
+    adv_tr: dict[str, Any]
+    attacks: tuple[str, ...]
+    attack_params: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    eps_grid: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+        if self.n < 1 or self.held_out < 0:
+            raise ValueError(f"n must be positive and held_out not negative, got {self.n} and {self.held_out}")
+        if any(spec.startswith(("transfer-", "papernot-")) for spec in self.attacks) and len(self.classifiers) < 2:
+            raise ValueError("black-box rows need at least two classifiers (a target and a substitute)")
+        if any(spec.startswith("papernot-") for spec in self.attacks) and self.held_out < 1:
+            raise ValueError("Papernot substitutes need held-out seed images (held_out > 0)")
+
+    def replace(self, **changes: Any) -> StudyConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def study_config(dataset: str, quick: bool = False) -> StudyConfig:
+    """The named study of `dataset`: the full one, or the `--quick` smoke run (minutes).
+
+    The full study is sized for a working day on a 2-core CPU from measured rates (README,
+    "Reproducing the paper", has the arithmetic): classifiers and their adversarially trained
+    versions on 30,000 training images; Defense-GAN at its reference search (L = 200 steps,
+    R = 10 restarts, lr 10, momentum 0.7, latent 128) with a half-width generator, on a
+    200-image sample, since every Defense-GAN purification costs 2,000 generator passes; the
+    end-to-end BPDA-PGD with 10 steps of 0.03 (eps 0.3) instead of Madry's 40 of 0.01, since each
+    step through Defense-GAN is a full search.
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    preset_name = {"fashion_mnist": "fashion_mnist", "mnist": "mnist", "celeb_a": "celeb_a"}[dataset]
+    if quick:
+        return StudyConfig(
+            dataset=dataset,
+            n=16,
+            held_out=0,
+            seed=0,
+            classifiers=("A", "B"),
+            classifier={"epochs": 1, "limit": 1000, "batch_size": 64},
+            purifier={
+                "preset": preset_name,
+                "overrides": {"width": 0.125, "latent_dim": 16, "batch_size": 32, "epochs": 1, "learning_rate": 1e-3},
+                "limit": 1000,
+            },
+            gan={"width": 0.125, "latent_dim": 16, "batch_size": 32, "epochs": 1, "limit": 512},
+            defense_gan={"steps": 5, "restarts": 2, "learning_rate": 10.0, "momentum": 0.7},
+            madry={"eps": 0.3, "steps": 3, "step_size": 0.1, "epochs": 1, "limit": 1000, "batch_size": 64},
+            adv_tr={"eps": 0.3, "epochs": 1, "limit": 1000, "batch_size": 64},
+            attacks=("fgsm", "deepfool", "transfer-deepfool", "bpda-pgd"),
+            attack_params={"deepfool": {"max_iter": 5}, "pgd": {"nb_iter": 2, "eps_iter": 0.1}},
+            eps_grid=(0.1, 0.3),
+        )
+    return StudyConfig(
+        dataset=dataset,
+        n=200,
+        held_out=150,
+        seed=0,
+        classifiers=("A", "B", "C"),
+        classifier={"epochs": 3, "limit": 30_000, "batch_size": 128},
+        purifier={"preset": preset_name, "overrides": {}, "limit": None},
+        gan={"width": 0.5, "latent_dim": 128, "batch_size": 64, "epochs": 20, "limit": 30_000},
+        defense_gan={"steps": 200, "restarts": 10, "learning_rate": 10.0, "momentum": 0.7},
+        madry={"eps": 0.3, "steps": 7, "step_size": 0.1, "epochs": 2, "limit": 30_000, "batch_size": 128},
+        adv_tr={"eps": 0.3, "epochs": 3, "limit": 30_000, "batch_size": 128},
+        attacks=_SPECS[dataset],
+        attack_params={"pgd": {"eps": 0.3, "eps_iter": 0.03, "nb_iter": 10}},
+        eps_grid=(0.05, 0.1, 0.2, 0.3),
+    )

@@ -1,0 +1,79 @@
+"""`lqvae reproduce`: models kept by settings hash, the study's configuration, the --quick run end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from lqvae_tf.cli.main import main
+from lqvae_tf.study import ROBUST_COLUMNS, ModelStore, settings_hash, study_config
+
+COLUMNS = ("lq-vae", "defense-gan", *ROBUST_COLUMNS)
+
+
+def test_store_trains_once_per_settings_and_again_when_they_change(tmp_path):
+    store = ModelStore(str(tmp_path))
+    calls = []
+
+    def train(path):
+        calls.append(path)
+        with open(path, "w") as handle:
+            handle.write("model")
+
+    first, reused_first = store.get_or_train("classifier_A", {"epochs": 1}, train)
+    again, reused_again = store.get_or_train("classifier_A", {"epochs": 1}, train)
+    other, reused_other = store.get_or_train("classifier_A", {"epochs": 2}, train)
+    assert (reused_first, reused_again, reused_other) == (False, True, False)
+    assert first == again != other and calls == [first, other]
+    with open(os.path.join(os.path.dirname(first), "settings.json")) as handle:
+        assert json.load(handle) == {"epochs": 1}
+    assert settings_hash("k", {"a": 1, "b": 2}) == settings_hash("k", {"b": 2, "a": 1})
+
+
+def test_store_refuses_a_trainer_that_writes_nothing(tmp_path):
+    with pytest.raises(RuntimeError, match="did not write"):
+        ModelStore(str(tmp_path)).get_or_train("gan", {}, lambda path: None)
+
+
+def test_study_configs_name_every_baseline_and_reject_impossible_ones():
+    full = study_config("fashion_mnist")
+    assert full.defense_gan == {"steps": 200, "restarts": 10, "learning_rate": 10.0, "momentum": 0.7}
+    assert "papernot-deepfool" in full.attacks and "bpda-pgd" in full.attacks and full.classifiers == ("A", "B", "C")
+    with pytest.raises(ValueError, match="unknown dataset 'cifar10'"):
+        study_config("cifar10")
+    with pytest.raises(ValueError, match="at least two classifiers"):
+        full.replace(classifiers=("A",))
+    with pytest.raises(ValueError, match="held-out seed images"):
+        full.replace(held_out=0)
+
+
+@pytest.mark.slow
+def test_reproduce_quick_writes_a_table_with_every_column_and_reuses_its_models(tmp_path):
+    args = ["reproduce", "fashion_mnist", "--quick", "--out", str(tmp_path / "out")]
+    args += ["--models", str(tmp_path / "models"), "--quiet"]
+    assert main(args) == 0
+    with open(tmp_path / "out" / "results.md", encoding="utf-8") as handle:
+        report = handle.read()
+    table_headers = [line for line in report.splitlines() if line.startswith("| attack |")]
+    assert len(table_headers) == 3  # white-box, black-box (transfer), end-to-end
+    for header in table_headers:
+        for column in ("no defense", *COLUMNS):
+            assert f"| {column} |" in header, (column, header)
+    with open(tmp_path / "out" / "results" / "fashion_mnist" / "results.json", encoding="utf-8") as handle:
+        rows = json.load(handle)["rows"]
+    assert {row["setting"] for row in rows} == {"white-box", "black-box", "end-to-end"}
+    for row in rows:
+        assert set(row["defended"]) == set(COLUMNS) and set(row["clean_defended"]) == set(COLUMNS)
+        assert all(0 <= cell["accuracy"] <= 100 and cell["n"] == 16 for cell in row["defended"].values())
+    models = [line for line in report.splitlines() if line.startswith("| ") and "model.keras" in line]
+    assert len(models) == 1 + 2 * 3 + 1  # purifier, A and B plain / Madry / FGSM-trained, the GAN
+    assert all("| no |" in line for line in models)
+    assert all(line.split(" | ")[3].split(" (")[0].replace(".", "").isdigit() for line in models)  # seconds
+    assert "lqvae reproduce fashion_mnist --quick" in report and "accuracy_vs_eps" in report
+
+    assert main(args) == 0  # nothing changed: every model is reused
+    with open(tmp_path / "out" / "results.md", encoding="utf-8") as handle:
+        again = [line for line in handle.read().splitlines() if line.startswith("| ") and "model.keras" in line]
+    assert len(again) == len(models) and all("| yes |" in line for line in again)
