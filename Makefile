@@ -30,6 +30,7 @@ format: setup
 
 bench: setup data
 	$(PY) bench/bench_train_purify.py
+	$(PY) bench/bench_purifiers.py
 
 # Re-resolve the lock (needs a network); commit requirements.lock afterwards.
 lock: setup
