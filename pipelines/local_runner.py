@@ -29,6 +29,7 @@ from absl import logging  # noqa: E402
 from tfx import v1 as tfx  # noqa: E402
 
 from lqvae_tf.atomic import write_text  # noqa: E402
+from lqvae_tf.pipeline_components.gate import REPORT_FILE, verdict_markdown  # noqa: E402
 from lqvae_tf.pipeline_components.records import write_fashion_mnist_records  # noqa: E402
 from pipelines import configs  # noqa: E402
 from pipelines.pipeline import create_pipeline  # noqa: E402
@@ -54,6 +55,33 @@ def build(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
 def run(config: configs.PipelineConfig) -> None:
     """Runs the pipeline for `config` to completion with LocalDagRunner."""
     tfx.orchestration.LocalDagRunner().run(build(config))
+
+
+def _numbered(folder: str) -> list[int]:
+    """The integer-named entries of `folder` (execution ids, serving versions), ascending."""
+    return sorted(int(name) for name in os.listdir(folder) if name.isdigit()) if os.path.isdir(folder) else []
+
+
+def latest_report(config: configs.PipelineConfig) -> str | None:
+    """Writes `<output>/robustness_report.md` from the newest robustness gate run; returns its text.
+
+    None when the gate has not run (the data gate found an anomaly, or the Trainer failed).
+    """
+    folder = os.path.join(config.pipeline_root, "RobustnessGate", "evaluation")
+    runs = (
+        sorted((int(name) for name in os.listdir(folder) if name.isdigit()), reverse=True)
+        if os.path.isdir(folder)
+        else []
+    )
+    if not runs:
+        return None
+    evaluation = os.path.join(folder, str(runs[0]))
+    with open(os.path.join(evaluation, REPORT_FILE), encoding="utf-8") as handle:
+        text = verdict_markdown(json.load(handle))
+    serving = os.path.join(config.serving_base_dir, config.serving_model_name)
+    text += f"\nServing versions in {serving}: {_numbered(serving) or 'none'}. Full tables: {evaluation}/results.md\n"
+    write_text(os.path.join(config.output_root, "robustness_report.md"), text)
+    return text
 
 
 def _parse(argv: list[str]) -> configs.PipelineConfig:
@@ -94,3 +122,4 @@ if __name__ == "__main__":
     chosen = _parse(sys.argv[1:])
     print(json.dumps({"output_root": chosen.output_root, "serving": chosen.serving_base_dir}))
     run(chosen)
+    print(latest_report(chosen) or "The robustness gate did not run (see ExampleValidator's anomalies).")

@@ -142,6 +142,14 @@ def test_gate_records_every_accuracy_in_its_artifact_and_metadata(pushed_run):
     assert blessing.custom_properties["blessed"].int_value == 1
 
 
+def test_run_ends_with_a_robustness_report(pipelines_api, pushed_run):
+    _, local_runner, _ = pipelines_api
+    text = local_runner.latest_report(pushed_run)
+    assert "**blessed**" in text and "| clean | none | 0.0% |" in text and "[1]" in text
+    with open(os.path.join(pushed_run.output_root, "robustness_report.md"), encoding="utf-8") as handle:
+        assert handle.read() == text
+
+
 def test_rerun_reuses_the_cached_trainer(pushed_run):
     from ml_metadata.proto import metadata_store_pb2
 

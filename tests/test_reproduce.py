@@ -77,3 +77,15 @@ def test_reproduce_quick_writes_a_table_with_every_column_and_reuses_its_models(
     with open(tmp_path / "out" / "results.md", encoding="utf-8") as handle:
         again = [line for line in handle.read().splitlines() if line.startswith("| ") and "model.keras" in line]
     assert len(again) == len(models) and all("| yes |" in line for line in again)
+
+
+def test_reproduce_without_the_data_fails_before_training_anything(tmp_path, monkeypatch, capsys):
+    def no_network(address, timeout=None):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr("socket.create_connection", no_network)
+    args = ["reproduce", "mnist", "--quick", "--out", str(tmp_path / "out"), "--models", str(tmp_path / "models")]
+    args += ["--quiet"]
+    assert main(args) == 2
+    assert "no network to download it" in capsys.readouterr().err
+    assert not (tmp_path / "models").exists()  # the data is checked first: nothing was trained

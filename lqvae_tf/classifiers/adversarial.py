@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 
 import keras
 import tensorflow as tf
@@ -35,6 +34,7 @@ from lqvae_tf.classifiers.train import (
     compile_classifier,
     load_splits,
     save_with_summary,
+    training_summary,
 )
 from lqvae_tf.data import batched
 from lqvae_tf.models.quantizers import PACKAGE
@@ -329,14 +329,7 @@ def train_adversarial_classifier(
     test_loss, test_accuracy = classifier.evaluate(batched(test, batch_size), verbose=0)
 
     summary = {
-        "name": name,
-        "dataset": dataset,
-        "model": os.path.basename(out_path),
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "limit": limit,
-        "seed": seed,
+        **training_summary(name, dataset, out_path, epochs, batch_size, learning_rate, limit, seed),
         "adversarial": {
             "method": method,
             "eps": trainer.eps,

@@ -102,6 +102,22 @@ def load_splits(
     return load(dataset, "train", limit=limit, **loader_args), load(dataset, "test", limit=test_limit, **loader_args)
 
 
+def training_summary(
+    name: str, dataset: str, out_path: str, epochs: int, batch_size: int, learning_rate: float, limit, seed: int
+) -> dict:
+    """The settings part of a trained classifier's JSON summary (both trainers add their results)."""
+    return {
+        "name": name,
+        "dataset": dataset,
+        "model": os.path.basename(out_path),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "limit": limit,
+        "seed": seed,
+    }
+
+
 def save_with_summary(model: keras.Model, out_path: str, summary: dict) -> None:
     """Saves `model` to `out_path` and `summary` as JSON to `summary_path(out_path)`, each atomically."""
     with atomic_path(out_path) as temporary:
@@ -154,14 +170,7 @@ def train_classifier(
     test_loss, test_accuracy = model.evaluate(batched(test, batch_size), verbose=0)
 
     summary = {
-        "name": name,
-        "dataset": dataset,
-        "model": os.path.basename(out_path),
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "limit": limit,
-        "seed": seed,
+        **training_summary(name, dataset, out_path, epochs, batch_size, learning_rate, limit, seed),
         "train_accuracy": float(history.history["accuracy"][-1]),
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),

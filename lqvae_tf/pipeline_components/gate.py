@@ -168,3 +168,21 @@ def RobustnessGate(
     os.makedirs(blessing.uri, exist_ok=True)
     with open(os.path.join(blessing.uri, "BLESSED" if verdict else "NOT_BLESSED"), "w", encoding="utf-8"):
         pass
+
+
+def verdict_markdown(report: dict) -> str:
+    """A `robustness.json` report as a short Markdown table: each check, its threshold, the accuracy, the verdict."""
+    lines = [
+        f"Robustness gate on {report['n']} eval images: **{'blessed' if report['blessed'] else 'refused'}**",
+        "",
+        "| check | attack | threshold | accuracy [95% CI] | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for check in report["checks"]:
+        accuracy = check["accuracy"]
+        low, high = accuracy["ci95"]
+        lines.append(
+            f"| {check['check']} | {check['attack']} | {check['min_accuracy']:.1f}% "
+            f"| {accuracy['accuracy']:.1f}% [{low:.1f}, {high:.1f}] | {'pass' if check['passed'] else 'FAIL'} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -139,8 +139,8 @@ def run_study(
     from lqvae_tf.evaluation.suite import load_test_arrays, run_suite, sample_indices
 
     stages = Stages(verbose)
+    images, labels = load_test_arrays(config.dataset, data_dir)  # first: no data, no training
     paths = _train_models(config, ModelStore(models_dir), data_dir, stages)
-    images, labels = load_test_arrays(config.dataset, data_dir)
     held_out = min(config.held_out, PAPERNOT_SEEDS) if config.held_out else 0
     chosen, seeds = sample_indices(len(images), config.n, config.seed, held_out)
 
