@@ -89,3 +89,18 @@ def test_reproduce_without_the_data_fails_before_training_anything(tmp_path, mon
     assert main(args) == 2
     assert "no network to download it" in capsys.readouterr().err
     assert not (tmp_path / "models").exists()  # the data is checked first: nothing was trained
+
+
+@pytest.mark.slow
+def test_reproduce_quick_runs_the_same_way_on_celeb_a(tmp_path):
+    """The 64x64x3 path of every model (LQ-VAE conv64, classifiers, adversarial training, WGAN-GP,
+    Defense-GAN) through tensorflow-datasets' mock CelebA: nothing is downloaded."""
+    import tensorflow_datasets as tfds
+
+    args = ["reproduce", "celeb_a", "--quick", "--out", str(tmp_path / "out"), "--models", str(tmp_path / "models")]
+    with tfds.testing.mock_data(num_examples=64):
+        assert main([*args, "--quiet"]) == 0
+    with open(tmp_path / "out" / "results" / "celeb_a" / "results.json", encoding="utf-8") as handle:
+        rows = json.load(handle)["rows"]
+    assert rows and all(set(row["defended"]) == set(COLUMNS) for row in rows)
+    assert {row["classifier"] for row in rows if row["setting"] == "white-box"} == {"A", "B"}
