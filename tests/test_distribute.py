@@ -37,7 +37,26 @@ TWO_REPLICAS = textwrap.dedent(
     config = tiny_config(epochs=3)
     model, history = fit_purifier(config, data, data.take(32), sys.argv[1], images[:4], verbose=0, strategy=strategy)
     purified = model.purify(images[:8])
+
+    # Madry PGD training replicates too; WGAN-GP refuses clearly (its generator turn is a tf.cond).
+    from lqvae_tf.classifiers import AdversarialTrainer, build_classifier
+    from lqvae_tf.models import WGANGP
+    labels = np.arange(len(images)) % 10
+    with strategy.scope():
+        classifier = build_classifier("E", (28, 28, 1), 10)
+        madry = AdversarialTrainer(classifier, method="pgd", eps=0.1, steps=2, step_size=0.05)
+        madry.compile(optimizer="adam")
+        gan = WGANGP((28, 28, 1), latent_dim=8, width=0.125, critic_steps=2)
+        gan.compile()
+    madry_loss = madry.fit(images, labels, batch_size=32, epochs=1, verbose=0).history["loss"]
+    try:
+        gan.fit(images, batch_size=32, epochs=1, verbose=0)
+        gan_error = ""
+    except ValueError as error:
+        gan_error = str(error)
     print(json.dumps({
+        "baseline_losses": madry_loss,
+        "gan_error": gan_error,
         "replicas": strategy.num_replicas_in_sync,
         "shares": [float(s) for s in shares],
         "loss_g": history["loss_g"],
@@ -70,6 +89,8 @@ def test_fit_purifier_trains_replicated_over_two_devices(tmp_path):
     assert result["purified_shape"] == [8, 28, 28, 1] and result["purified_finite"]
     assert "Mirrored" in result["variables_mirrored"] or "Distributed" in result["variables_mirrored"]
     assert os.listdir(tmp_path / "logs")  # TensorBoard logs written
+    assert all(abs(value) < 1e3 for value in result["baseline_losses"])  # Madry training replicated
+    assert "WGANGP trains on a single replica" in result["gan_error"]
 
 
 def test_replica_share_is_the_loss_itself_without_replicas():

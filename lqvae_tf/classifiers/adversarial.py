@@ -37,6 +37,7 @@ from lqvae_tf.classifiers.train import (
     training_summary,
 )
 from lqvae_tf.data import batched
+from lqvae_tf.distribute import replica_share
 from lqvae_tf.models.quantizers import PACKAGE
 from lqvae_tf.models.sampling import load_seed_state, save_seed_state
 
@@ -252,10 +253,11 @@ class AdversarialTrainer(keras.Model):
             # The clean pass joins the tape only where the loss uses it.
             clean_logits = self.classifier(images, training=True) if self.clean_weight > 0.0 else None
             loss = self._loss(labels, adversarial_logits, clean_logits, sample_weight)
+            share = replica_share(loss)  # under a tf.distribute strategy
         if clean_logits is None:
             clean_logits = self.classifier(images, training=True)
         variables = self.classifier.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.optimizer.apply_gradients(zip(tape.gradient(share, variables), variables))
         return self._update_metrics(loss, labels, adversarial_logits, clean_logits, sample_weight)
 
     def test_step(self, data):

@@ -284,6 +284,11 @@ class WGANGP(keras.Model):
         return generator_loss
 
     def train_step(self, data):
+        if tf.distribute.get_replica_context().num_replicas_in_sync > 1:
+            # The generator's turn is a tf.cond around apply_gradients, which cannot all-reduce.
+            raise ValueError(
+                "WGANGP trains on a single replica: build and fit it outside a multi-device tf.distribute strategy"
+            )
         real = _images_of(data)
         values = self._critic_step(real)
         for name in ("critic_loss", "wasserstein", "gradient_penalty"):
