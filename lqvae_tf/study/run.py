@@ -53,7 +53,9 @@ class Stages:
 
 def _summary_of(model_path: str) -> dict[str, Any]:
     """The JSON summary a trainer wrote beside the model (`model.json`), or {}."""
-    path = os.path.splitext(model_path)[0] + ".json"
+    from lqvae_tf.classifiers import summary_path
+
+    path = summary_path(model_path)
     if not os.path.isfile(path):
         return {}
     with open(path, encoding="utf-8") as handle:
