@@ -4,6 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 RUN_DIR ?= runs/pipeline
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# MNIST's IDX files, where this project's machines keep them (../shared/data/mnist); read by
+# lqvae_tf.data.mnist when set (see README, "Data"). Never copied into the repository.
+SHARED_DATA := $(abspath ../shared/data)
+export LQVAE_MNIST_DIR ?= $(if $(wildcard $(SHARED_DATA)/mnist/t10k-labels-idx1-ubyte.gz),$(SHARED_DATA)/mnist)
+# The CelebA subset (10,000 aligned faces and labels.csv), read by lqvae_tf.data.celeb_a when set.
+export LQVAE_CELEBA_DIR ?= $(if $(wildcard $(SHARED_DATA)/celeba/labels.csv),$(SHARED_DATA)/celeba)
 
 .PHONY: setup data run test lint format bench lock clean
 

@@ -102,6 +102,9 @@ class UndoShift(Defense):
     def differentiable(self, images, mode="bpda"):
         return images
 
+    def cache_parts(self):
+        return ({"class": "UndoShift", "fixed": self.fixed}, self.clean)
+
 
 def _level_evaluation(**kwargs) -> tuple[np.ndarray, np.ndarray, Evaluation]:
     """Ten flat images of levels 0..9, classifier "L" and the `UndoShift` defense (fixes 4)."""
@@ -236,3 +239,41 @@ def test_eot_averages_a_stochastic_defense_over_samples(fmnist_images, linear_cl
     row = evaluation.end_to_end(make_attack("fgsm", eps=0.1), "lin", gradient="bpda", eot_samples=3)
     assert row.params["eot_samples"] == 3 and row.params["gradient"] == "bpda"
     assert calls.count("bpda") % 3 == 0 and calls.count("bpda") >= 3  # three draws per gradient
+
+
+def test_the_cache_key_tells_apart_every_setting_of_a_defense():
+    model = LQVAE(tiny_config())
+    key = Evaluation.defense_key
+    assert key(LQVAEDefense(model)) == key(LQVAEDefense(model, name="other-name"))  # the name changes no output
+    assert key(LQVAEDefense(model)) != key(LQVAEDefense(model, stochastic=True))
+    assert key(LQVAEDefense(model)) != key(LQVAEDefense(model, value_range=(-1.0, 1.0)))
+    assert key(LQVAEDefense(model)) != key(LQVAEDefense(LQVAE(tiny_config(band_threshold=0.2))))
+
+
+def test_end_to_end_adversarials_of_differently_configured_defenses_are_not_shared(
+    tmp_path, fmnist_images, linear_classifier
+):
+    from lqvae_tf.attacks import make_attack
+
+    model = LQVAE(tiny_config(sample_noise_scale=1.0))
+    x, y = fmnist_images[:4], np.arange(4)
+    written = []
+    for stochastic in (False, True):
+        defense = LQVAEDefense(model, stochastic=stochastic)
+        evaluation = Evaluation(x, y, {"lin": linear_classifier}, [defense], cache_dir=str(tmp_path), verbose=False)
+        before = set(tmp_path.iterdir())
+        evaluation.end_to_end(make_attack("fgsm", eps=0.1), "lin")
+        written.append(set(tmp_path.iterdir()) - before)
+    assert len(written[0]) == 2 and len(written[1]) == 1  # the second defense crafts its own batch
+
+
+def test_a_defense_must_declare_its_cache_parts():
+    class Incomplete(Defense):
+        def purify(self, images):
+            return images
+
+        def differentiable(self, images, mode="bpda"):
+            return images
+
+    with pytest.raises(TypeError, match="cache_parts"):
+        Incomplete()

@@ -23,6 +23,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--models", default="runs/reproduce/models", help="the model store (trained models, by hash)")
     parser.add_argument("--n", type=int, help="evaluation images (over the study's)")
     parser.add_argument("--data-dir", help="the dataset's folder")
+    parser.add_argument("--models-only", action="store_true", help="train (or find) the models, run no table")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or stage times")
 
 
@@ -41,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         command="lqvae " + shlex.join(args.argv),
         verbose=not args.quiet,
+        models_only=args.models_only,
     )
+    if args.models_only:
+        print("\n".join(f"{name}: {path}" for name, path in written.items()))
+        return 0
     print(f"report: {written['report']}")
     return 0

@@ -1,9 +1,12 @@
 """Datasets as `tf.data` pipelines of (image in the model's value range, label).
 
-* `fashion_mnist` and `mnist` read IDX files from a folder (for Fashion-MNIST, Debian's
-  `dataset-fashion-mnist` at `/usr/share/datasets/fashion-mnist` by default) or come from
-  tensorflow-datasets;
-* `celeb_a` comes from tensorflow-datasets as 64x64x3 faces labelled by gender (`Male`).
+* `fashion_mnist` and `mnist` read IDX files from a folder or come from tensorflow-datasets.
+  The folder is `data_dir`, else the environment variable `LQVAE_FASHION_MNIST_DIR` /
+  `LQVAE_MNIST_DIR`, else (Fashion-MNIST only) Debian's `dataset-fashion-mnist` at
+  `/usr/share/datasets/fashion-mnist`;
+* `celeb_a` gives 64x64x3 faces labelled by gender (`Male`), from a folder of images plus a
+  label file (`data_dir` or `LQVAE_CELEBA_DIR`; see `lqvae_tf.data.image_folder`) or from
+  tensorflow-datasets.
 
 tensorflow-datasets needs a network the first time; offline, a missing dataset raises
 `DatasetUnavailableError` saying how to get it, instead of a deep download traceback.
@@ -11,6 +14,7 @@ tensorflow-datasets needs a network the first time; offline, a missing dataset r
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Sequence
 
@@ -18,13 +22,20 @@ import numpy as np
 import tensorflow as tf
 
 from lqvae_tf.data.idx import find_idx_file, read_idx
+from lqvae_tf.data.image_folder import LABELS_FILE, center_crop_resized, image_folder
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+# Environment variables naming a dataset's folder when no `data_dir` is given.
+DATA_DIR_VARIABLES = {
+    "fashion_mnist": "LQVAE_FASHION_MNIST_DIR",
+    "mnist": "LQVAE_MNIST_DIR",
+    "celeb_a": "LQVAE_CELEBA_DIR",
+}
 SOURCES = ("auto", "idx", "tfds")
+CELEB_A_SOURCES = ("auto", "folder", "tfds")
 SPLITS = ("train", "test")
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
-CELEB_A_SIZE = 64
-CELEB_A_CROP = 178  # the aligned faces are 218x178: crop the central 178x178 square
+CELEB_A_SIZE = 64  # the aligned faces (218x178, or 109x89 in our subset) -> central square -> 64x64
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -111,9 +122,17 @@ def _tfds_load(name: str, split: str, data_dir: str | None, download: bool, how_
         ) from error
 
 
+def default_folder(name: str) -> str | None:
+    """The folder a dataset is read from when no `data_dir` is given: its environment variable
+    (`DATA_DIR_VARIABLES`), else Debian's folder for Fashion-MNIST, else None (tensorflow-datasets)."""
+    variable = DATA_DIR_VARIABLES.get(name)
+    if variable and os.environ.get(variable):
+        return os.environ[variable]
+    return DEBIAN_FASHION_MNIST if name == "fashion_mnist" else None
+
+
 def _digits(
     name: str,
-    default_folder: str | None,
     how_to_get: str,
     split: str,
     value_range: Sequence[float],
@@ -125,12 +144,14 @@ def _digits(
     _check_split(split)
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-    # "auto": a folder the user names is read as IDX; else the default folder where it has the
-    # files; else tensorflow-datasets. A named folder never silently turns into a download.
-    folder = data_dir or default_folder
+    # "auto": a folder the user names (data_dir or the environment variable) is read as IDX; else
+    # Debian's folder where it has the files; else tensorflow-datasets. A named folder never
+    # silently turns into a download.
+    named = data_dir or os.environ.get(DATA_DIR_VARIABLES[name]) or None
+    folder = named or default_folder(name)
     use_idx = source == "idx" or (
         source == "auto"
-        and (data_dir is not None or (folder is not None and find_idx_file(folder, "t10k-labels-idx1-ubyte")))
+        and (named is not None or (folder is not None and find_idx_file(folder, "t10k-labels-idx1-ubyte")))
     )
     if use_idx:
         if folder is None:
@@ -167,8 +188,9 @@ def fashion_mnist(
         value_range: the pixel range to scale to (the model's `config.value_range`).
         source: "idx" (a folder of IDX files), "tfds", or "auto" (IDX where the folder has them,
             else tensorflow-datasets).
-        data_dir: the IDX folder (default: Debian's `/usr/share/datasets/fashion-mnist`), or
-            tensorflow-datasets' data_dir when `source="tfds"`.
+        data_dir: the IDX folder (default: `$LQVAE_FASHION_MNIST_DIR`, else Debian's
+            `/usr/share/datasets/fashion-mnist`), or tensorflow-datasets' data_dir when
+            `source="tfds"`.
         download: let tensorflow-datasets download when the data is missing.
         limit: keep only the first `limit` examples (small real slices for tests).
 
@@ -180,7 +202,7 @@ def fashion_mnist(
         "folder of Fashion-MNIST IDX files, or run once with a network so tensorflow-datasets "
         "can download it."
     )
-    return _digits("fashion_mnist", DEBIAN_FASHION_MNIST, how, split, value_range, source, data_dir, download, limit)
+    return _digits("fashion_mnist", how, split, value_range, source, data_dir, download, limit)
 
 
 def mnist(
@@ -193,23 +215,21 @@ def mnist(
 ) -> tf.data.Dataset:
     """MNIST as (28x28x1 float32 image in `value_range`, int64 label 0-9).
 
-    Same arguments as `fashion_mnist`; with no `data_dir` it comes from tensorflow-datasets.
+    Same arguments as `fashion_mnist`. The IDX folder is `data_dir`, else `$LQVAE_MNIST_DIR`
+    (this project's machines: `../shared/data/mnist`, which `make` sets); with neither, MNIST
+    comes from tensorflow-datasets.
     """
     how = (
-        "Run once with a network so tensorflow-datasets can download it, or point data_dir at a "
-        "folder of MNIST IDX files (train-images-idx3-ubyte[.gz], ...)."
+        "Point data_dir (--data-dir) or the environment variable LQVAE_MNIST_DIR at a folder of "
+        "MNIST IDX files (train-images-idx3-ubyte[.gz], ...), or run once with a network so "
+        "tensorflow-datasets can download it."
     )
-    return _digits("mnist", None, how, split, value_range, source, data_dir, download, limit)
+    return _digits("mnist", how, split, value_range, source, data_dir, download, limit)
 
 
 def celeb_a_image(image, value_range: Sequence[float] = (0.0, 1.0)):
-    """An aligned 218x178 CelebA face -> central square, resized to 64x64, in `value_range`."""
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
-    crop = tf.minimum(tf.minimum(height, width), CELEB_A_CROP)
-    image = tf.image.crop_to_bounding_box(image, (height - crop) // 2, (width - crop) // 2, crop, crop)
-    image = tf.image.resize(tf.cast(image, tf.float32), (CELEB_A_SIZE, CELEB_A_SIZE), antialias=True)
-    low, high = value_range
-    return tf.clip_by_value(image, 0.0, 255.0) * ((high - low) / 255.0) + low
+    """An aligned CelebA face (218x178, or any size) -> central square, resized to 64x64, in `value_range`."""
+    return center_crop_resized(image, (CELEB_A_SIZE, CELEB_A_SIZE), value_range)
 
 
 def celeb_a(
@@ -218,16 +238,54 @@ def celeb_a(
     data_dir: str | None = None,
     download: bool = True,
     limit: int | None = None,
+    source: str = "auto",
 ) -> tf.data.Dataset:
     """CelebA gender as (64x64x3 float32 face in `value_range`, int64 label: 1 male, 0 female).
 
+    Two sources. A folder of images plus a label file (`image_folder`: `labels.csv` with
+    `image,male` rows, the faces in `images/`), split seeded 80/20 into train/test as
+    `image_folder` documents, since such a subset usually comes from one official partition.
+    Or tensorflow-datasets' `celeb_a`, with its official train/test partitions.
+
+    With `source="auto"` the folder is read when `data_dir` holds a `labels.csv`, or, with no
+    `data_dir`, when `$LQVAE_CELEBA_DIR` is set (this project's machines: `../shared/data/celeba`,
+    which `make` sets); a named folder never silently turns into a download. Otherwise CelebA
+    comes from tensorflow-datasets, with `data_dir` as its data_dir.
+
     Args:
         split: "train" or "test".
-        data_dir: tensorflow-datasets' data_dir.
+        value_range: the pixel range to scale to (the model's `config.value_range`).
+        data_dir: a folder of images plus `labels.csv`, or tensorflow-datasets' data_dir.
         download: let tensorflow-datasets download when the data is missing.
         limit: keep only the first `limit` examples.
+        source: "folder", "tfds", or "auto" (see above).
+
+    Raises:
+        DatasetUnavailableError: the data is not here and cannot be fetched, or the folder lacks
+            its label file or a listed image; says how to get it.
+        ValueError: the folder's label file is malformed (names the file and line).
     """
     _check_split(split)
+    if source not in CELEB_A_SOURCES:
+        raise ValueError(f"source must be one of {CELEB_A_SOURCES}, got {source!r}")
+    folder = data_dir or default_folder("celeb_a")
+    use_folder = source == "folder" or (
+        source == "auto"
+        and folder is not None
+        and (data_dir is None or os.path.isfile(os.path.join(data_dir, LABELS_FILE)))
+    )
+    if use_folder:
+        how = (
+            "Point data_dir (--data-dir) or the environment variable LQVAE_CELEBA_DIR at a folder "
+            "holding labels.csv (image,male) and the aligned faces in images/, or use "
+            "source='tfds' on a machine with a network."
+        )
+        if folder is None:
+            raise DatasetUnavailableError(f"no CelebA folder given. {how}")
+        try:
+            return image_folder(folder, split, value_range=value_range, limit=limit)
+        except FileNotFoundError as error:
+            raise DatasetUnavailableError(f"{error}. {how}") from None
     how = "Run once with a network so tensorflow-datasets can download and prepare 'celeb_a'."
     dataset = _limited(_tfds_load("celeb_a", split, data_dir, download, how), limit)
     return dataset.map(

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-GRADIENT_MODES = ("bpda", "identity", "naive")
+GRADIENT_MODES = ("bpda", "identity", "naive", "soft")
 
 
 def check_mode(mode: str) -> None:
@@ -38,10 +38,26 @@ class Defense(abc.ABC):
     Attributes:
         name: the column name in result tables.
         stochastic: whether `purify` draws randomness (then attacks use EOT).
+        costly: whether `purify` is slow enough (a search per image) that the evaluation should
+            cache its outputs on disk.
     """
 
     name: str = "defense"
     stochastic: bool = False
+    costly: bool = False
+
+    @abc.abstractmethod
+    def cache_parts(self) -> tuple:
+        """Everything that determines the filter's outputs and gradients: JSON-able settings
+        (the class, every constructor option) and the Keras models whose weights it uses.
+
+        Evaluation caches (adversarials, purifications) are keyed by these, so two defenses that
+        differ in any of them never share cached results.
+        """
+
+    def random_gradient(self, mode: str) -> bool:
+        """Whether `differentiable(x, mode)` draws randomness (then attacks average it: EOT)."""
+        return self.stochastic
 
     @abc.abstractmethod
     def purify(self, images: np.ndarray) -> np.ndarray:
@@ -71,6 +87,9 @@ class NoDefense(Defense):
     """The identity: the classifier alone."""
 
     name = "none"
+
+    def cache_parts(self) -> tuple:
+        return ({"class": "NoDefense"},)
 
     def purify(self, images: np.ndarray) -> np.ndarray:
         return np.asarray(images, np.float32)

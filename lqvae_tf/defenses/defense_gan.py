@@ -188,6 +188,11 @@ class DefenseGANDefense(Defense):
         return self._from_generator(tf.gather(reconstructions, best, axis=1, batch_dims=1))
 
     # ----------------------------------------------------------------- the Defense interface
+    costly = True  # L x R generator passes per image
+
+    def cache_parts(self) -> tuple:
+        return {"class": "DefenseGANDefense", **self.settings}, self.model
+
     @property
     def settings(self) -> dict:
         """What, beside the generator's weights, determines the filter (part of evaluation cache keys)."""
@@ -237,6 +242,8 @@ class DefenseGANDefense(Defense):
         purified = self._purify_batch(tf.stop_gradient(images), self.initial_latents(tf.shape(images)[0]))
         if mode == "naive":  # z* held constant: no path from x (a zero tensor, not None, for attacks)
             return straight_through(purified, tf.zeros_like(images) * images)
+        # "bpda", "identity" and "soft" (it has no soft path of its own): the projection's
+        # backward pass is the identity's, as Defense-GAN's BPDA (Athalye et al. 2018).
         return straight_through(purified, images)
 
 

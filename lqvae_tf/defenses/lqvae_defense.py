@@ -14,6 +14,10 @@ class LQVAEDefense(Defense):
 
     BPDA ("bpda") keeps the exact forward pass and takes the backward pass of the soft quantizer
     `H~` (the model's own differentiable stand-in, at its trained sharpness) in place of `H`'s.
+    "soft" is the authors' own BPDA surrogate (mayank31398/lqvae, `src/BPDA.py`, `FGSM`): the
+    hard-code decoder `g` applied to the soft code `H~(z)` of a SAMPLED latent
+    `z = mu + s sigma eps` (`s` = the config's `sample_noise_scale`, 0.05 for the paper), forward
+    and backward; it is random, so attacks through it may average it (EOT).
 
     Args:
         model: a trained `LQVAE`.
@@ -57,17 +61,32 @@ class LQVAEDefense(Defense):
         """The latent codes `H(mu(x))` of images in the defense's value range."""
         return self.model.quantize_hard(self.latent_means(images)).numpy()
 
-    def _latent(self, images: tf.Tensor) -> tf.Tensor:
+    def cache_parts(self) -> tuple:
+        settings = {
+            "class": "LQVAEDefense",
+            "stochastic": self.stochastic,
+            "value_range": list(self.value_range),
+            "config": self.model.config.to_dict(),
+        }
+        return settings, self.model
+
+    def random_gradient(self, mode: str) -> bool:
+        return self.stochastic or mode == "soft"
+
+    def _latent(self, images: tf.Tensor, sample: bool) -> tf.Tensor:
         internal = self.model.to_internal(self._to_model(images))
         mean, log_var = self.model.encoder(internal, training=False)
-        return self.model.sampling([mean, log_var]) if self.stochastic else mean
+        return self.model.sampling([mean, log_var]) if sample else mean
 
     def differentiable(self, images: tf.Tensor, mode: str = "bpda") -> tf.Tensor:
         check_mode(mode)
         model = self.model
         if mode == "identity":
             return straight_through(self.differentiable(tf.stop_gradient(images), "naive"), images)
-        z = self._latent(images)
+        if mode == "soft":
+            codes = model.quantize_soft(self._latent(images, sample=True))
+            return self._from_model(model.from_internal(model.decoder_hard(codes, training=False)))
+        z = self._latent(images, self.stochastic)
         codes = model.quantize_hard(z)
         if mode == "bpda":
             codes = straight_through(codes, model.quantize_soft(z))

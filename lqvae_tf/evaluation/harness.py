@@ -9,8 +9,10 @@ Three settings (rows of the paper's tables):
   (or the identity or naive gradient), averaged over EOT samples for a stochastic defense.
 
 Every number is an `Accuracy` (count, n, 95% interval). Adversarial batches are cached on disk
-batch by batch under a key made of everything that determines them, so an interrupted run
-resumes.
+batch by batch under a key made of everything that determines them (each defense's
+`cache_parts()` among them), and so are the purifications of costly defenses (Defense-GAN's
+searches), so an interrupted run resumes without redoing finished work. A costly defense can be
+scored on the first `defense_limits[name]` images of the sample only; its cells then carry that n.
 """
 
 from __future__ import annotations
@@ -107,6 +109,8 @@ class Evaluation:
         cache_dir: where adversarial batches are cached (None: no cache).
         batch_size: images per attack call and per prediction.
         verbose: progress bars.
+        defense_limits: defense name -> score it on the first this-many images of the sample
+            only (a costly defense on a subsample; its cells report that n).
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class Evaluation:
         batch_size: int = 250,
         verbose: bool = True,
         robust_classifiers: Mapping[str, Mapping[str, keras.Model]] | None = None,
+        defense_limits: Mapping[str, int] | None = None,
     ):
         if len(images) != len(labels) or len(images) == 0:
             raise ValueError(f"{len(images)} images and {len(labels)} labels: need the same, non-zero count")
@@ -130,6 +135,11 @@ class Evaluation:
             unknown = sorted(set(models) - set(classifiers))
             if unknown:
                 raise ValueError(f"robust column {column!r}: classifiers {unknown} are not among {sorted(classifiers)}")
+        defense_limits = dict(defense_limits or {})
+        for name, limit in defense_limits.items():
+            if name not in names[: len(defenses)] or not isinstance(limit, int) or limit < 1:
+                raise ValueError(f"defense_limits: {name!r}: {limit!r} must be a positive count for a defense's name")
+        self.defense_limits = {name: min(limit, len(images)) for name, limit in defense_limits.items()}
         self.images = np.asarray(images, np.float32)
         self.labels = np.asarray(labels).astype(np.int64)
         self.classifiers = dict(classifiers)
@@ -139,7 +149,17 @@ class Evaluation:
         self.batch_size = batch_size
         self.verbose = verbose
         self._sample_key = fingerprint(self.images, self.labels)
+        self._defense_keys = {d.name: self.defense_key(d) for d in self.defenses}
         self._clean: dict[tuple[str, str], Accuracy] = {}
+
+    @staticmethod
+    def defense_key(defense: Defense) -> str:
+        """The fingerprint of everything that determines `defense` (its `cache_parts()`)."""
+        return fingerprint(type(defense).__name__, *defense.cache_parts())
+
+    def count_for(self, defense: Defense | None) -> int:
+        """How many images of the sample `defense` is scored on (all, unless limited)."""
+        return self.defense_limits.get(defense.name, len(self.images)) if defense else len(self.images)
 
     # ------------------------------------------------------------------ building blocks
     def predict(self, classifier: keras.Model, images: np.ndarray) -> np.ndarray:
@@ -152,10 +172,29 @@ class Evaluation:
         )
 
     def accuracy(self, classifier: keras.Model, images: np.ndarray, defense: Defense | None = None) -> Accuracy:
-        """Accuracy of `classifier` on `images`, through `defense.purify` if given."""
+        """Accuracy of `classifier` on `images` (the sample's first len(images) or all), through
+        `defense.purify` if given, on the images the defense is scored on."""
         if defense is not None:
-            images = defense.purify(images)
-        return accuracy_of(self.predict(classifier, images), self.labels)
+            images = self.purified(defense, images[: self.count_for(defense)])
+        return accuracy_of(self.predict(classifier, images), self.labels[: len(images)])
+
+    def purified(self, defense: Defense, images: np.ndarray) -> np.ndarray:
+        """`defense.purify(images)`; for a costly defense cached on disk batch by batch."""
+        if not (defense.costly and self.cache_dir):
+            return defense.purify(images)
+        key = fingerprint(self._defense_keys[defense.name], "purified", images)
+        parts = []
+        batches = range(0, len(images), self.batch_size)
+        for start in tqdm(batches, desc=f"{defense.name} purifying", disable=not self.verbose, leave=False):
+            path = os.path.join(self.cache_dir, f"{key}-{start}.npy")
+            if os.path.isfile(path):
+                parts.append(np.load(path))
+                continue
+            part = np.asarray(defense.purify(images[start : start + self.batch_size]), np.float32)
+            with atomic_path(path) as temporary:
+                np.save(temporary, part)
+            parts.append(part)
+        return np.concatenate(parts)
 
     def clean_accuracy(self, classifier_name: str, defense: Defense | str | None = None) -> Accuracy:
         """Accuracy on the clean sample, alone, behind `defense`, or of the robust classifier of the
@@ -170,28 +209,40 @@ class Evaluation:
                 self._clean[key] = self.accuracy(self.classifiers[classifier_name], self.images, defense)
         return self._clean[key]
 
-    def craft(self, attack, model_fn: Callable, key: str, description: str) -> np.ndarray:
-        """Adversarials of the whole sample against `model_fn`, batch by batch.
+    def craft(
+        self, attack, model_fn: Callable, key: str, description: str, count: int | None = None, restarts: int = 1
+    ) -> np.ndarray:
+        """Adversarials of the sample's first `count` images (default all) against `model_fn`.
 
-        Each finished batch is cached as `<cache_dir>/<key>-<start>.npy`, so an interrupted run
-        redoes at most one batch.
+        With `restarts` > 1 the attack is run that many times and each image keeps the first
+        run's adversarial that `model_fn` misclassifies (else the last run's). Each finished
+        batch is cached as `<cache_dir>/<key>-<start>.npy`, so an interrupted run redoes at most
+        one batch.
         """
+        count = len(self.images) if count is None else count
         parts = []
-        batches = range(0, len(self.images), self.batch_size)
+        batches = range(0, count, self.batch_size)
         for start in tqdm(batches, desc=description, disable=not self.verbose, leave=False):
             path = os.path.join(self.cache_dir, f"{key}-{start}.npy") if self.cache_dir else None
             if path and os.path.isfile(path):
                 parts.append(np.load(path))
                 continue
-            stop = start + self.batch_size
-            part = np.asarray(attack(model_fn, self.images[start:stop], self.labels[start:stop]), np.float32)
+            stop = min(start + self.batch_size, count)
+            images, labels = self.images[start:stop], self.labels[start:stop]
+            part = np.asarray(attack(model_fn, images, labels), np.float32)
+            for _ in range(restarts - 1):
+                fooled = np.asarray(model_fn(tf.constant(part))).argmax(axis=-1) != labels
+                if fooled.all():
+                    break
+                retry = np.asarray(attack(model_fn, images, labels), np.float32)
+                part = np.where(fooled[:, None, None, None], part, retry)
             if path:
                 with atomic_path(path) as temporary:
                     np.save(temporary, part)
             parts.append(part)
         return np.concatenate(parts)
 
-    def _robust_columns(self, setting, attack, classifier_name, adversarial) -> dict[str, Accuracy]:
+    def _robust_columns(self, setting, attack, classifier_name, adversarial, restarts=1) -> dict[str, Accuracy]:
         """Accuracies of the adversarially trained counterparts of `classifier_name`."""
         accuracies = {}
         for column, models in self.robust_classifiers.items():
@@ -199,17 +250,19 @@ class Evaluation:
                 continue
             model = models[classifier_name]
             if setting != "black-box":  # the attacker knows the whole defended system: this model
-                adversarial = self.adversarials_on(attack, f"{classifier_name} ({column})", model)
+                adversarial = self.adversarials_on(attack, f"{classifier_name} ({column})", model, restarts)
             accuracies[column] = self.accuracy(model, adversarial)
         return accuracies
 
-    def _row(self, setting, attack, classifier_name, source, adversarial, per_defense=None) -> Row:
+    def _row(self, setting, attack, classifier_name, source, adversarial, per_defense=None, restarts=1) -> Row:
         classifier = self.classifiers[classifier_name]
         defended = {}
         for defense in self.defenses:
-            images = per_defense[defense.name] if per_defense else adversarial
+            if per_defense is not None and defense.name not in per_defense:
+                continue  # not attacked in this row
+            images = per_defense[defense.name] if per_defense is not None else adversarial
             defended[defense.name] = self.accuracy(classifier, images, defense)
-        defended.update(self._robust_columns(setting, attack, classifier_name, adversarial))
+        defended.update(self._robust_columns(setting, attack, classifier_name, adversarial, restarts))
         clean = {d.name: self.clean_accuracy(classifier_name, d) for d in self.defenses}
         clean.update(
             {
@@ -235,41 +288,62 @@ class Evaluation:
         return fingerprint(self._sample_key, *parts)
 
     # ------------------------------------------------------------------ the three settings
-    def adversarials_on(self, attack, classifier_name: str, model: keras.Model | None = None) -> np.ndarray:
+    def adversarials_on(
+        self, attack, classifier_name: str, model: keras.Model | None = None, restarts: int = 1
+    ) -> np.ndarray:
         """Adversarials of the sample crafted on one model alone (cached; keyed by its weights, so
         white-box rows and transfer rows from the same model share them)."""
         model = self.classifiers[classifier_name] if model is None else model
+        parts = ("single-model", attack.name, attack.params, model) + ((restarts,) if restarts > 1 else ())
         return self.craft(
-            attack,
-            logits_of(model),
-            self._key("single-model", attack.name, attack.params, model),
-            f"{attack.name} on {classifier_name}",
+            attack, logits_of(model), self._key(*parts), f"{attack.name} on {classifier_name}", restarts=restarts
         )
 
-    def white_box(self, attack, classifier_name: str) -> Row:
+    def white_box(self, attack, classifier_name: str, restarts: int = 1) -> Row:
         """Adversarials crafted on the classifier alone, fed to it with and without defenses."""
-        adversarial = self.adversarials_on(attack, classifier_name)
-        return self._row("white-box", attack, classifier_name, classifier_name, adversarial)
+        adversarial = self.adversarials_on(attack, classifier_name, restarts=restarts)
+        row = self._row("white-box", attack, classifier_name, classifier_name, adversarial, restarts=restarts)
+        if restarts > 1:
+            row.params = {**row.params, "restarts": restarts}
+        return row
 
-    def black_box(self, attack, classifier_name: str, substitute_name: str, substitute: keras.Model) -> Row:
+    def black_box(
+        self, attack, classifier_name: str, substitute_name: str, substitute: keras.Model, restarts: int = 1
+    ) -> Row:
         """Adversarials crafted on `substitute`, transferred to the classifier ("X/Y")."""
-        adversarial = self.adversarials_on(attack, substitute_name, substitute)
-        return self._row("black-box", attack, classifier_name, substitute_name, adversarial)
+        adversarial = self.adversarials_on(attack, substitute_name, substitute, restarts)
+        row = self._row("black-box", attack, classifier_name, substitute_name, adversarial)
+        if restarts > 1:
+            row.params = {**row.params, "restarts": restarts}
+        return row
 
-    def end_to_end(self, attack, classifier_name: str, gradient: str = "bpda", eot_samples: int = 1) -> Row:
-        """Adversarials crafted on defense + classifier together (BPDA; EOT if stochastic)."""
+    def end_to_end(
+        self,
+        attack,
+        classifier_name: str,
+        gradient: str = "bpda",
+        eot_samples: int = 1,
+        restarts: int = 1,
+        skip: Sequence[str] = (),
+    ) -> Row:
+        """Adversarials crafted on defense + classifier together: the defense's `gradient` mode
+        (BPDA, identity, naive or its soft surrogate), averaged over `eot_samples` draws where
+        that gradient is random (EOT), the best of `restarts` runs per image. Defenses named in
+        `skip` are left out of the row (their cells are absent)."""
+        unknown = sorted(set(skip) - {d.name for d in self.defenses})
+        if unknown:
+            raise ValueError(f"skip names no defense of this evaluation: {unknown}")
         classifier = self.classifiers[classifier_name]
         logits = logits_of(classifier)
-        undefended = self.adversarials_on(attack, classifier_name)
+        undefended = self.adversarials_on(attack, classifier_name, restarts=restarts)
         per_defense = {}
-        for defense in self.defenses:
-            samples = eot_samples if defense.stochastic else 1
+        for defense in (d for d in self.defenses if d.name not in skip):
+            samples = eot_samples if defense.random_gradient(gradient) else 1
 
             def model_fn(x, defense=defense, samples=samples):
                 outputs = [logits(defense.differentiable(x, gradient)) for _ in range(samples)]
                 return tf.add_n(outputs) / samples  # EOT: the expectation's gradient
 
-            models = [getattr(defense, "model", None), classifier]
             per_defense[defense.name] = self.craft(
                 attack,
                 model_fn,
@@ -279,12 +353,24 @@ class Evaluation:
                     attack.params,
                     gradient,
                     samples,
-                    defense.name,
-                    getattr(defense, "settings", {}),
-                    *[m for m in models if m is not None],
+                    restarts,
+                    self._defense_keys[defense.name],
+                    classifier,
                 ),
                 f"{attack.name}+{gradient} on {defense.name}+{classifier_name}",
+                count=self.count_for(defense),
+                restarts=restarts,
             )
-        row = self._row("end-to-end", attack, classifier_name, f"defense+{classifier_name}", undefended, per_defense)
-        row.params = {**row.params, "gradient": gradient, "eot_samples": eot_samples}
+        row = self._row(
+            "end-to-end",
+            attack,
+            classifier_name,
+            f"defense+{classifier_name}",
+            undefended,
+            per_defense,
+            restarts=restarts,
+        )
+        row.params = {**row.params, "gradient": gradient, "eot_samples": eot_samples, "restarts": restarts}
+        if skip:
+            row.params["skip"] = sorted(skip)
         return row

@@ -34,6 +34,31 @@ def _mean_or_blank(values: Sequence[float]) -> str:
     return f"{_mean(values):.2f}" if values else ""
 
 
+NOT_RUN = "not run"
+
+
+def _cell(accuracy, n: int) -> str:
+    """`accuracy [interval]`, with its own n where it was scored on a subsample of the row's."""
+    if accuracy is None:
+        return NOT_RUN
+    return str(accuracy) if accuracy.n == n else f"{accuracy} (n={accuracy.n})"
+
+
+def end_to_end_label(row: Row) -> str:
+    """What an end-to-end row is, at a glance: the paper's setting or which adaptive attack."""
+    params = row.params
+    if row.attack == "authors_fgsm":
+        return "paper's setting (authors' BPDA.py)"
+    how = {"bpda": "BPDA", "identity": "identity-BPDA", "naive": "no BPDA (masked)", "soft": "soft-path BPDA"}
+    label = how.get(params.get("gradient"), str(params.get("gradient")))
+    if params.get("eot_samples", 1) > 1 and params.get("gradient") == "soft":
+        label += f"+EOT x{params['eot_samples']}"
+    steps = f", {params['nb_iter']} steps" if "nb_iter" in params else ""
+    restarts = f" x {params['restarts']} restarts" if params.get("restarts", 1) > 1 else ""
+    eps = f" eps {params['eps']}" if "eps" in params else ""
+    return f"adaptive: {label}-{row.attack}{eps}{steps}{restarts}"
+
+
 def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | None = None) -> str:
     """Markdown tables, one per setting, each cell `accuracy [95% CI]`, with an average row.
 
@@ -46,8 +71,9 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
         chosen = [r for r in rows if r.setting == setting]
         if not chosen:
             continue
-        defenses = list(chosen[0].defended)
+        defenses = list(dict.fromkeys(d for r in chosen for d in r.defended))
         header = [
+            *(["what"] if setting == "end-to-end" else []),
             "attack",
             "classifier",
             "n",
@@ -62,13 +88,14 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
         for row in chosen:
             label = row.classifier if setting != "black-box" else f"{row.classifier}/{row.source}"
             cells = [
+                *([end_to_end_label(row)] if setting == "end-to-end" else []),
                 row.attack,
                 label,
                 str(row.n),
                 str(row.no_attack),
-                *[str(row.clean_defended[d]) if d in row.clean_defended else "" for d in defenses],
+                *[_cell(row.clean_defended[d], row.n) if d in row.clean_defended else "" for d in defenses],
                 str(row.no_defense),
-                *[str(row.defended[d]) for d in defenses],
+                *[_cell(row.defended.get(d), row.n) for d in defenses],
                 _distortion(row.distortion),
                 _params(row.params),
             ]
@@ -76,6 +103,7 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
             reference = (paper or {}).get((setting, row.attack, label))
             if reference:
                 paper_cells = [
+                    *(["the paper's number"] if setting == "end-to-end" else []),
                     "paper",
                     label,
                     "",
@@ -87,20 +115,23 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
                 ]
                 out.append("| " + " | ".join(paper_cells) + " |")
         average = [
+            *([""] if setting == "end-to-end" else []),
             "**average**",
             "",
             "",
             f"{_mean([r.no_attack.percent for r in chosen]):.2f}",
             *[_mean_or_blank([r.clean_defended[d].percent for r in chosen if d in r.clean_defended]) for d in defenses],
             f"{_mean([r.no_defense.percent for r in chosen]):.2f}",
-            *[f"{_mean([r.defended[d].percent for r in chosen]):.2f}" for d in defenses],
+            *[_mean_or_blank([r.defended[d].percent for r in chosen if d in r.defended]) for d in defenses],
             "",
             "",
         ]
         out += ["| " + " | ".join(average) + " |", ""]
     out.append(
-        "Cells: accuracy % [95% Wilson interval]; averages are means of the rows above. Mean L2 / L-inf: "
-        "the size of the perturbations fed to the undefended classifier (pixels in [0, 1])."
+        "Cells: accuracy % [95% Wilson interval], with (n=...) where a column was scored on a subsample of the "
+        f"row's n; '{NOT_RUN}': that defense was not attacked in that row (see the study's settings); averages "
+        "are means of the rows above over the cells measured. Mean L2 / L-inf: the size of the perturbations fed "
+        "to the undefended classifier (pixels in [0, 1])."
     )
     return "\n".join(out) + "\n"
 

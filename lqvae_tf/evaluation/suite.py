@@ -3,9 +3,17 @@
 Attack specs name the setting by prefix:
     fgsm, deepfool, cw, ...        white-box on each classifier (the attacker knows it, not the filter)
     bpda-pgd, identity-pgd, naive-pgd   end-to-end on defense + classifier with that gradient
+    soft-authors_fgsm              end-to-end through the defense's soft surrogate (for LQ-VAE the
+                                   authors' own BPDA: decoder on the soft code of a sampled latent)
     transfer-deepfool              black-box: crafted on classifier Y, tested on X, for all X != Y
     papernot-deepfool              black-box: crafted on a Papernot substitute of architecture Y
                                    trained by querying X (150 held-out seeds, 6 rounds, lambda 0.1)
+
+A spec may end in parameters for that row alone, `bpda-pgd[eps=0.1,nb_iter=40,restarts=2,eot=8]`:
+the attack's own parameters (over `attack_params` and its defaults), plus `restarts` (runs per
+image, the first that fools the attacked model kept), `eot` (EOT samples where the attacked
+gradient is random) and, for end-to-end specs, `skip` (defense names joined by `+` that this
+row does not attack, e.g. a search-based defense under a 40-step attack: reported "not run").
 """
 
 from __future__ import annotations
@@ -32,26 +40,63 @@ from lqvae_tf.evaluation.harness import Evaluation, Row
 from lqvae_tf.evaluation.paper import reference
 from lqvae_tf.evaluation.report import write_reports
 
-GRADIENTS = ("bpda", "identity", "naive")
+GRADIENTS = ("bpda", "identity", "naive", "soft")
 TRANSFERS = ("transfer", "papernot")
+
+
+SPEC_OPTIONS = ("restarts", "eot", "skip")  # spec parameters the harness takes, not the attack
+
+
+def _spec_value(spec: str, text: str):
+    """One `key=value` of a spec, the value read as JSON (numbers, true/false) or kept a string."""
+    key, equals, raw = text.partition("=")
+    if not equals or not key.strip():
+        raise ValueError(f"attack spec {spec!r}: parameters are key=value, got {text!r}")
+    try:
+        return key.strip(), json.loads(raw)
+    except json.JSONDecodeError:
+        return key.strip(), raw.strip()
 
 
 @dataclasses.dataclass(frozen=True)
 class AttackSpec:
-    """A parsed attack spec: the setting, how gradients or substitutes are taken, the attack."""
+    """A parsed attack spec: the setting, how gradients or substitutes are taken, the attack,
+    its parameters for this spec, and the harness's `restarts` and `eot`."""
 
     setting: str
     how: str | None
     attack: str
+    params: tuple = ()
+    restarts: int = 1
+    eot: int | None = None
+    skip: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> AttackSpec:
-        prefix, _, rest = text.partition("-")
-        if rest and prefix in GRADIENTS:
-            return cls("end-to-end", prefix, rest)
-        if rest and prefix in TRANSFERS:
-            return cls("black-box", prefix, rest)
-        return cls("white-box", None, text)
+        """`[PREFIX-]ATTACK[key=value,...]`; raises ValueError naming what is malformed."""
+        name, bracket, rest = text.partition("[")
+        params: dict = {}
+        if bracket:
+            if not rest.endswith("]") or "[" in rest:
+                raise ValueError(f"attack spec {text!r}: parameters go in one [...] at the end")
+            params = dict(_spec_value(text, item) for item in rest[:-1].split(",") if item.strip())
+        options = {key: params.pop(key) for key in SPEC_OPTIONS if key in params}
+        skip = tuple(str(options.pop("skip")).split("+")) if "skip" in options else ()
+        for key, value in options.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"attack spec {text!r}: {key} must be a positive integer, got {value!r}")
+        prefix, _, attack = name.partition("-")
+        if attack and prefix in GRADIENTS:
+            setting, how = "end-to-end", prefix
+        elif attack and prefix in TRANSFERS:
+            setting, how = "black-box", prefix
+        else:
+            setting, how, attack = "white-box", None, name
+        if setting != "end-to-end" and ("eot" in options or skip):
+            raise ValueError(f"attack spec {text!r}: eot and skip apply to end-to-end specs only")
+        return cls(
+            setting, how, attack, tuple(sorted(params.items())), options.get("restarts", 1), options.get("eot"), skip
+        )
 
 
 def sample_indices(total: int, n: int, seed: int, held_out: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -87,6 +132,7 @@ def run_suite(
     verbose: bool = True,
     other_defenses: Sequence[Defense] = (),
     robust_classifiers: Mapping[str, Mapping[str, keras.Model]] | None = None,
+    defense_limits: Mapping[str, int] | None = None,
 ) -> dict[str, str]:
     """Runs every spec on every classifier, writes results.{md,csv,json} and the figures.
 
@@ -105,6 +151,7 @@ def run_suite(
         other_defenses: purifiers compared beside LQ-VAE in every row (e.g. Defense-GAN).
         robust_classifiers: adversarially trained columns, column -> classifier name -> model
             (see `Evaluation`).
+        defense_limits: defense name -> images of the sample it is scored on (see `Evaluation`).
 
     Returns:
         Paths of what was written, by kind.
@@ -113,7 +160,9 @@ def run_suite(
 
     attack_params = dict(attack_params or {})
     parsed = [AttackSpec.parse(s) for s in specs]
-    attacks = {spec.attack: make_attack(spec.attack, **attack_params.get(spec.attack, {})) for spec in parsed}
+    attacks = {
+        spec: make_attack(spec.attack, **{**attack_params.get(spec.attack, {}), **dict(spec.params)}) for spec in parsed
+    }
     defense = LQVAEDefense(purifier)
     evaluation = Evaluation(
         images,
@@ -123,17 +172,19 @@ def run_suite(
         cache_dir=os.path.join(out_dir, "cache"),
         verbose=verbose,
         robust_classifiers=robust_classifiers,
+        defense_limits=defense_limits,
     )
     names = list(classifiers)
     rows: list[Row] = []
     substitutes: dict[tuple[str, str], keras.Model] = {}
     for spec in parsed:
-        attack = attacks[spec.attack]
+        attack = attacks[spec]
         for target in names:
             if spec.setting == "white-box":
-                rows.append(evaluation.white_box(attack, target))
+                rows.append(evaluation.white_box(attack, target, spec.restarts))
             elif spec.setting == "end-to-end":
-                rows.append(evaluation.end_to_end(attack, target, spec.how, eot_samples))
+                eot = eot_samples if spec.eot is None else spec.eot
+                rows.append(evaluation.end_to_end(attack, target, spec.how, eot, spec.restarts, spec.skip))
             else:
                 for source in (n for n in names if n != target):
                     substitute = classifiers[source]
@@ -142,7 +193,7 @@ def run_suite(
                             classifiers[target], source, seeds_for_substitutes, evaluation, seed
                         )
                         substitutes[(target, source)] = substitute
-                    row = evaluation.black_box(attack, target, source, substitute)
+                    row = evaluation.black_box(attack, target, source, substitute, spec.restarts)
                     row.params = {**row.params, "substitute": spec.how}
                     rows.append(row)
     paths = write_reports(
@@ -180,10 +231,11 @@ def _papernot(target: keras.Model, architecture: str, seeds, evaluation: Evaluat
 
 def _figures(evaluation, defense, attacks, parsed, names, out_dir, eps_grid) -> dict[str, str]:
     paths = {}
-    white = [s.attack for s in parsed if s.setting == "white-box"]
+    white = [s for s in parsed if s.setting == "white-box"]
     if white:
-        name = "cw" if "cw" in white else white[0]
-        adversarial = evaluation.adversarials_on(attacks[name], names[0])
+        chosen = next((s for s in white if s.attack == "cw"), white[0])
+        name = chosen.attack
+        adversarial = evaluation.adversarials_on(attacks[chosen], names[0], restarts=chosen.restarts)
         clean_means, adversarial_means = (
             defense.latent_means(evaluation.images),
             defense.latent_means(adversarial),

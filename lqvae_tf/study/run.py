@@ -122,6 +122,7 @@ def run_study(
     data_dir: str | None = None,
     command: str = "",
     verbose: bool = True,
+    models_only: bool = False,
 ) -> dict[str, str]:
     """Runs the study `config` and writes `<out_dir>/results.md` and `<out_dir>/results/<dataset>/`.
 
@@ -132,9 +133,11 @@ def run_study(
         data_dir: the dataset's folder (see `lqvae_tf.data`).
         command: the command line that ran the study, written at the top of the report.
         verbose: progress bars and stage times.
+        models_only: train (or find) the study's models and stop there.
 
     Returns:
-        Paths of what was written, by kind ("report" is the Markdown page).
+        Paths of what was written, by kind ("report" is the Markdown page); with `models_only`,
+        the models' paths by name.
     """
     from lqvae_tf.attacks.substitute import PAPERNOT_SEEDS
     from lqvae_tf.defenses import DefenseGANDefense
@@ -143,6 +146,8 @@ def run_study(
     stages = Stages(verbose)
     images, labels = load_test_arrays(config.dataset, data_dir)  # first: no data, no training
     paths = _train_models(config, ModelStore(models_dir), data_dir, stages)
+    if models_only:
+        return paths
     held_out = min(config.held_out, PAPERNOT_SEEDS) if config.held_out else 0
     chosen, seeds = sample_indices(len(images), config.n, config.seed, held_out)
 
@@ -173,6 +178,7 @@ def run_study(
             meta={"dataset": config.dataset, "study": config.to_dict(), "models": paths},
             other_defenses=[defense_gan],
             robust_classifiers=robust,
+            defense_limits={defense_gan.name: config.defense_gan_n} if config.defense_gan_n else None,
         ),
     )
     written["report"] = write_text(

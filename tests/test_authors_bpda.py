@@ -1,0 +1,196 @@
+"""The paper's Table 5 setting as the authors' code runs it, and the harness options it needs."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lqvae_tf import LQVAE
+from lqvae_tf.attacks import make_attack
+from lqvae_tf.attacks.authors import minmax_rescale
+from lqvae_tf.defenses import LQVAEDefense, NoDefense
+from lqvae_tf.evaluation import Evaluation
+from lqvae_tf.evaluation.suite import AttackSpec
+
+from conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def defense():
+    keras.utils.set_random_seed(7)
+    return LQVAEDefense(LQVAE(tiny_config(sample_noise_scale=0.05)))
+
+
+@pytest.fixture(scope="module")
+def linear_classifier():
+    keras.utils.set_random_seed(8)
+    return keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+
+
+def test_soft_surrogate_samples_the_latent_and_passes_gradients_through_the_soft_code(
+    defense, linear_classifier, fmnist_images
+):
+    x = tf.constant(fmnist_images[:8])
+    first, second = defense.differentiable(x, "soft"), defense.differentiable(x, "soft")
+    assert not np.array_equal(first.numpy(), second.numpy())  # z = mu + 0.05 sigma eps: a new draw each call
+    assert not np.array_equal(first.numpy(), defense.purify(fmnist_images[:8]))  # not the deployed filter
+    assert defense.random_gradient("soft") and not defense.random_gradient("bpda")
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(linear_classifier(defense.differentiable(x, "soft"))[:, 0])
+    gradient = tape.gradient(loss, x).numpy()
+    assert np.abs(gradient).sum() > 0
+
+
+def test_soft_surrogate_decodes_the_soft_code_of_the_sample_with_the_hard_decoder(defense, fmnist_images):
+    x = fmnist_images[:4]
+    model = defense.model
+    keras.utils.set_random_seed(11)
+    surrogate = defense.differentiable(tf.constant(x), "soft").numpy()
+    keras.utils.set_random_seed(11)
+    mean, log_var = model.encoder(model.to_internal(tf.constant(x)), training=False)
+    expected = model.from_internal(model.decoder_hard(model.quantize_soft(model.sampling([mean, log_var]))))
+    np.testing.assert_allclose(surrogate, expected.numpy(), atol=1e-5)
+
+
+def test_authors_fgsm_is_one_signed_step_on_sigmoid_cross_entropy_then_min_max_rescaled(linear_classifier):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.0, 1.0, (6, 28, 28, 1)).astype(np.float32)
+    y = np.arange(6) % 10
+    attack = make_attack("authors_fgsm")
+    assert attack.params == {"eps": 0.15, "out_of_range": "minmax", "clip_min": 0.0, "clip_max": 1.0}
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        logits = linear_classifier(xt)
+        loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(tf.one_hot(y, 10), logits))
+    stepped = x + 0.15 * np.sign(tape.gradient(loss, xt).numpy())
+    assert stepped.min() < 0 and stepped.max() > 1  # unclipped, the step leaves the pixel range
+    adversarial = attack(linear_classifier, x, y)
+    np.testing.assert_allclose(adversarial, minmax_rescale(tf.constant(stepped), 0.0, 1.0).numpy(), atol=1e-5)
+    assert np.allclose(adversarial.min(axis=(1, 2, 3)), 0) and np.allclose(adversarial.max(axis=(1, 2, 3)), 1)
+    clipped = make_attack("authors_fgsm", out_of_range="clip")(linear_classifier, x, y)
+    np.testing.assert_allclose(clipped, np.clip(stepped, 0, 1), atol=1e-5)
+    with pytest.raises(ValueError, match="out_of_range must be one of"):
+        make_attack("authors_fgsm", out_of_range="wrap")
+    with pytest.raises(ValueError, match="eps must be positive"):
+        make_attack("authors_fgsm", eps=0.0)
+
+
+def test_the_authors_end_to_end_row_attacks_through_the_sampled_soft_path(defense, linear_classifier, fmnist_images):
+    x, y = fmnist_images[:8], np.arange(8) % 10
+    calls = []
+    original = defense.differentiable
+
+    def counting(images, mode="bpda"):
+        calls.append(mode)
+        return original(images, mode)
+
+    defense.differentiable = counting
+    try:
+        evaluation = Evaluation(x, y, {"lin": linear_classifier}, [defense], verbose=False)
+        row = evaluation.end_to_end(make_attack("authors_fgsm"), "lin", gradient="soft", eot_samples=1)
+    finally:
+        del defense.differentiable
+    assert set(calls) == {"soft"}
+    assert row.params["gradient"] == "soft" and row.params["eps"] == 0.15
+
+
+def test_attack_specs_carry_their_own_parameters_restarts_and_eot():
+    spec = AttackSpec.parse("bpda-pgd[eps=0.1,nb_iter=40,eps_iter=0.01,restarts=2,eot=8]")
+    assert (spec.setting, spec.how, spec.attack) == ("end-to-end", "bpda", "pgd")
+    assert dict(spec.params) == {"eps": 0.1, "nb_iter": 40, "eps_iter": 0.01}
+    assert (spec.restarts, spec.eot) == (2, 8)
+    assert AttackSpec.parse("soft-authors_fgsm") == AttackSpec("end-to-end", "soft", "authors_fgsm")
+    assert AttackSpec.parse("papernot-deepfool[max_iter=50]").params == (("max_iter", 50),)
+    with pytest.raises(ValueError, match="restarts must be a positive integer"):
+        AttackSpec.parse("pgd[restarts=0]")
+    with pytest.raises(ValueError, match="eot and skip apply to end-to-end specs only"):
+        AttackSpec.parse("fgsm[eot=4]")
+    with pytest.raises(ValueError, match="key=value"):
+        AttackSpec.parse("pgd[eps]")
+    with pytest.raises(ValueError, match="one \\[...\\] at the end"):
+        AttackSpec.parse("pgd[eps=0.1")
+
+
+class FlipOnSecondCall:
+    """A fake attack: its first run changes nothing, its second moves every image to class 0."""
+
+    name = "flip-late"
+    params: dict = {}
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, model_fn, x, y):
+        self.calls += 1
+        return x.copy() if self.calls == 1 else np.zeros_like(x)
+
+
+def test_restarts_keep_the_first_run_that_fools_the_model(linear_classifier):
+    labels = np.arange(1, 9) % 10  # never 0 where the blank image's class is 0 below
+    images = np.random.default_rng(1).uniform(0, 1, (8, 28, 28, 1)).astype(np.float32)
+
+    def model_fn(x):  # class 0 for a blank image, else the true label's class
+        blank = tf.cast(tf.reduce_max(x, axis=[1, 2, 3]) == 0, tf.float32)[:, None]
+        return blank * tf.one_hot(tf.zeros(tf.shape(x)[0], tf.int32), 10) + (1 - blank) * tf.one_hot(labels, 10)
+
+    evaluation = Evaluation(images, labels, {"lin": linear_classifier}, [], verbose=False)
+    once = evaluation.craft(FlipOnSecondCall(), model_fn, "k1", "once")
+    twice = evaluation.craft(FlipOnSecondCall(), model_fn, "k2", "twice", restarts=2)
+    np.testing.assert_array_equal(once, images)
+    assert not twice.any()
+
+
+class NamedNone(NoDefense):
+    name = "costly-none"
+    costly = True
+
+
+def test_a_limited_defense_is_scored_on_its_subsample_and_its_purifications_are_cached(tmp_path, linear_classifier):
+    images = np.random.default_rng(2).uniform(0, 1, (10, 28, 28, 1)).astype(np.float32)
+    labels = np.arange(10) % 10
+    purified = []
+    limited = NamedNone()
+    original = limited.purify
+    limited.purify = lambda x: purified.append(len(x)) or original(x)
+    for _ in range(2):
+        evaluation = Evaluation(
+            images,
+            labels,
+            {"lin": linear_classifier},
+            [limited],
+            cache_dir=str(tmp_path),
+            batch_size=4,
+            verbose=False,
+            defense_limits={"costly-none": 6},
+        )
+        row = evaluation.white_box(make_attack("fgsm", eps=0.05), "lin")
+    assert row.no_defense.n == 10 and row.defended["costly-none"].n == 6 and row.clean_defended["costly-none"].n == 6
+    assert purified == [4, 2, 4, 2]  # clean and attacked subsample, batch by batch, the first time only
+    with pytest.raises(ValueError, match="defense_limits"):
+        Evaluation(images, labels, {"lin": linear_classifier}, [limited], defense_limits={"madry": 5})
+
+
+def test_a_skipped_defense_is_reported_not_run_and_the_paper_row_is_labelled(defense, linear_classifier, fmnist_images):
+    from lqvae_tf.evaluation import markdown
+
+    assert AttackSpec.parse("bpda-pgd[skip=defense-gan+other]").skip == ("defense-gan", "other")
+    with pytest.raises(ValueError, match="end-to-end specs only"):
+        AttackSpec.parse("fgsm[skip=lq-vae]")
+    x, y = fmnist_images[:6], np.arange(6) % 10
+    second = NamedNone()
+    evaluation = Evaluation(
+        x, y, {"lin": linear_classifier}, [defense, second], verbose=False, defense_limits={"costly-none": 3}
+    )
+    paper_row = evaluation.end_to_end(make_attack("authors_fgsm"), "lin", gradient="soft")
+    adaptive = evaluation.end_to_end(
+        make_attack("pgd", eps=0.1, nb_iter=2, eps_iter=0.05), "lin", restarts=2, skip=["costly-none"]
+    )
+    assert "costly-none" not in adaptive.defended and adaptive.params["skip"] == ["costly-none"]
+    with pytest.raises(ValueError, match="skip names no defense"):
+        evaluation.end_to_end(make_attack("fgsm"), "lin", skip=["defense-gan"])
+    table = markdown([paper_row, adaptive])
+    assert "| paper's setting (authors' BPDA.py) | authors_fgsm | lin | 6 |" in table
+    assert "| adaptive: BPDA-pgd eps 0.1, 2 steps x 2 restarts | pgd | lin | 6 |" in table
+    assert "| not run |" in table and "(n=3)" in table
