@@ -35,3 +35,24 @@ def fmnist_images(fmnist_test_arrays) -> np.ndarray:
     """512 real Fashion-MNIST test images as float32 in [0, 1]."""
     images, _ = fmnist_test_arrays
     return images[:512].astype(np.float32) / 255.0
+
+
+SHARED_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data")
+
+
+def shared_data_folder(variable: str, name: str) -> str:
+    """A data folder of this project's machines: `$variable`, else `../shared/data/<name>` beside
+    the repository. Missing, the test is skipped on a developer's machine and fails under CI."""
+    folder = os.environ.get(variable) or os.path.normpath(os.path.join(SHARED_DATA, name))
+    if not os.path.isdir(folder):
+        message = f"{folder} is missing (set {variable}); CI machines have it"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> str:
+    """The folder of MNIST's four IDX files."""
+    return shared_data_folder("LQVAE_MNIST_DIR", "mnist")

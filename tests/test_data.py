@@ -77,7 +77,7 @@ def test_tfds_path_for_digits_through_mock_data(loader):
 
 def test_celeb_a_is_64x64x3_faces_labelled_by_gender():
     with tfds.testing.mock_data(num_examples=5):
-        pairs = list(data.celeb_a("train", limit=4).as_numpy_iterator())
+        pairs = list(data.celeb_a("train", limit=4, source="tfds").as_numpy_iterator())
     assert len(pairs) == 4
     for image, label in pairs:
         assert image.shape == (64, 64, 3) and image.dtype == np.float32
@@ -89,3 +89,22 @@ def test_unknown_names_are_rejected():
         data.load("cifar10")
     with pytest.raises(ValueError, match="split must be one of"):
         data.fashion_mnist("validation")
+
+
+def test_mnist_is_read_from_an_idx_folder_named_by_data_dir_or_the_environment(mnist_dir, monkeypatch):
+    monkeypatch.delenv("LQVAE_MNIST_DIR", raising=False)
+    by_argument = list(data.mnist("test", data_dir=mnist_dir, limit=3).as_numpy_iterator())
+    assert [int(label) for _, label in by_argument] == [7, 2, 1]  # the first three MNIST test digits
+    monkeypatch.setenv("LQVAE_MNIST_DIR", mnist_dir)
+    by_variable = list(data.mnist("test", limit=3, value_range=(-1.0, 1.0)).as_numpy_iterator())
+    for (image, label), (reference, reference_label) in zip(by_variable, by_argument):
+        assert image.shape == (28, 28, 1) and label == reference_label
+        np.testing.assert_allclose(image, reference * 2 - 1, atol=1e-6)
+    train = data.load_idx_arrays(mnist_dir, "train")
+    assert train[0].shape == (60_000, 28, 28, 1) and np.bincount(train[1]).tolist()[:2] == [5923, 6742]
+
+
+def test_a_named_mnist_folder_without_the_files_is_an_error_not_a_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("LQVAE_MNIST_DIR", str(tmp_path))
+    with pytest.raises(data.DatasetUnavailableError, match="LQVAE_MNIST_DIR"):
+        data.mnist("test")

@@ -14,6 +14,8 @@ from lqvae_tf.data import DatasetUnavailableError, image_folder, image_folder_fi
 from lqvae_tf.data.datasets import celeb_a_image
 from lqvae_tf.data.image_folder import center_crop_resized, split_rows
 
+from conftest import shared_data_folder
+
 # CelebA's subset as its README describes it: 10,000 faces, 4,217 of them male.
 CELEBA_IMAGES, CELEBA_MALE = 10_000, 4_217
 
@@ -176,21 +178,9 @@ def test_celeb_a_without_a_folder_comes_from_tensorflow_datasets(monkeypatch, tm
         assert image.shape == (64, 64, 3) and 0.0 <= image.min() and image.max() <= 1.0 and label in (0, 1)
 
 
-def shared_celeba() -> str:
-    """The real subset's folder: `$LQVAE_CELEBA_DIR`, else `<repo>/../shared/data/celeba`."""
-    repo = Path(__file__).resolve().parents[1]
-    folder = os.environ.get("LQVAE_CELEBA_DIR") or str(repo.parent / "shared" / "data" / "celeba")
-    if not os.path.isfile(os.path.join(folder, "labels.csv")):
-        reason = f"the CelebA subset is not here ({folder}/labels.csv); set LQVAE_CELEBA_DIR"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return folder
-
-
 @pytest.fixture
 def celeba_dir(monkeypatch) -> str:
-    folder = shared_celeba()
+    folder = shared_data_folder("LQVAE_CELEBA_DIR", "celeba")
     monkeypatch.setenv("LQVAE_CELEBA_DIR", folder)
     return folder
 

@@ -84,6 +84,7 @@ def test_reproduce_without_the_data_fails_before_training_anything(tmp_path, mon
         raise OSError("network is unreachable")
 
     monkeypatch.setattr("socket.create_connection", no_network)
+    monkeypatch.delenv("LQVAE_MNIST_DIR", raising=False)  # no IDX folder either
     args = ["reproduce", "mnist", "--quick", "--out", str(tmp_path / "out"), "--models", str(tmp_path / "models")]
     args += ["--quiet"]
     assert main(args) == 2
@@ -92,10 +93,12 @@ def test_reproduce_without_the_data_fails_before_training_anything(tmp_path, mon
 
 
 @pytest.mark.slow
-def test_reproduce_quick_runs_the_same_way_on_celeb_a(tmp_path):
+def test_reproduce_quick_runs_the_same_way_on_celeb_a(tmp_path, monkeypatch):
     """The 64x64x3 path of every model (LQ-VAE conv64, classifiers, adversarial training, WGAN-GP,
     Defense-GAN) through tensorflow-datasets' mock CelebA: nothing is downloaded."""
     import tensorflow_datasets as tfds
+
+    monkeypatch.delenv("LQVAE_CELEBA_DIR", raising=False)  # tensorflow-datasets' path, mocked
 
     args = ["reproduce", "celeb_a", "--quick", "--out", str(tmp_path / "out"), "--models", str(tmp_path / "models")]
     with tfds.testing.mock_data(num_examples=64):
