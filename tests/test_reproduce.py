@@ -40,13 +40,39 @@ def test_store_refuses_a_trainer_that_writes_nothing(tmp_path):
 def test_study_configs_name_every_baseline_and_reject_impossible_ones():
     full = study_config("fashion_mnist")
     assert full.defense_gan == {"steps": 200, "restarts": 10, "learning_rate": 10.0, "momentum": 0.7}
-    assert "papernot-deepfool" in full.attacks and "bpda-pgd" in full.attacks and full.classifiers == ("A", "B", "C")
+    assert "papernot-deepfool" in full.attacks and full.classifiers == ("A", "B", "C")
     with pytest.raises(ValueError, match="unknown dataset 'cifar10'"):
         study_config("cifar10")
     with pytest.raises(ValueError, match="at least two classifiers"):
         full.replace(classifiers=("A",))
     with pytest.raises(ValueError, match="held-out seed images"):
         full.replace(held_out=0)
+    with pytest.raises(ValueError, match="defense_gan_n must be between 1 and n"):
+        full.replace(defense_gan_n=full.n + 1)
+
+
+@pytest.mark.parametrize(
+    "dataset, tables",
+    [
+        ("mnist", {"fgsm", "deepfool", "cw"}),
+        ("fashion_mnist", {"papernot-deepfool"}),
+        ("celeb_a", {"fgsm", "deepfool", "cw", "bim", "pgd", "papernot-cw"}),
+    ],
+)
+def test_every_study_runs_the_papers_tables_and_its_bpda_setting_beside_adaptive_attacks(dataset, tables):
+    from lqvae_tf.evaluation.suite import AttackSpec
+
+    config = study_config(dataset)
+    specs = [AttackSpec.parse(text) for text in config.attacks]
+    assert tables <= {text for text in config.attacks if "[" not in text}
+    assert AttackSpec("end-to-end", "soft", "authors_fgsm") in specs  # the paper's Table 5 setting
+    adaptive = [s for s in specs if s.setting == "end-to-end" and s.attack == "pgd"]
+    for how, eps in (("bpda", 0.1), ("bpda", 0.3), ("identity", 0.1), ("identity", 0.3)):
+        (spec,) = [s for s in adaptive if s.how == how and dict(s.params)["eps"] == eps]
+        assert dict(spec.params)["nb_iter"] >= 40 and spec.restarts >= 2
+    assert any(s.how == "soft" and s.eot and s.eot > 1 for s in adaptive)  # BPDA + EOT over the sampled latent
+    assert config.n >= 1000 and 1 <= config.defense_gan_n <= config.n
+    assert bool(config.scale) == (dataset == "celeb_a")  # the subset is stated beside every CelebA table
 
 
 @pytest.mark.slow
@@ -54,9 +80,14 @@ def test_reproduce_quick_writes_a_table_with_every_column_and_reuses_its_models(
     args = ["reproduce", "fashion_mnist", "--quick", "--out", str(tmp_path / "out")]
     args += ["--models", str(tmp_path / "models"), "--quiet"]
     assert main(args) == 0
-    with open(tmp_path / "out" / "results.md", encoding="utf-8") as handle:
+    with open(tmp_path / "out" / "results" / "fashion_mnist.md", encoding="utf-8") as handle:
         report = handle.read()
-    table_headers = [line for line in report.splitlines() if line.startswith("| attack |")]
+    with open(tmp_path / "out" / "results.md", encoding="utf-8") as handle:
+        index = handle.read()
+    assert (
+        "[fashion_mnist.md](results/fashion_mnist.md)" in index and "| white-box attacks on the classifier |" in index
+    )
+    table_headers = [line for line in report.splitlines() if line.startswith(("| attack |", "| what | attack |"))]
     assert len(table_headers) == 3  # white-box, black-box (transfer), end-to-end
     for header in table_headers:
         for column in ("no defense", *COLUMNS):
@@ -74,7 +105,7 @@ def test_reproduce_quick_writes_a_table_with_every_column_and_reuses_its_models(
     assert "lqvae reproduce fashion_mnist --quick" in report and "accuracy_vs_eps" in report
 
     assert main(args) == 0  # nothing changed: every model is reused
-    with open(tmp_path / "out" / "results.md", encoding="utf-8") as handle:
+    with open(tmp_path / "out" / "results" / "fashion_mnist.md", encoding="utf-8") as handle:
         again = [line for line in handle.read().splitlines() if line.startswith("| ") and "model.keras" in line]
     assert len(again) == len(models) and all("| yes |" in line for line in again)
 

@@ -9,9 +9,10 @@ The defenses compared in every row, on the same sample, classifiers and attacks:
     adv-tr        the classifier FGSM adversarially trained instead (Goodfellow et al.)
 
 Models are kept in a `ModelStore` by the hash of their settings. The report is one Markdown page
-(`<out>/results.md`): the command, every setting, each model's training summary and time, the
-tables beside the paper's numbers, and the figures; the full tables with intervals and the
-figures sit in `<out>/results/<dataset>/`.
+(`<out>/results/<dataset>.md`): the command, every setting, each model's training summary and
+time, the tables beside the paper's numbers, and the figures; the full tables with intervals and
+the figures sit in `<out>/results/<dataset>/`. `<out>/results.md` is the index of every study's
+page, rebuilt after each run (`lqvae_tf.study.index`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import keras
 
 from lqvae_tf.atomic import write_text
 from lqvae_tf.study.config import StudyConfig
+from lqvae_tf.study.index import page_path, write_index
 from lqvae_tf.study.store import ModelStore
 
 ROBUST_COLUMNS = {"madry": "pgd", "adv-tr": "fgsm"}  # result column -> adversarial-training method
@@ -124,7 +126,8 @@ def run_study(
     verbose: bool = True,
     models_only: bool = False,
 ) -> dict[str, str]:
-    """Runs the study `config` and writes `<out_dir>/results.md` and `<out_dir>/results/<dataset>/`.
+    """Runs the study `config`: writes `<out_dir>/results/<dataset>.md`, `<out_dir>/results/<dataset>/`
+    and the index `<out_dir>/results.md`.
 
     Args:
         config: the study (`study_config(dataset, quick)`).
@@ -136,8 +139,8 @@ def run_study(
         models_only: train (or find) the study's models and stop there.
 
     Returns:
-        Paths of what was written, by kind ("report" is the Markdown page); with `models_only`,
-        the models' paths by name.
+        Paths of what was written, by kind ("report" is the study's page, "index" the index);
+        with `models_only`, the models' paths by name.
     """
     from lqvae_tf.attacks.substitute import PAPERNOT_SEEDS
     from lqvae_tf.defenses import DefenseGANDefense
@@ -175,15 +178,15 @@ def run_study(
             eps_grid=config.eps_grid,
             seed=config.seed,
             verbose=verbose,
-            meta={"dataset": config.dataset, "study": config.to_dict(), "models": paths},
+            meta={"dataset": config.dataset, "study": config.to_dict(), "models": paths, "scale": config.scale},
             other_defenses=[defense_gan],
             robust_classifiers=robust,
             defense_limits={defense_gan.name: config.defense_gan_n} if config.defense_gan_n else None,
         ),
     )
-    written["report"] = write_text(
-        os.path.join(out_dir, "results.md"), report(config, paths, stages, written, out_dir, command)
-    )
+    page = page_path(out_dir, config.dataset)
+    written["report"] = write_text(page, report(config, paths, stages, written, os.path.dirname(page), command))
+    written["index"] = write_index(out_dir)
     return written
 
 
@@ -193,6 +196,10 @@ def report(
     """The study's Markdown page: how it was made, the models, the tables and the figures."""
     with open(written["md"], encoding="utf-8") as handle:
         tables = handle.read()
+    if config.scale:  # stated beside every table, not only once at the top
+        tables = "\n".join(
+            f"{line}\n\n> Scale: {config.scale}" if line.startswith("### ") else line for line in tables.splitlines()
+        )
     lines = [
         f"# Measured results: {config.dataset}",
         "",
@@ -203,6 +210,7 @@ def report(
         "the adversarially trained classifiers themselves. A `paper` line follows a row wherever the paper",
         "reports the same setting.",
         "",
+        *([f"**Scale:** {config.scale}", ""] if config.scale else []),
         "```bash",
         command or f"lqvae reproduce {config.dataset}",
         "```",

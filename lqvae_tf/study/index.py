@@ -1,0 +1,108 @@
+"""`docs/results.md`: the index of every study's page, with its headline averages beside the paper's.
+
+Each `lqvae reproduce DATASET` writes its own page (`<out>/results/<dataset>.md`) and then
+rebuilds this index from every study's `results.json` found under `<out>/results/`, so the index
+never goes stale and never needs a hand edit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from lqvae_tf.atomic import write_text
+from lqvae_tf.evaluation.paper import COLUMNS, reference
+
+TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "celeb_a": "CelebA (gender)"}
+SETTING_NAMES = {
+    "white-box": "white-box attacks on the classifier",
+    "black-box": "black-box transfer",
+    "end-to-end": "end to end (BPDA)",
+}
+
+
+def page_path(out_dir: str, dataset: str) -> str:
+    """Where a study's page goes: `<out>/results/<dataset>.md`."""
+    return os.path.join(out_dir, "results", f"{dataset}.md")
+
+
+def _cells(row: dict) -> dict[str, float]:
+    values = {"no attack": row["no_attack"]["accuracy"], "no defense": row["no_defense"]["accuracy"]}
+    values.update({column: cell["accuracy"] for column, cell in row["defended"].items()})
+    return values
+
+
+def _label(row: dict) -> str:
+    """The row's classifier label as the paper writes it ("X/Y" for black-box rows)."""
+    return row["classifier"] if row["setting"] != "black-box" else f"{row['classifier']}/{row['source']}"
+
+
+def _mean(values: list[float]) -> str:
+    return f"{sum(values) / len(values):.2f}" if values else ""
+
+
+def _summary(dataset: str, rows: list[dict]) -> list[str]:
+    """One line per (setting, group of rows): our averages, then the paper's over the same rows."""
+    paper = reference(dataset)
+    lines = []
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["setting"] == "end-to-end":
+            name = (
+                "end to end, paper's setting" if row["attack"] == "authors_fgsm" else "end to end, adaptive (worst row)"
+            )
+        else:
+            name = SETTING_NAMES[row["setting"]]
+        groups.setdefault(name, []).append(row)
+    for name, chosen in groups.items():
+        ours = [_cells(row) for row in chosen]
+        theirs = [paper[key] for row in chosen if (key := (row["setting"], row["attack"], _label(row))) in paper]
+        if name.endswith("(worst row)"):
+            cells = [
+                min((v[c] for v in ours if c in v), default=None) for c in ("no attack", "no defense", *COLUMNS[2:])
+            ]
+            cells = ["" if v is None else f"{v:.2f}" for v in cells]
+        else:
+            cells = [_mean([v[c] for v in ours if c in v]) for c in ("no attack", "no defense", *COLUMNS[2:])]
+        lines.append(f"| {name} | {len(chosen)} | " + " | ".join(cells) + " |")
+        if theirs:
+            paper_cells = [_mean([t[c] for t in theirs if c in t]) for c in ("no attack", "no defense", *COLUMNS[2:])]
+            lines.append(f"| paper, same rows | {len(theirs)} | " + " | ".join(paper_cells) + " |")
+    return lines
+
+
+def write_index(out_dir: str) -> str:
+    """Rebuilds `<out>/results.md` from every study found under `<out>/results/`; returns its path."""
+    lines = [
+        "# Measured results",
+        "",
+        "One page per dataset, each written by `lqvae reproduce DATASET` (its command, settings, models with",
+        "their training times, every table with n and 95% intervals per cell, the paper's numbers beside ours,",
+        "and the figures). This index is rebuilt by every run from the pages' `results.json`: averages of our",
+        "rows per setting, then the paper's average over the same rows where it reports them. For the adaptive",
+        "end-to-end attacks it shows the worst row (the strongest attack we ran) instead of an average.",
+        "",
+    ]
+    found = False
+    for dataset in TITLES:
+        data_path = os.path.join(out_dir, "results", dataset, "results.json")
+        if not os.path.isfile(data_path):
+            continue
+        found = True
+        with open(data_path, encoding="utf-8") as handle:
+            saved = json.load(handle)
+        meta = saved.get("meta", {})
+        scale = f" {meta['scale']}" if meta.get("scale") else ""
+        lines += [
+            f"## {TITLES[dataset]}: [{dataset}.md](results/{dataset}.md)",
+            "",
+            f"Measured {meta.get('date', '')}, evaluation sample n = {meta.get('n', '')}.{scale}",
+            "",
+            "| rows | count | no attack | no defense | " + " | ".join(COLUMNS[2:]) + " |",
+            "|---|---|---|---|" + "---|" * len(COLUMNS[2:]),
+            *_summary(dataset, saved["rows"]),
+            "",
+        ]
+    if not found:
+        lines += ["No study has been run into this folder yet: `lqvae reproduce mnist` writes the first page.", ""]
+    return write_text(os.path.join(out_dir, "results.md"), "\n".join(lines))
