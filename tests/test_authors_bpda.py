@@ -194,3 +194,10 @@ def test_a_skipped_defense_is_reported_not_run_and_the_paper_row_is_labelled(def
     assert "| paper's setting (authors' BPDA.py) | authors_fgsm | lin | 6 |" in table
     assert "| adaptive: BPDA-pgd eps 0.1, 2 steps x 2 restarts | pgd | lin | 6 |" in table
     assert "| not run |" in table and "(n=3)" in table
+
+
+def test_a_list_of_specs_splits_on_commas_outside_brackets_only():
+    from lqvae_tf.evaluation.suite import split_specs
+
+    text = "fgsm, bpda-pgd[eps=0.1,nb_iter=40,restarts=2],soft-authors_fgsm"
+    assert split_specs(text) == ["fgsm", "bpda-pgd[eps=0.1,nb_iter=40,restarts=2]", "soft-authors_fgsm"]

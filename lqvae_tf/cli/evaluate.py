@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     import keras
 
     from lqvae_tf.attacks.substitute import PAPERNOT_SEEDS
-    from lqvae_tf.evaluation.suite import load_test_arrays, run_suite, sample_indices
+    from lqvae_tf.evaluation.suite import load_test_arrays, run_suite, sample_indices, split_specs
 
     if not os.path.isfile(args.purifier):
         raise FileNotFoundError(f"purifier file {args.purifier} does not exist")
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         labels[chosen],
         purifier,
         classifiers,
-        args.attacks.split(","),
+        split_specs(args.attacks),
         args.out,
         attack_params=attack_params,
         seeds_for_substitutes=images[held_out],

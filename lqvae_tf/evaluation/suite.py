@@ -99,6 +99,20 @@ class AttackSpec:
         )
 
 
+def split_specs(text: str) -> list[str]:
+    """A comma-separated list of specs, where commas inside a spec's `[...]` do not split."""
+    specs, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            specs.append(current)
+            current = ""
+        else:
+            current += char
+    specs.append(current)
+    return [spec.strip() for spec in specs if spec.strip()]
+
+
 def sample_indices(total: int, n: int, seed: int, held_out: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A seeded random evaluation sample of `n` indices and `held_out` others (attacker seeds)."""
     if n + held_out > total:
