@@ -95,9 +95,12 @@ def test_reproduce_quick_writes_a_table_with_every_column_and_reuses_its_models(
     with open(tmp_path / "out" / "results" / "fashion_mnist" / "results.json", encoding="utf-8") as handle:
         rows = json.load(handle)["rows"]
     assert {row["setting"] for row in rows} == {"white-box", "black-box", "end-to-end"}
+    assert {row["attack"] for row in rows if row["setting"] == "end-to-end"} == {"authors_fgsm", "pgd"}
     for row in rows:
-        assert set(row["defended"]) == set(COLUMNS) and set(row["clean_defended"]) == set(COLUMNS)
+        skipped = set(row["params"].get("skip", []))  # the quick study's PGD row skips Defense-GAN
+        assert set(row["defended"]) == set(COLUMNS) - skipped and set(row["clean_defended"]) == set(COLUMNS)
         assert all(0 <= cell["accuracy"] <= 100 and cell["n"] == 16 for cell in row["defended"].values())
+    assert "| not run |" in report and "paper's setting (authors' BPDA.py)" in report
     models = [line for line in report.splitlines() if line.startswith("| ") and "model.keras" in line]
     assert len(models) == 1 + 2 * 3 + 1  # purifier, A and B plain / Madry / FGSM-trained, the GAN
     assert all("| no |" in line for line in models)
