@@ -128,7 +128,8 @@ def study_config(dataset: str, quick: bool = False) -> StudyConfig:
 def _mnist_study() -> StudyConfig:
     # Sized for at most 150 minutes on a 2-core CPU (README, "Reproducing the paper", has the
     # measured stages). Departures from the references, each to fit that budget:
-    # - classifiers: 2 epochs of the full 60k (the authors' whitebox.py trains 10);
+    # - classifiers: 4 epochs of the full 60k (the authors' whitebox.py trains 10; 2 left A at
+    #   98.3% on the first 2,000 test images, over a point below the paper's 99.4%);
     # - Madry PGD training: eps 0.3 as Madry et al., but 5 steps of 0.1 for 2 epochs of 30k
     #   (Madry et al.: 40 steps of 0.01 for about 83 epochs); FGSM training 2 epochs of 30k;
     # - Defense-GAN's generator at half width, 10 epochs of 30k; its search at the reference
@@ -141,7 +142,7 @@ def _mnist_study() -> StudyConfig:
         held_out=150,
         seed=0,
         classifiers=("A", "B", "C"),
-        classifier={"epochs": 2, "limit": None, "batch_size": 128},
+        classifier={"epochs": 4, "limit": None, "batch_size": 128},
         purifier={"preset": "mnist", "overrides": {}, "limit": None},
         gan={"width": 0.5, "latent_dim": 128, "batch_size": 64, "epochs": 10, "limit": 30_000},
         defense_gan=_DEFENSE_GAN,
