@@ -114,32 +114,34 @@ def test_attack_specs_carry_their_own_parameters_restarts_and_eot():
 
 
 class FlipOnSecondCall:
-    """A fake attack: its first run changes nothing, its second moves every image to class 0."""
+    """A fake attack: its first run changes nothing, later runs move every image to class 0."""
 
     name = "flip-late"
     params: dict = {}
 
     def __init__(self):
-        self.calls = 0
+        self.sizes = []
 
     def __call__(self, model_fn, x, y):
-        self.calls += 1
-        return x.copy() if self.calls == 1 else np.zeros_like(x)
+        self.sizes.append(len(x))
+        return x.copy() if len(self.sizes) == 1 else np.zeros_like(x)
 
 
-def test_restarts_keep_the_first_run_that_fools_the_model(linear_classifier):
-    labels = np.arange(1, 9) % 10  # never 0 where the blank image's class is 0 below
+def test_restarts_rerun_the_attack_on_the_images_still_standing_only(linear_classifier):
+    labels = np.arange(1, 9) % 10  # never 0, the class of a blank image below
     images = np.random.default_rng(1).uniform(0, 1, (8, 28, 28, 1)).astype(np.float32)
+    images[:3] = 0  # already blank: the first run fools the model on these
 
-    def model_fn(x):  # class 0 for a blank image, else the true label's class
+    def model_fn(x):  # class 0 for a blank image, else the true label
         blank = tf.cast(tf.reduce_max(x, axis=[1, 2, 3]) == 0, tf.float32)[:, None]
-        return blank * tf.one_hot(tf.zeros(tf.shape(x)[0], tf.int32), 10) + (1 - blank) * tf.one_hot(labels, 10)
+        truth = tf.one_hot(tf.constant(labels[: x.shape[0]]), 10)
+        return blank * tf.one_hot(tf.zeros(tf.shape(x)[0], tf.int32), 10) + (1 - blank) * truth
 
     evaluation = Evaluation(images, labels, {"lin": linear_classifier}, [], verbose=False)
-    once = evaluation.craft(FlipOnSecondCall(), model_fn, "k1", "once")
-    twice = evaluation.craft(FlipOnSecondCall(), model_fn, "k2", "twice", restarts=2)
-    np.testing.assert_array_equal(once, images)
-    assert not twice.any()
+    once, twice = FlipOnSecondCall(), FlipOnSecondCall()
+    np.testing.assert_array_equal(evaluation.craft(once, model_fn, "k1", "once"), images)
+    assert not evaluation.craft(twice, model_fn, "k2", "twice", restarts=3).any()
+    assert once.sizes == [8] and twice.sizes == [8, 5]  # the second run on the 5 standing; no third
 
 
 class NamedNone(NoDefense):

@@ -214,8 +214,9 @@ class Evaluation:
     ) -> np.ndarray:
         """Adversarials of the sample's first `count` images (default all) against `model_fn`.
 
-        With `restarts` > 1 the attack is run that many times and each image keeps the first
-        run's adversarial that `model_fn` misclassifies (else the last run's). Each finished
+        With `restarts` > 1 the attack is run again, up to `restarts` runs in all, on the images
+        that `model_fn` still classifies correctly; each image keeps the first adversarial that
+        fools it (else the last run's). Each finished
         batch is cached as `<cache_dir>/<key>-<start>.npy`, so an interrupted run redoes at most
         one batch.
         """
@@ -230,12 +231,11 @@ class Evaluation:
             stop = min(start + self.batch_size, count)
             images, labels = self.images[start:stop], self.labels[start:stop]
             part = np.asarray(attack(model_fn, images, labels), np.float32)
-            for _ in range(restarts - 1):
-                fooled = np.asarray(model_fn(tf.constant(part))).argmax(axis=-1) != labels
-                if fooled.all():
+            for _ in range(restarts - 1):  # again on the images no run has fooled yet, only
+                standing = np.flatnonzero(np.asarray(model_fn(tf.constant(part))).argmax(axis=-1) == labels)
+                if len(standing) == 0:
                     break
-                retry = np.asarray(attack(model_fn, images, labels), np.float32)
-                part = np.where(fooled[:, None, None, None], part, retry)
+                part[standing] = np.asarray(attack(model_fn, images[standing], labels[standing]), np.float32)
             if path:
                 with atomic_path(path) as temporary:
                     np.save(temporary, part)
