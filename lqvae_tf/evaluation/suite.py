@@ -12,8 +12,10 @@ Attack specs name the setting by prefix:
 A spec may end in parameters for that row alone, `bpda-pgd[eps=0.1,nb_iter=40,restarts=2,eot=8]`:
 the attack's own parameters (over `attack_params` and its defaults), plus `restarts` (runs per
 image, the first that fools the attacked model kept), `eot` (EOT samples where the attacked
-gradient is random) and, for end-to-end specs, `skip` (defense names joined by `+` that this
-row does not attack, e.g. a search-based defense under a 40-step attack: reported "not run").
+gradient is random), `on` (classifier names joined by `+`: the only classifiers this row
+attacks, e.g. `on=A` for costly adaptive rows) and, for end-to-end specs, `skip` (defense names
+joined by `+` that this row does not attack, e.g. a search-based defense under a 40-step attack:
+reported "not run").
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ GRADIENTS = ("bpda", "identity", "naive", "soft")
 TRANSFERS = ("transfer", "papernot")
 
 
-SPEC_OPTIONS = ("restarts", "eot", "skip")  # spec parameters the harness takes, not the attack
+SPEC_OPTIONS = ("restarts", "eot", "skip", "on")  # spec parameters the harness takes, not the attack
 
 
 def _spec_value(spec: str, text: str):
@@ -70,6 +72,7 @@ class AttackSpec:
     restarts: int = 1
     eot: int | None = None
     skip: tuple[str, ...] = ()
+    on: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> AttackSpec:
@@ -82,6 +85,7 @@ class AttackSpec:
             params = dict(_spec_value(text, item) for item in rest[:-1].split(",") if item.strip())
         options = {key: params.pop(key) for key in SPEC_OPTIONS if key in params}
         skip = tuple(str(options.pop("skip")).split("+")) if "skip" in options else ()
+        on = tuple(str(options.pop("on")).split("+")) if "on" in options else ()
         for key, value in options.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"attack spec {text!r}: {key} must be a positive integer, got {value!r}")
@@ -95,7 +99,14 @@ class AttackSpec:
         if setting != "end-to-end" and ("eot" in options or skip):
             raise ValueError(f"attack spec {text!r}: eot and skip apply to end-to-end specs only")
         return cls(
-            setting, how, attack, tuple(sorted(params.items())), options.get("restarts", 1), options.get("eot"), skip
+            setting,
+            how,
+            attack,
+            tuple(sorted(params.items())),
+            options.get("restarts", 1),
+            options.get("eot"),
+            skip,
+            on,
         )
 
 
@@ -174,6 +185,10 @@ def run_suite(
 
     attack_params = dict(attack_params or {})
     parsed = [AttackSpec.parse(s) for s in specs]
+    for spec, text in zip(parsed, specs):
+        unknown = [name for name in spec.on if name not in classifiers]
+        if unknown:
+            raise ValueError(f"attack spec {text!r}: on= names {unknown}, not among the classifiers {list(classifiers)}")
     attacks = {
         spec: make_attack(spec.attack, **{**attack_params.get(spec.attack, {}), **dict(spec.params)}) for spec in parsed
     }
@@ -193,7 +208,7 @@ def run_suite(
     substitutes: dict[tuple[str, str], keras.Model] = {}
     for spec in parsed:
         attack = attacks[spec]
-        for target in names:
+        for target in (n for n in names if not spec.on or n in spec.on):
             if spec.setting == "white-box":
                 rows.append(evaluation.white_box(attack, target, spec.restarts))
             elif spec.setting == "end-to-end":
