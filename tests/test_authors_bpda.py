@@ -1,5 +1,7 @@
 """The paper's Table 5 setting as the authors' code runs it, and the harness options it needs."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -203,3 +205,24 @@ def test_a_list_of_specs_splits_on_commas_outside_brackets_only():
 
     text = "fgsm, bpda-pgd[eps=0.1,nb_iter=40,restarts=2],soft-authors_fgsm"
     assert split_specs(text) == ["fgsm", "bpda-pgd[eps=0.1,nb_iter=40,restarts=2]", "soft-authors_fgsm"]
+
+
+def test_on_restricts_a_row_to_the_named_classifiers_and_rejects_unknown_names(tmp_path, fmnist_images):
+    from lqvae_tf.evaluation.suite import run_suite
+
+    assert AttackSpec.parse("bpda-pgd[on=A+C]").on == ("A", "C")
+    keras.utils.set_random_seed(9)
+    classifiers = {
+        name: keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+        for name in ("A", "B")
+    }
+    purifier = LQVAE(tiny_config())
+    x, y = fmnist_images[:4], np.arange(4) % 10
+    specs = ["bpda-fgsm[eps=0.1]", "identity-fgsm[eps=0.1,on=B]"]
+    written = run_suite(x, y, purifier, classifiers, specs, str(tmp_path), verbose=False)
+    with open(written["json"], encoding="utf-8") as handle:
+        rows = json.load(handle)["rows"]
+    attacked = sorted((row["params"].get("gradient", ""), row["classifier"]) for row in rows)
+    assert attacked == [("bpda", "A"), ("bpda", "B"), ("identity", "B")]
+    with pytest.raises(ValueError, match="on= names \\['Z'\\]"):
+        run_suite(x, y, purifier, classifiers, ["bpda-fgsm[on=Z]"], str(tmp_path / "bad"), verbose=False)
