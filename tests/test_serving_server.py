@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from lqvae_tf import LQVAE
 from lqvae_tf.serving import RestClient, ServingError, export_purifier
+from lqvae_tf.serving.limits import ServingLimits
 from lqvae_tf.serving.server import running_server
 
 from conftest import tiny_config
@@ -38,7 +39,7 @@ def served(tmp_path_factory, purifier):
     """A running server over version 1 of `purifier`; yields (url, model folder)."""
     base = tmp_path_factory.mktemp("models")
     export_purifier(purifier, str(base), "lqvae", warmup=False)
-    with running_server(str(base / "lqvae"), "lqvae", max_body_bytes=150_000) as url:
+    with running_server(str(base / "lqvae"), "lqvae", limits=ServingLimits(max_body_bytes=150_000)) as url:
         yield url, base
 
 
@@ -105,8 +106,8 @@ GOOD = {"instances": np.zeros((1, 28, 28, 1)).tolist()}
         ("lqvae:predict", b"{not json", 400, "JSON Parse error"),
         ("lqvae:predict", {"instances": np.zeros((1, 28, 27, 1)).tolist()}, 400, "has shape (1, 28, 27, 1)"),
         ("lqvae:predict", {"instances": [[["a"] * 28] * 28]}, 400, "must hold numbers of dtype float32"),
-        ("lqvae:predict", b'{"inputs": [[[[NaN]]]]}', 400, "has shape (1, 1, 1, 1)"),
-        ("lqvae:predict", {"inputs": np.full((1, 28, 28, 1), np.nan).tolist()}, 400, "NaN"),
+        ("lqvae:predict", b'{"inputs": [[[[NaN]]]]}', 400, "JSON Parse error"),
+        ("lqvae:predict", {"inputs": np.full((1, 28, 28, 1), 1e39).tolist()}, 400, "NaN or infinite"),
         ("lqvae:predict", {"inputs": np.full((1, 28, 28, 1), 7.0).tolist()}, 400, "above the value range"),
         ("lqvae:predict", {"inputs": np.zeros((1, 28, 28, 1)).tolist(), "instances": []}, 400, "exactly one"),
         ("lqvae:predict", {"signature_name": "nope", **GOOD}, 400, '"nope" not found'),
@@ -167,7 +168,11 @@ def test_new_version_is_served_without_restart_and_without_failed_requests(tmp_p
             thread.start()
         export_purifier(second, str(tmp_path), "lqvae", warmup=False)
         deadline = time.monotonic() + 60
-        while client.status()["model_version_status"][0]["version"] != "2":
+        while client.status()["model_version_status"][0] != {
+            "version": "2",
+            "state": "AVAILABLE",
+            "status": {"error_code": "OK", "error_message": ""},
+        }:
             assert time.monotonic() < deadline, "version 2 was never picked up"
             time.sleep(0.1)
         stop.set()
@@ -177,6 +182,7 @@ def test_new_version_is_served_without_restart_and_without_failed_requests(tmp_p
         np.testing.assert_allclose(client.predict(x), second.purify(x), atol=1e-5)
         with pytest.raises(ServingError, match="Specific"):  # "latest" policy: 1 is unloaded
             RestClient(url, "lqvae", version=1).predict(x)
+        assert RestClient(url, "lqvae", version=1).status()["model_version_status"][0]["state"] == "END"
 
 
 def test_all_versions_policy_and_labels(tmp_path, fmnist_images):

@@ -9,9 +9,9 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from lqvae_tf.cli import classifiers, evaluate, reproduce
+from lqvae_tf.cli import adapt, adversarial, classifiers, evaluate, frontier, reproduce, user_data
 
-DATASETS = ("fashion_mnist", "mnist", "celeb_a")
+DATASETS = user_data.DATASET_NAMES  # the registry's (lqvae_tf.data.registry)
 
 
 def _override(text: str) -> tuple[str, object]:
@@ -50,24 +50,27 @@ def _add_train(subparsers) -> None:
     parser.add_argument("--data-dir", help="dataset folder (IDX files, or tensorflow-datasets' data_dir)")
     parser.add_argument("--out", required=True, help="run folder for the model, logs and figures")
     parser.add_argument("--verbose", default="auto", help="Keras verbosity: auto, 0, 1 or 2")
+    adversarial.add_arguments(parser)
+    user_data.add_arguments(parser)
 
 
 def _train(args: argparse.Namespace) -> int:
     from lqvae_tf.config import LQVAEConfig, preset
     from lqvae_tf.training import train_purifier
 
+    dataset = user_data.resolve(args)  # bad data fails here, before the run folder exists
     if args.config:
         with open(args.config, encoding="utf-8") as handle:
             config = LQVAEConfig.from_json(handle.read())
     else:
-        config = preset(args.preset or args.dataset)
+        config = preset(args.preset or dataset.preset)
     changes = dict(args.overrides)
     for field in ("epochs", "batch_size", "seed"):
         if getattr(args, field) is not None:
             changes[field] = getattr(args, field)
-    config = config.replace(**changes)
+    config = adversarial.apply(args, user_data.apply(dataset, config.replace(**changes)))
     verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
-    result = train_purifier(config, args.dataset, args.out, limit=args.limit, data_dir=args.data_dir, verbose=verbose)
+    result = train_purifier(config, dataset, args.out, limit=args.limit, data_dir=args.data_dir, verbose=verbose)
     print(f"model:   {result.model_path}")
     print(f"figure:  {result.grid_path}")
     print(f"logs:    tensorboard --logdir {os.path.join(result.out_dir, 'logs')}")
@@ -135,21 +138,56 @@ def _add_serve(subparsers) -> None:
         metavar="NAME=VERSION",
         help="a version label, e.g. --label stable=1",
     )
-    parser.add_argument("--max_body_bytes", type=int, default=64 * 1024 * 1024)
+    limits = parser.add_argument_group('limits (each refused request gets a 4xx with {"error": ...})')
+    # Defaults (None here) are ServingLimits's, so they are written once.
+    limits.add_argument("--max_body_bytes", type=int, help="413 above this (default 64 MiB)")
+    limits.add_argument("--max_images_per_request", type=int, help="413 above this (default 1024)")
+    limits.add_argument(
+        "--rest_api_timeout_in_ms", type=int, help="408 for a request not fully received in time (default 30000)"
+    )
+    limits.add_argument("--max_connections", type=int, help="503 for connections beyond this (default 256)")
+    batching = parser.add_argument_group("batching (as tensorflow_model_server's)")
+    batching.add_argument("--enable_batching", action="store_true", help="merge concurrent predicts into batches")
+    batching.add_argument(
+        "--batching_parameters_file",
+        help="text proto of BatchingParameters (max_batch_size, batch_timeout_micros, num_batch_threads, "
+        "max_enqueued_batches); implies --enable_batching",
+    )
+    lifecycle = parser.add_argument_group("version lifecycle (as tensorflow_model_server's)")
+    lifecycle.add_argument("--max_num_load_retries", type=int, default=5, help="retries of a failed version load")
+    lifecycle.add_argument("--load_retry_interval_micros", type=int, default=60 * 1000 * 1000)
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from lqvae_tf.serving.batching import BatchingParameters, parse_batching_parameters
+    from lqvae_tf.serving.limits import ServingLimits
     from lqvae_tf.serving.server import serve
 
+    batching = None
+    if args.batching_parameters_file:
+        with open(args.batching_parameters_file) as file:
+            batching = parse_batching_parameters(file.read())
+    elif args.enable_batching:
+        batching = BatchingParameters()
+    timeout_ms = args.rest_api_timeout_in_ms
+    limits = {
+        "max_body_bytes": args.max_body_bytes,
+        "max_images_per_request": args.max_images_per_request,
+        "request_read_timeout_s": None if timeout_ms is None else timeout_ms / 1000,
+        "max_connections": args.max_connections,
+    }
     serve(
         args.model_base_path,
         args.model_name,
         host=args.host,
         port=args.port,
         poll_seconds=args.file_system_poll_wait_seconds,
+        limits=ServingLimits(**{name: value for name, value in limits.items() if value is not None}),
+        batching=batching,
         version_policy=args.version_policy,
         labels=dict(args.labels),
-        max_body_bytes=args.max_body_bytes,
+        max_num_load_retries=args.max_num_load_retries,
+        load_retry_interval_s=args.load_retry_interval_micros / 1e6,
     )
     return 0
 
@@ -158,9 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lqvae", description="LQ-VAE adversarial purifier")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_train(subparsers)
+    adapt.add_parser(subparsers)
     classifiers.add_parser(subparsers)
     evaluate.add_parser(subparsers)
     reproduce.add_parser(subparsers)
+    frontier.add_parser(subparsers)
     _add_export(subparsers)
     _add_serve(subparsers)
     return parser
@@ -168,9 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {
     "train": _train,
+    "adapt": adapt.run,
     "classifiers": classifiers.run,
     "eval": evaluate.run,
     "reproduce": reproduce.run,
+    "frontier": frontier.run,
     "export": _export,
     "serve": _serve,
 }

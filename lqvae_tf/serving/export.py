@@ -13,7 +13,9 @@ Signatures (inputs and outputs named, as `saved_model_cli show --all` prints the
 
 Every signature rejects NaN/inf and values outside the value range with INVALID_ARGUMENT (HTTP
 400 in TF Serving and in the embedded server). A version folder is written under a hidden
-temporary name and renamed into place, so a server polling the folder never sees half of one.
+temporary name and renamed into place, so a server polling the folder never sees half of one;
+the temporary folders of exports that were killed (`.export-*` whose process is gone) are removed
+by the next export into the same model folder.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 
 import keras
 import tensorflow as tf
@@ -31,6 +34,9 @@ from lqvae_tf.models.inputs import RANGE_TOLERANCE
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 _VERSION = re.compile(r"^\d+$")
+_SCRATCH = re.compile(r"^\.export-\d+-(?:(?P<pid>\d+)-)?")
+# A scratch folder without a process id (older exports) counts as stale once this old.
+STALE_SCRATCH_SECONDS = 3600
 
 
 def list_versions(model_dir: str) -> list[int]:
@@ -48,6 +54,40 @@ def next_version(model_dir: str) -> int:
     """One more than the newest version under `model_dir` (1 for an empty folder)."""
     versions = list_versions(model_dir)
     return versions[-1] + 1 if versions else 1
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_exports(model_dir: str) -> list[str]:
+    """Removes the `.export-*` folders of exports that died (killed, crashed) and returns them.
+
+    A folder is stale when the process that named it is gone, or, for names without a process
+    id, when it is older than `STALE_SCRATCH_SECONDS`; running exports are never touched.
+    """
+    removed = []
+    if not os.path.isdir(model_dir):
+        return removed
+    for name in os.listdir(model_dir):
+        match = _SCRATCH.match(name)
+        path = os.path.join(model_dir, name)
+        if match is None or not os.path.isdir(path):
+            continue
+        if match["pid"] is not None:
+            stale = int(match["pid"]) != os.getpid() and not _process_alive(int(match["pid"]))
+        else:
+            stale = time.time() - os.path.getmtime(path) > STALE_SCRATCH_SECONDS
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def _load(model_or_path, kind: str) -> keras.Model:
@@ -178,8 +218,10 @@ def export_purifier(
     if os.path.exists(final):
         raise ValueError(f"{final} exists already; versions are never overwritten")
     os.makedirs(model_dir, exist_ok=True)
+    remove_stale_exports(model_dir)
     # Hidden, non-numeric name: TF Serving and the embedded server ignore it until the rename.
-    scratch = tempfile.mkdtemp(prefix=f".export-{version}-", dir=model_dir)
+    # The process id in it tells a later export whether this one is still running.
+    scratch = tempfile.mkdtemp(prefix=f".export-{version}-{os.getpid()}-", dir=model_dir)
     try:
         export_dir = os.path.join(scratch, "model")
         build_archive(purifier, classifier).write_out(export_dir, verbose=False)

@@ -4,15 +4,22 @@ Row format: `{"signature_name": ..., "instances": [...]}` -> `{"predictions": [.
 `{"inputs": ...}` -> `{"outputs": ...}`. With one input, an instance (or `inputs`) is the value
 itself; with several, an object of named values. String tensors take `{"b64": "..."}` for
 binary data. Errors raise `RequestError`, which the server turns into `{"error": ...}`.
+
+Numbers are taken as numbers only (strings and booleans are refused, as TF Serving refuses them
+for a float tensor) and float32 outputs go back with float32 digits (orjson writes numpy arrays).
 """
 
 from __future__ import annotations
 
 import base64
+import struct
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import orjson
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 class RequestError(ValueError):
@@ -44,24 +51,53 @@ def to_array(value: Any, name: str, dtype: np.dtype, shape: tuple[int | None, ..
         array = np.array(_decode_strings(value, name), dtype=object)
     else:
         try:
-            array = np.asarray(value, dtype=dtype)
-        except (TypeError, ValueError):
+            inferred = np.asarray(value)
+        except (TypeError, ValueError, OverflowError):
+            inferred = None
+        # numpy would read "0.5" or true as a number; TF Serving does not, and neither do we.
+        if inferred is None or inferred.dtype.kind not in "iuf":
             raise RequestError(
                 f"input {name!r} must hold numbers of dtype {np.dtype(dtype).name} "
                 f"in a regular (non-ragged) nested list"
-            ) from None
+            )
+        with np.errstate(over="ignore"):  # out-of-range values become inf, which the model refuses
+            array = inferred.astype(dtype, copy=False)
     if array.ndim != len(shape) or any(want is not None and got != want for got, want in zip(array.shape, shape)):
         expected = "(" + ", ".join("-1" if d is None else str(d) for d in shape) + ")"
         raise RequestError(f"input {name!r} has shape {tuple(array.shape)}; the signature takes {expected}")
     return array
 
 
-def parse_predict(body: Any, specs: Mapping[str, tuple[np.dtype, tuple]]) -> tuple[dict, bool]:
+def check_png_sizes(array: np.ndarray, name: str, height: int, width: int) -> None:
+    """Refuses, from their headers alone, PNG files that are not `height` x `width` pixels.
+
+    Decoding comes later, in the model; a 20000x20000 PNG fits in a few hundred kilobytes and
+    would cost gigabytes to decode before its size could be checked there.
+    """
+    for index, data in enumerate(array.reshape(-1)):
+        if len(data) < 24 or data[:8] != _PNG_MAGIC or data[12:16] != b"IHDR":
+            raise RequestError(f"input {name!r}[{index}] is not a PNG file")
+        got_width, got_height = struct.unpack(">II", data[16:24])
+        if (got_height, got_width) != (height, width):
+            raise RequestError(
+                f"input {name!r}[{index}] is a PNG of {got_width}x{got_height} pixels; the model takes {width}x{height}"
+            )
+
+
+def _batch_length(value: Any, name: str, max_images: int | None) -> None:
+    if max_images is not None and isinstance(value, list) and len(value) > max_images:
+        raise RequestError(f"input {name!r} holds {len(value)} images; at most {max_images} per request", status=413)
+
+
+def parse_predict(
+    body: Any, specs: Mapping[str, tuple[np.dtype, tuple]], max_images: int | None = None
+) -> tuple[dict, bool]:
     """The named input arrays of a `:predict` body, and whether it used the row format.
 
     Args:
         body: the parsed JSON body.
         specs: input name -> (numpy dtype, shape with None for unknown dims) of the signature.
+        max_images: more examples than this in one request are refused (413) before conversion.
     """
     if not isinstance(body, Mapping):
         raise RequestError("the request body must be a JSON object")
@@ -75,6 +111,7 @@ def parse_predict(body: Any, specs: Mapping[str, tuple[np.dtype, tuple]]) -> tup
         instances = body["instances"]
         if not isinstance(instances, list) or not instances:
             raise RequestError("'instances' must be a non-empty list")
+        _batch_length(instances, "instances", max_images)
         if all(isinstance(item, Mapping) and "b64" not in item for item in instances):
             missing = [n for n in names if any(n not in item for item in instances)]
             extra = sorted({k for item in instances for k in item} - set(names))
@@ -98,6 +135,8 @@ def parse_predict(body: Any, specs: Mapping[str, tuple[np.dtype, tuple]]) -> tup
             columns = {names[0]: inputs}
         else:
             raise RequestError(f"this signature has several inputs {names}: 'inputs' must be an object naming them")
+    for name in names:
+        _batch_length(columns[name], name, max_images)
     arrays = {n: to_array(columns[n], n, *specs[n]) for n in names}
     return arrays, has_rows
 
@@ -108,11 +147,11 @@ def _jsonable(array: np.ndarray) -> Any:
             _jsonable(item) if isinstance(item, np.ndarray) else {"b64": base64.b64encode(item).decode("ascii")}
             for item in array
         ]
-    return array.tolist()
+    return np.ascontiguousarray(array)  # orjson writes it, float32 with float32 digits
 
 
 def format_predict(outputs: Mapping[str, np.ndarray], row_format: bool) -> dict:
-    """The response body for `outputs` in the request's format."""
+    """The response body for `outputs` in the request's format (numpy arrays inside; see `encode_json`)."""
     names = sorted(outputs)
     if not row_format:
         if len(names) == 1:
@@ -127,3 +166,16 @@ def format_predict(outputs: Mapping[str, np.ndarray], row_format: bool) -> dict:
             status=400,
         )
     return {"predictions": [{n: _jsonable(outputs[n][i : i + 1])[0] for n in names} for i in range(batch.pop())]}
+
+
+def encode_json(content: Any) -> bytes:
+    """JSON bytes of `content`, numpy arrays included."""
+    return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def decode_json(body: bytes) -> Any:
+    """The parsed JSON of a request body; RequestError (400) if it is not JSON."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise RequestError(f"JSON Parse error: {error}") from None

@@ -1,19 +1,27 @@
 """An embedded server speaking TF Serving's REST API, for machines without TF Serving.
 
-Routes (as in TF Serving's g3doc/api_rest.md):
+Routes (as in TF Serving's g3doc/api_rest.md; matched case-insensitively, as TF Serving does):
     GET  /v1/models/{name}[/versions/{v}|/labels/{l}]            model status
     GET  /v1/models/{name}[/versions/{v}|/labels/{l}]/metadata   signatures
     POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict    inference
     GET  /openapi.json                                           what this server serves
 
-Errors come back as `{"error": "..."}` with the matching HTTP status. Built on Starlette and
-served by uvicorn; inference runs in a thread pool, so concurrent clients are served in parallel.
+Every answer that is not a success is `{"error": "..."}`: 400 for any malformed request (a URL
+under /v1/ that matches no route included, as TF Serving answers), 404 for a model, version or
+label not served, 405 (with `Allow`) for a wrong method on /openapi.json, 408/413 for the limits
+of `ServingLimits`, 503 when overloaded. HEAD is answered wherever GET is.
+
+JSON is read and written with orjson; large bodies are parsed and serialised in worker threads so
+the event loop keeps answering. With batching (`BatchingParameters`), concurrent predicts of one
+signature run as one batch, as with TF Serving's `--enable_batching`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import json
+import functools
+import logging
 import re
 import threading
 import time
@@ -21,47 +29,49 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 import tensorflow as tf
-from google.protobuf import json_format
-from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 
-from lqvae_tf.serving.registry import LoadedVersion, ModelRegistry
-from lqvae_tf.serving.rest_format import RequestError, format_predict, parse_predict
-
-DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
-_MODEL_PATH = re.compile(
-    r"^(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
-    r"(?:(?P<metadata>/metadata)|:(?P<verb>[A-Za-z]+))?$"
+from lqvae_tf.serving.batching import BatchingParameters, BatchScheduler, QueueFullError, batch_size_of
+from lqvae_tf.serving.limits import ServingLimits, protocol_for
+from lqvae_tf.serving.registry import LoadedVersion, ModelRegistry, Signature
+from lqvae_tf.serving.rest_format import (
+    RequestError,
+    check_png_sizes,
+    decode_json,
+    encode_json,
+    format_predict,
+    parse_predict,
 )
 
-
-def _error(message: str, status: int) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
-def _signature_defs(path: str) -> dict:
-    """The SavedModel's SignatureDefMap as TF Serving prints it in `/metadata`."""
-    from tensorflow.python.tools import saved_model_utils
-
-    meta_graph = saved_model_utils.get_meta_graph_def(path, "serve")
-    signatures = {
-        name: json_format.MessageToDict(definition, preserving_proto_field_name=True)
-        for name, definition in meta_graph.signature_def.items()
-        if not name.startswith("__")
-    }
-    return {"signature_def": signatures}
+log = logging.getLogger(__name__)
+_MODEL_PATH = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+    r"(?:(?P<metadata>/metadata)|:(?P<verb>[^/:]+))?$",
+    re.IGNORECASE,
+)
+_MAX_VERSION = 2**63 - 1  # TF Serving's versions are int64
+# Below this many bytes, parsing or writing JSON takes less time than a hop to a worker thread.
+INLINE_JSON_BYTES = 256 * 1024
 
 
-def _status(registry: ModelRegistry, versions: list[int]) -> dict:
-    return {
-        "model_version_status": [
-            {"version": str(v), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
-            for v in sorted(versions, reverse=True)
-        ]
-    }
+def _json(content, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(encode_json(content), status_code=status, media_type="application/json", headers=headers)
+
+
+def _error(message: str, status: int, headers: Mapping[str, str] | None = None) -> Response:
+    return _json({"error": message}, status, headers)
+
+
+def run_signature(signature: Signature, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Runs a signature; errors caused by the inputs come back as RequestError (400)."""
+    try:
+        return signature(arrays)
+    except tf.errors.InvalidArgumentError as error:
+        raise RequestError(error.message.strip().splitlines()[0]) from None
+    except (tf.errors.OpError, ValueError, TypeError) as error:
+        raise RequestError(f"{type(error).__name__}: {str(error).strip().splitlines()[0]}") from None
 
 
 class ServingApp:
@@ -69,95 +79,144 @@ class ServingApp:
 
     Args:
         registry: the model versions to serve.
-        max_body_bytes: larger request bodies get HTTP 413.
+        limits: request and connection limits.
+        batching: merge concurrent predicts into batches with these parameters (None: no batching).
     """
 
-    def __init__(self, registry: ModelRegistry, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES):
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        limits: ServingLimits | None = None,
+        batching: BatchingParameters | None = None,
+    ):
         self.registry = registry
-        self.max_body_bytes = max_body_bytes
-        self._metadata_cache: dict[str, dict] = {}
-        self.app = Starlette(
-            routes=[
-                Route("/openapi.json", self.openapi, methods=["GET"]),
-                Route("/v1/models/{rest:path}", self.models, methods=["GET", "POST"]),
-            ]
-        )
+        self.limits = limits or ServingLimits()
+        self.scheduler = BatchScheduler(batching) if batching is not None else None
+
+    async def app(self, scope, receive, send) -> None:
+        """The ASGI application: one dispatcher for every method and path, so every answer is ours."""
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        try:
+            response = await self.dispatch(request)
+        except Exception as error:  # a server fault still answers {"error": ...}
+            log.error("server fault on %s %s", request.method, request.url.path, exc_info=error)
+            response = _error(f"Internal error: {type(error).__name__}", 500)
+        await response(scope, receive, send)
+
+    def close(self) -> None:
+        """Stops the batch threads."""
+        if self.scheduler is not None:
+            self.scheduler.close()
 
     # ------------------------------------------------------------------ routing
-    async def models(self, request: Request) -> JSONResponse:
-        match = _MODEL_PATH.match(request.path_params["rest"])
+    async def dispatch(self, request: Request) -> Response:
+        path, method = request.url.path, request.method
+        read = method in ("GET", "HEAD")
+        if path.lower() == "/openapi.json":
+            if not read:
+                return _error(f"{method} is not allowed on {path}", 405, {"Allow": "GET, HEAD"})
+            return _json(openapi_document(self.registry))
+        if not path.lower().startswith("/v1/"):
+            return _error(f"Not found: {path}", 404)
+        match = _MODEL_PATH.match(path)
+        malformed = _error(f"Malformed request: {method} {path}", 400)
         if match is None:
-            return _error(f"Malformed request: {request.method} {request.url.path}", 404)
+            return malformed
+        version = None
+        if match["version"] is not None:
+            version = int(match["version"]) if len(match["version"]) <= 19 else None
+            if version is None or version > _MAX_VERSION:
+                return _error(f"Failed to convert version: {match['version'][:40]}", 400)
         if match["name"] != self.registry.name:
             return _error(f"Servable not found for request: Latest({match['name']})", 404)
-        version = int(match["version"]) if match["version"] else None
+        verb = match["verb"].lower() if match["verb"] else None
         try:
-            if request.method == "GET" and match["verb"] is None:
+            if read and verb is None:
                 if match["metadata"]:
-                    return JSONResponse(self._metadata(self.registry.resolve(version, match["label"])))
-                if version is None and match["label"] is None:
-                    served = list(self.registry.versions)
-                    if not served:
-                        raise LookupError(f"Could not find any versions of model {self.registry.name}")
-                    return JSONResponse(_status(self.registry, served))
-                return JSONResponse(_status(self.registry, [self.registry.resolve(version, match["label"]).version]))
-            if request.method == "POST" and match["verb"] == "predict":
-                loaded = self.registry.resolve(version, match["label"])
-                body = await self._read_json(request)
-                result = await run_in_threadpool(self._predict, loaded, body)
-                return JSONResponse(result)
+                    return _json(self._metadata(self.registry.resolve(version, match["label"])))
+                return _json(self.registry.status(version, match["label"]))
+            if method == "POST" and verb == "predict":
+                return await self._predict(request, self.registry.resolve(version, match["label"]))
+            if method == "POST" and verb in ("classify", "regress"):
+                return _error(f"{verb} is not supported: this model has predict signatures only", 400)
         except LookupError as error:
             return _error(str(error.args[0]), 404)
         except RequestError as error:
             return _error(str(error), error.status)
-        if match["verb"] in ("classify", "regress"):
-            return _error(f"{match['verb']} is not supported: this model has predict signatures only", 400)
-        known = (request.method == "POST") == (match["verb"] == "predict")
-        return _error(f"Malformed request: {request.method} {request.url.path}", 404 if known else 405)
+        except QueueFullError as error:
+            return _error(str(error), 503)
+        except ClientDisconnect:
+            return _error("the client went away", 400)
+        return malformed
 
-    async def _read_json(self, request: Request):
+    async def _read_body(self, request: Request) -> bytes:
+        limit = self.limits.max_body_bytes
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise RequestError(
-                f"request body of {declared} bytes exceeds the limit of {self.max_body_bytes} bytes",
-                status=413,
-            )
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise RequestError(f"request body of {declared} bytes exceeds the limit of {limit} bytes", status=413)
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > self.max_body_bytes:
-                raise RequestError(f"request body exceeds the limit of {self.max_body_bytes} bytes", status=413)
+            if size > limit:
+                raise RequestError(f"request body exceeds the limit of {limit} bytes", status=413)
             chunks.append(chunk)
-        try:
-            return json.loads(b"".join(chunks))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise RequestError(f"JSON Parse error: {error}") from None
+        return b"".join(chunks)
 
     # ------------------------------------------------------------------ handlers
-    def _predict(self, loaded: LoadedVersion, body) -> dict:
-        name = body.get("signature_name", "serving_default") if isinstance(body, Mapping) else None
-        if name is not None and name not in loaded.signatures:
-            raise RequestError(f'Serving signature name: "{name}" not found in signature def', 400)
-        signature = loaded.signatures[name or "serving_default"]
-        arrays, row_format = parse_predict(body, signature.inputs)
+    async def _predict(self, request: Request, loaded: LoadedVersion) -> Response:
+        body = await self._read_body(request)
+        if self.scheduler is None:
+            return _json_bytes(await run_in_threadpool(self._predict_now, loaded, body))
+        if len(body) > INLINE_JSON_BYTES:
+            signature, arrays, row_format = await run_in_threadpool(self._prepare, loaded, body)
+        else:
+            signature, arrays, row_format = self._prepare(loaded, body)
+        future = self.scheduler.submit(functools.partial(run_signature, signature), arrays, key=id(signature))
         try:
-            outputs = signature(arrays)
-        except tf.errors.InvalidArgumentError as error:
-            raise RequestError(error.message.strip().splitlines()[0]) from None
-        except (tf.errors.OpError, ValueError, TypeError) as error:
-            raise RequestError(f"{type(error).__name__}: {str(error).strip().splitlines()[0]}") from None
-        return format_predict(outputs, row_format)
+            outputs = await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        if sum(value.nbytes for value in outputs.values()) * 2 > INLINE_JSON_BYTES:
+            return _json_bytes(await run_in_threadpool(_encode_predict, outputs, row_format))
+        return _json_bytes(_encode_predict(outputs, row_format))
+
+    def _prepare(self, loaded: LoadedVersion, body: bytes) -> tuple[Signature, dict, bool]:
+        """The signature and checked input arrays of a `:predict` body."""
+        content = decode_json(body)
+        name = content.get("signature_name", "serving_default") if isinstance(content, Mapping) else None
+        if name is not None and not isinstance(name, str):
+            raise RequestError(f"'signature_name' must be a string, got {type(name).__name__}")
+        if name is not None and name not in loaded.signatures:
+            raise RequestError(f'Serving signature name: "{name}" not found in signature def')
+        signature = loaded.signatures[name or "serving_default"]
+        arrays, row_format = parse_predict(content, signature.inputs, self.limits.max_images_per_request)
+        batch_size_of(arrays)
+        image_shape = loaded.image_shape
+        for input_name, array in arrays.items():
+            if array.dtype == object and image_shape is not None:
+                check_png_sizes(array, input_name, *image_shape[:2])
+        return signature, arrays, row_format
+
+    def _predict_now(self, loaded: LoadedVersion, body: bytes) -> bytes:
+        signature, arrays, row_format = self._prepare(loaded, body)
+        return _encode_predict(run_signature(signature, arrays), row_format)
 
     def _metadata(self, loaded: LoadedVersion) -> dict:
-        if loaded.path not in self._metadata_cache:
-            self._metadata_cache[loaded.path] = _signature_defs(loaded.path)
         return {
             "model_spec": {"name": self.registry.name, "signature_name": "", "version": str(loaded.version)},
-            "metadata": {"signature_def": self._metadata_cache[loaded.path]},
+            "metadata": {"signature_def": loaded.signature_defs},
         }
 
-    async def openapi(self, request: Request) -> JSONResponse:
-        return JSONResponse(openapi_document(self.registry))
+
+def _encode_predict(outputs: Mapping[str, np.ndarray], row_format: bool) -> bytes:
+    return encode_json(format_predict(outputs, row_format))
+
+
+def _json_bytes(content: bytes) -> Response:
+    return Response(content, media_type="application/json")
 
 
 def openapi_document(registry: ModelRegistry) -> dict:
@@ -195,14 +254,14 @@ def openapi_document(registry: ModelRegistry) -> dict:
             "get": {
                 "summary": "model version status",
                 "parameters": parameters,
-                "responses": {"200": {"description": "status"}, "404": error},
+                "responses": {"200": {"description": "status"}, "400": error, "404": error},
             }
         }
         paths[prefix + "/metadata"] = {
             "get": {
                 "summary": "signatures",
                 "parameters": parameters,
-                "responses": {"200": {"description": "metadata"}, "404": error},
+                "responses": {"200": {"description": "metadata"}, "400": error, "404": error},
             }
         }
         paths[prefix + ":predict"] = {
@@ -214,7 +273,9 @@ def openapi_document(registry: ModelRegistry) -> dict:
                     "200": {"description": "predictions (row) or outputs (columnar)"},
                     "400": error,
                     "404": error,
+                    "408": error,
                     "413": error,
+                    "503": error,
                 },
             }
         }
@@ -234,9 +295,13 @@ def build_registry(
     model_name: str,
     version_policy: str = "latest",
     labels: Mapping[str, int] | None = None,
+    max_num_load_retries: int = 5,
+    load_retry_interval_s: float = 60.0,
 ) -> ModelRegistry:
     """A registry with the versions present now loaded; ValueError if none can be served."""
-    registry = ModelRegistry(model_base_path, model_name, version_policy, labels)
+    registry = ModelRegistry(
+        model_base_path, model_name, version_policy, labels, max_num_load_retries, load_retry_interval_s
+    )
     registry.reload()
     if not registry.versions:
         problems = "; ".join(f"version {v}: {e}" for v, e in registry.failed.items())
@@ -247,25 +312,43 @@ def build_registry(
     return registry
 
 
+def _uvicorn_config(app: ServingApp, host: str, port: int, log_level: str):
+    import uvicorn
+
+    return uvicorn.Config(
+        app.app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        lifespan="off",
+        interface="asgi3",
+        http=protocol_for(app.limits),
+        # A connection kept alive but idle is closed after this long, as TF Serving's REST server does.
+        timeout_keep_alive=max(1, int(app.limits.request_read_timeout_s)),
+    )
+
+
 def serve(
     model_base_path: str,
     model_name: str,
     host: str = "127.0.0.1",
     port: int = 8501,
     poll_seconds: float = 1.0,
-    version_policy: str = "latest",
-    labels: Mapping[str, int] | None = None,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    limits: ServingLimits | None = None,
+    batching: BatchingParameters | None = None,
+    **registry_options,
 ) -> None:
-    """Serves until interrupted (the `lqvae serve` command)."""
+    """Serves until interrupted (the `lqvae serve` command); `registry_options` go to `build_registry`."""
     import uvicorn
 
-    registry = build_registry(model_base_path, model_name, version_policy, labels)
+    registry = build_registry(model_base_path, model_name, **registry_options)
     registry.start_polling(poll_seconds)
+    app = ServingApp(registry, limits, batching)
     try:
-        uvicorn.run(ServingApp(registry, max_body_bytes).app, host=host, port=port, log_level="info")
+        uvicorn.Server(_uvicorn_config(app, host, port, "info")).run()
     finally:
         registry.stop_polling()
+        app.close()
 
 
 @contextlib.contextmanager
@@ -275,24 +358,24 @@ def running_server(
     host: str = "127.0.0.1",
     port: int = 0,
     poll_seconds: float = 0.2,
-    **options,
+    limits: ServingLimits | None = None,
+    batching: BatchingParameters | None = None,
+    **registry_options,
 ) -> Iterator[str]:
     """Runs the server in a background thread (for tests and benchmarks); yields its base URL."""
     import uvicorn
 
-    max_body = options.pop("max_body_bytes", DEFAULT_MAX_BODY_BYTES)
-    registry = build_registry(model_base_path, model_name, **options)
+    registry = build_registry(model_base_path, model_name, **registry_options)
     registry.start_polling(poll_seconds)
-    config = uvicorn.Config(
-        ServingApp(registry, max_body).app, host=host, port=port, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
+    app = ServingApp(registry, limits, batching)
+    server = uvicorn.Server(_uvicorn_config(app, host, port, "warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             registry.stop_polling()
+            app.close()
             raise RuntimeError("the embedded server did not start")
         time.sleep(0.02)
     bound_port = server.servers[0].sockets[0].getsockname()[1]
@@ -302,3 +385,4 @@ def running_server(
         server.should_exit = True
         thread.join(timeout=10)
         registry.stop_polling()
+        app.close()
