@@ -15,7 +15,7 @@ from typing import Any
 QUANTIZERS = ("band", "levels")
 SOFT_FORMS = ("softsign", "tanh")
 PENALTY_ESTIMATORS = ("sum", "projection")
-ARCHITECTURES = ("conv28", "conv64")
+ARCHITECTURES = ("conv28", "conv64", "conv")
 
 
 @dataclasses.dataclass
@@ -25,7 +25,8 @@ class LQVAEConfig:
     Args:
         image_shape: (height, width, channels) of the images; 28x28x1 uses the `conv28`
             architecture, 64x64x3 the `conv64` one.
-        architecture: "conv28" or "conv64" (the paper's encoder/decoder for that size).
+        architecture: "conv28" or "conv64" (the paper's encoder/decoder for that size), or
+            "conv" (the same pattern adapted to any image size; `architecture_for` chooses).
         width: multiplier on every filter count and hidden size (1.0 = the authors' network;
             0.5 trains about 3.5x more images per second on a CPU, see bench/RESULTS.md).
         value_range: (low, high) of the pixel values the model takes and returns. Internally
@@ -96,7 +97,7 @@ class LQVAEConfig:
         expected_shape = {"conv28": (28, 28), "conv64": (64, 64)}
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
-        if self.image_shape[:2] != expected_shape[self.architecture]:
+        if self.architecture in expected_shape and self.image_shape[:2] != expected_shape[self.architecture]:
             raise ValueError(
                 f"architecture {self.architecture!r} takes {expected_shape[self.architecture]} images, "
                 f"got image_shape {self.image_shape}"

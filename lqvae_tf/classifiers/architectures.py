@@ -30,10 +30,12 @@ from collections.abc import Callable, Sequence
 
 import keras
 
-MNIST_SHAPE = (28, 28, 1)
-MNIST_CLASSES = 10
-CELEB_A_SHAPE = (64, 64, 3)
-GENDER_CLASSES = 2  # CelebA's `Male` attribute
+from lqvae_tf.data.registry import DATASETS
+
+MNIST_SHAPE = DATASETS["mnist"].image_shape
+MNIST_CLASSES = DATASETS["mnist"].num_classes
+CELEB_A_SHAPE = DATASETS["celeb_a"].image_shape
+GENDER_CLASSES = DATASETS["celeb_a"].num_classes  # CelebA's `Male` attribute
 GENDER_CLASSIFIERS = ("A", "B", "C")
 
 

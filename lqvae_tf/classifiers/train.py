@@ -13,25 +13,18 @@ import keras
 import tensorflow as tf
 
 from lqvae_tf.atomic import atomic_path, write_text
-from lqvae_tf.classifiers.architectures import (
-    CELEB_A_SHAPE,
-    GENDER_CLASSES,
-    MNIST_CLASSES,
-    MNIST_SHAPE,
-    build_classifier,
-)
-from lqvae_tf.data import batched, load
+from lqvae_tf.classifiers.architectures import build_classifier
+from lqvae_tf.data import DATASETS, batched, load
+from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
 
 LEARNING_RATE = 1e-3
 BATCH_SIZE = 128
 EPOCHS = 10
-VALUE_RANGE = (0.0, 1.0)  # the classifiers' input range
+VALUE_RANGE = CLASSIFIER_VALUE_RANGE  # the classifiers' input range
 
-# (image shape, number of classes) of each dataset `lqvae_tf.data.load` knows.
+# (image shape, number of classes) of each dataset `lqvae_tf.data.load` knows (from its registry).
 DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
-    "fashion_mnist": (MNIST_SHAPE, MNIST_CLASSES),
-    "mnist": (MNIST_SHAPE, MNIST_CLASSES),
-    "celeb_a": (CELEB_A_SHAPE, GENDER_CLASSES),
+    name: (info.image_shape, info.num_classes) for name, info in DATASETS.items()
 }
 # The adversarial-training methods of `lqvae_tf.classifiers.adversarial`, named here so that
 # file names can be checked without importing the trainer.

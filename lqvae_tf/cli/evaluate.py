@@ -9,6 +9,8 @@ import argparse
 import json
 import os
 
+from lqvae_tf.data.registry import DATASET_NAMES
+
 
 def _attack_param(text: str) -> tuple[str, str, object]:
     """Parses `--attack-param cw.max_iterations=50` into ("cw", "max_iterations", 50)."""
@@ -32,7 +34,7 @@ def add_parser(subparsers) -> None:
         "black-box transfer X/Y, end-to-end BPDA); writes results.md/.csv/.json and figures. "
         "Adversarials are cached in OUT/cache, so an interrupted run resumes.",
     )
-    parser.add_argument("--dataset", default="fashion_mnist", choices=("fashion_mnist", "mnist", "celeb_a"))
+    parser.add_argument("--dataset", default="fashion_mnist", choices=DATASET_NAMES)
     parser.add_argument("--purifier", required=True, help="the purifier's .keras file")
     parser.add_argument(
         "--classifiers",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from lqvae_tf.data.registry import DATASET_NAMES
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -17,7 +19,7 @@ def add_parser(subparsers) -> None:
             "paper's numbers, with the figures and full tables in <out>/results/<dataset>/."
         ),
     )
-    parser.add_argument("dataset", choices=("fashion_mnist", "mnist", "celeb_a"))
+    parser.add_argument("dataset", choices=DATASET_NAMES)
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny models, 16 images, minutes")
     parser.add_argument("--out", help="the report's folder (default docs, or runs/reproduce_quick with --quick)")
     parser.add_argument("--models", default="runs/reproduce/models", help="the model store (trained models, by hash)")

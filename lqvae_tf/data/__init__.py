@@ -1,5 +1,6 @@
 """Datasets (`fashion_mnist`, `mnist`, `celeb_a`) as tf.data pipelines in the model's value range,
-and the reader of a folder of images plus a label file (`image_folder`) for one's own data."""
+the registry that knows each one's shape, classes and range (`dataset_info`), and readers of
+one's own data: a folder of images, a `.npz` or TFRecords (`user_dataset`, `inspect_user_data`)."""
 
 from lqvae_tf.data.datasets import (
     DEBIAN_FASHION_MNIST,
@@ -15,19 +16,27 @@ from lqvae_tf.data.datasets import (
 )
 from lqvae_tf.data.idx import read_idx
 from lqvae_tf.data.image_folder import image_folder, image_folder_files
+from lqvae_tf.data.registry import DATASET_NAMES, DATASETS, DatasetInfo, dataset_info
+from lqvae_tf.data.user_data import inspect_user_data, user_dataset
 
 __all__ = [
+    "DATASETS",
+    "DATASET_NAMES",
     "DEBIAN_FASHION_MNIST",
     "LOADERS",
+    "DatasetInfo",
     "DatasetUnavailableError",
     "batched",
     "celeb_a",
+    "dataset_info",
     "fashion_mnist",
     "image_folder",
     "image_folder_files",
+    "inspect_user_data",
     "load",
     "load_idx_arrays",
     "mnist",
     "read_idx",
     "take_images",
+    "user_dataset",
 ]

@@ -22,7 +22,9 @@ import numpy as np
 import tensorflow as tf
 
 from lqvae_tf.data.idx import find_idx_file, read_idx
-from lqvae_tf.data.image_folder import LABELS_FILE, center_crop_resized, image_folder
+from lqvae_tf.data.image_folder import LABELS_FILE, center_crop_resized, image_folder, scale_pixels
+from lqvae_tf.data.registry import DATASETS, DatasetInfo, dataset_info
+from lqvae_tf.data.user_data import user_dataset
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 # Environment variables naming a dataset's folder when no `data_dir` is given.
@@ -35,17 +37,12 @@ SOURCES = ("auto", "idx", "tfds")
 CELEB_A_SOURCES = ("auto", "folder", "tfds")
 SPLITS = ("train", "test")
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
-CELEB_A_SIZE = 64  # the aligned faces (218x178, or 109x89 in our subset) -> central square -> 64x64
+# The aligned faces (218x178, or 109x89 in our subset) -> central square -> the registry's 64x64.
+CELEB_A_SIZE = DATASETS["celeb_a"].image_shape[:2]
 
 
 class DatasetUnavailableError(RuntimeError):
     """The dataset is not on this machine and could not be fetched."""
-
-
-def scale_pixels(images, value_range: Sequence[float] = (0.0, 1.0)):
-    """uint8 pixels [0, 255] -> float32 in `value_range`."""
-    low, high = value_range
-    return tf.cast(images, tf.float32) * ((high - low) / 255.0) + low
 
 
 def _check_split(split: str) -> None:
@@ -229,7 +226,7 @@ def mnist(
 
 def celeb_a_image(image, value_range: Sequence[float] = (0.0, 1.0)):
     """An aligned CelebA face (218x178, or any size) -> central square, resized to 64x64, in `value_range`."""
-    return center_crop_resized(image, (CELEB_A_SIZE, CELEB_A_SIZE), value_range)
+    return center_crop_resized(image, CELEB_A_SIZE, value_range)
 
 
 def celeb_a(
@@ -294,14 +291,28 @@ def celeb_a(
     )
 
 
+# How each registered dataset is read (its shape, classes and range: `lqvae_tf.data.registry`).
 LOADERS = {"fashion_mnist": fashion_mnist, "mnist": mnist, "celeb_a": celeb_a}
+if set(LOADERS) != set(DATASETS):
+    raise ImportError(f"datasets registered {sorted(DATASETS)} and loaders {sorted(LOADERS)} disagree")
 
 
-def load(name: str, split: str = "train", **kwargs) -> tf.data.Dataset:
-    """The named dataset (`fashion_mnist`, `mnist`, `celeb_a`); kwargs as that loader's."""
-    if name not in LOADERS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(LOADERS)}")
-    return LOADERS[name](split, **kwargs)
+def load(name: str | DatasetInfo, split: str = "train", **kwargs) -> tf.data.Dataset:
+    """A dataset as (float32 image in `value_range`, int64 label).
+
+    Args:
+        name: a registered dataset (`fashion_mnist`, `mnist`, `celeb_a`; kwargs as that loader's),
+            the path of a user's dataset (a folder of images, a `.npz`, TFRecords; kwargs as
+            `user_dataset`'s), or a `DatasetInfo` (a user's one is read at its `image_shape`).
+        split: "train" or "test".
+    """
+    if isinstance(name, DatasetInfo):
+        if name.name in DATASETS:
+            return LOADERS[name.name](split, **kwargs)
+        return user_dataset(name.name, split, image_size=name.image_shape[:2], **kwargs)
+    if name not in DATASETS and os.path.exists(name):
+        return user_dataset(name, split, **kwargs)
+    return LOADERS[dataset_info(name).name](split, **kwargs)
 
 
 def batched(

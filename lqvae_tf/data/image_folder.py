@@ -37,6 +37,12 @@ TEST_FRACTION = 0.2
 SPLIT_SEED = 0
 
 
+def scale_pixels(images, value_range: Sequence[float] = (0.0, 1.0)):
+    """uint8 pixels [0, 255] -> float32 in `value_range`."""
+    low, high = value_range
+    return tf.cast(images, tf.float32) * ((high - low) / 255.0) + low
+
+
 def center_crop_resized(
     image, image_size: Sequence[int] = (64, 64), value_range: Sequence[float] = (0.0, 1.0)
 ) -> tf.Tensor:
@@ -57,9 +63,8 @@ def center_crop_resized(
         image, (height - crop_height) // 2, (width - crop_width) // 2, crop_height, crop_width
     )
     image = tf.image.resize(tf.cast(image, tf.float32), (target_height, target_width), antialias=True)
-    low, high = value_range
     # Antialiased resizing overshoots a little at sharp edges: clip before scaling.
-    return tf.clip_by_value(image, 0.0, 255.0) * ((high - low) / 255.0) + low
+    return scale_pixels(tf.clip_by_value(image, 0.0, 255.0), value_range)
 
 
 def read_labels(folder: str | os.PathLike, labels_file: str = LABELS_FILE) -> tuple[list[str], np.ndarray]:
@@ -212,5 +217,6 @@ __all__ = [
     "image_folder",
     "image_folder_files",
     "read_labels",
+    "scale_pixels",
     "split_rows",
 ]

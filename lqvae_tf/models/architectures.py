@@ -4,12 +4,18 @@
 128(s2)-128(s1), LeakyReLU 0.2, fc 1024, then linear mu and log sigma^2; decoder fc 1024, fc
 7*7*128, deconv 3x3 128(s1)-128(s2)-64(s2)-C(s1), tanh; weights drawn with stddev 0.02.
 `conv64` is the same pattern one stride deeper for 64x64x3 (the paper gives no CelebA network).
+`conv` is the same pattern for any other size (a user's own images): as many stride-2 convs as
+bring the larger side to `BASE_GRID` pixels or fewer, filters doubling from 64 up to 256, and the
+decoder's output cropped to the image where the size is not a multiple of the strides.
+`architecture_for(image_shape)` picks the paper's network where one fits, else `conv`.
 `LQVAEConfig.width` scales every filter count and hidden size (1.0 is the authors' network).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Sequence
 
 import keras
 
@@ -17,6 +23,8 @@ from lqvae_tf.config import LQVAEConfig
 
 LEAKY_SLOPE = 0.2  # the script's lrelu(alpha=0.2)
 INIT_STDDEV = 0.02  # the script's initializers
+BASE_GRID = 8  # `conv`: the largest side of the decoder's base grid (conv28 has 7, conv64 8)
+BASE_FILTERS, MAX_FILTERS = 64, 256  # `conv`: filters of the first conv, and the cap of their doubling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +54,37 @@ SPECS = {
 }
 
 
+# The paper's networks by the image size they take; `conv` takes any other.
+FIXED_SIZES = {"conv28": (28, 28), "conv64": (64, 64)}
+ADAPTIVE = "conv"
+
+
+def architecture_for(image_shape: Sequence[int]) -> str:
+    """The architecture for images of `image_shape`: `conv28` or `conv64` where the size is
+    theirs, else the adaptive `conv`."""
+    size = tuple(int(v) for v in image_shape[:2])
+    return next((name for name, fixed in FIXED_SIZES.items() if fixed == size), ADAPTIVE)
+
+
+def adaptive_spec(image_shape: Sequence[int]) -> ConvSpec:
+    """The `conv` architecture's layer sizes for `image_shape` (see the module docstring)."""
+    height, width = int(image_shape[0]), int(image_shape[1])
+    halvings = max(1, math.ceil(math.log2(max(height, width) / BASE_GRID)))
+    strided = [min(BASE_FILTERS * 2**i, MAX_FILTERS) for i in range(halvings)]
+    scale = 2**halvings
+    return ConvSpec(
+        encoder_convs=((BASE_FILTERS, 1), *((filters, 2) for filters in strided), (strided[-1], 1)),
+        hidden_units=1024,
+        decoder_base=(-(-height // scale), -(-width // scale), strided[-1]),
+        decoder_deconvs=((strided[-1], 1), *((filters, 2) for filters in reversed(strided))),
+    )
+
+
+def spec_for(config: LQVAEConfig) -> ConvSpec:
+    """The layer sizes of `config.architecture` at `config.image_shape`."""
+    return adaptive_spec(config.image_shape) if config.architecture == ADAPTIVE else SPECS[config.architecture]
+
+
 def _conv_init():
     return keras.initializers.TruncatedNormal(stddev=INIT_STDDEV)
 
@@ -60,7 +99,7 @@ def _scaled(units: int, width: float) -> int:
 
 def build_encoder(config: LQVAEConfig, name: str = "encoder") -> keras.Model:
     """`f_theta`: images in [-1, 1] -> (mu, log_var), each (batch, latent_dim)."""
-    spec = SPECS[config.architecture]
+    spec = spec_for(config)
     width = config.width
     images = keras.Input(shape=config.image_shape, name="images")
     h = images
@@ -84,7 +123,7 @@ def build_encoder(config: LQVAEConfig, name: str = "encoder") -> keras.Model:
 
 def build_decoder(config: LQVAEConfig, name: str = "decoder") -> keras.Model:
     """A decoder: code symbols (batch, latent_dim) -> images in [-1, 1] (tanh)."""
-    spec = SPECS[config.architecture]
+    spec = spec_for(config)
     width = config.width
     codes = keras.Input(shape=(config.latent_dim,), name="codes")
     h = keras.layers.Dense(_scaled(spec.hidden_units, width), kernel_initializer=_dense_init(), name="fc1")(codes)
@@ -110,5 +149,9 @@ def build_decoder(config: LQVAEConfig, name: str = "decoder") -> keras.Model:
         kernel_initializer=_dense_init(),
         name="deconv_out",
     )(h)
+    strides = math.prod(stride for _, stride in spec.decoder_deconvs)
+    extra = (base[0] * strides - config.image_shape[0], base[1] * strides - config.image_shape[1])
+    if any(extra):  # `conv` on a size the strides do not divide: drop the surplus bottom rows, right columns
+        h = keras.layers.Cropping2D(((0, extra[0]), (0, extra[1])), name="crop")(h)
     images = keras.layers.Activation("tanh")(h)
     return keras.Model(codes, images, name=name)

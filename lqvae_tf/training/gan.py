@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from lqvae_tf.atomic import atomic_path, write_text
-from lqvae_tf.data import batched, load
+from lqvae_tf.data import DATASETS, batched, load
 from lqvae_tf.models.inputs import check_images
 from lqvae_tf.models.wgan import (
     ADAM_LEARNING_RATE,
@@ -29,7 +29,7 @@ from lqvae_tf.models.wgan import (
 )
 
 REFERENCE_BATCH_SIZE = 50  # BATCH_SIZE, kabkabm/defensegan experiments/cfgs/gans/default.yml
-IMAGE_SHAPES = {"fashion_mnist": (28, 28, 1), "mnist": (28, 28, 1), "celeb_a": (64, 64, 3)}
+IMAGE_SHAPES = {name: info.image_shape for name, info in DATASETS.items()}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,17 +30,17 @@ import tensorflow as tf
 
 from lqvae_tf import LQVAE, preset
 from lqvae_tf.atomic import atomic_path, write_text
-from lqvae_tf.classifiers import DATASET_SHAPES, build_classifier
+from lqvae_tf.classifiers import build_classifier
 from lqvae_tf.classifiers.train import compile_classifier
-from lqvae_tf.data import batched, take_images
-from lqvae_tf.data.datasets import scale_pixels
+from lqvae_tf.data import batched, dataset_info, take_images
+from lqvae_tf.data.image_folder import scale_pixels
+from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
 from lqvae_tf.distribute import make_strategy
 from lqvae_tf.pipeline_components.records import read_arrays
 from lqvae_tf.training import fit_purifier
 
 PURIFIER_FILE = "purifier.keras"
 CLASSIFIER_FILE = "classifier.keras"
-CLASSIFIER_VALUE_RANGE = (0.0, 1.0)  # the library's classifiers take [0, 1] pixels
 GRID_IMAGES = 10  # eval images in the TensorBoard input-vs-purified summaries
 
 
@@ -65,7 +65,8 @@ def train_purifier(settings: dict, train, evaluation, log_dir: str, strategy) ->
 
 def train_classifier(settings: dict, train, evaluation, log_dir: str, seed: int, strategy) -> tuple[keras.Model, dict]:
     """Fits the Defense-GAN classifier the robustness gate attacks, TensorBoard in `log_dir`."""
-    image_shape, num_classes = DATASET_SHAPES["fashion_mnist"]
+    info = dataset_info(settings.get("dataset", "fashion_mnist"))
+    image_shape, num_classes = info.image_shape, info.num_classes
     keras.utils.set_random_seed(seed)
     with strategy.scope():
         model = build_classifier(settings["name"], image_shape, num_classes)
