@@ -10,12 +10,110 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from typing import Any
 
 QUANTIZERS = ("band", "levels")
 SOFT_FORMS = ("softsign", "tanh")
 PENALTY_ESTIMATORS = ("sum", "projection")
 ARCHITECTURES = ("conv28", "conv64", "conv")
+ADVERSARIAL_MODES = ("classifier", "reconstruction", "code")
+
+
+@dataclasses.dataclass
+class AdversarialConfig:
+    """Adversarial retraining of the purifier: what `LQVAE.train_step` perturbs, and how.
+
+    Part of a batch is replaced by L-inf PGD perturbations of its images (a uniform start in the
+    eps-ball, `steps` signed-gradient steps of `step_size`, each projected onto the ball and the
+    pixel range), crafted inside the step against the current weights; every network is still
+    trained to reconstruct the CLEAN image. What the perturbation maximises is the `mode`:
+
+    * "classifier": the paper's closing remark (Madry PGD): the cross-entropy of a given Keras
+      classifier on the purified image (the filter's BPDA gradient, `H~` standing in for `H`
+      on the backward pass), at the batch's true labels;
+    * "reconstruction": classifier-free: the filter's reconstruction error
+      `||x - g(H(mu(x + delta)))||^2` (same BPDA gradient);
+    * "code": classifier-free: the change of the latent code, `||H~(mu(x + delta)) - H(mu(x))||^2`.
+
+    In the two classifier-free modes the encoder also descends `code_weight` times the distance
+    of the perturbed image's soft code to the clean image's code, so it learns to keep the code.
+
+    Args:
+        mode: "classifier", "reconstruction" or "code".
+        eps: the L-inf radius as a fraction of the pixel range (0.1 is 0.1 on [0, 1] pixels,
+            0.2 on [-1, 1] ones).
+        steps: PGD's iterations.
+        step_size: PGD's step, in the units of `eps`; None takes Madry et al.'s `2.5 eps / steps`.
+        fraction: the fraction of each batch replaced by its perturbed images (at least one).
+        code_weight: the weight of the code-keeping loss in the encoder's `loss_f` (0 turns it off).
+        classifier: for mode "classifier", the `.keras` file of the classifier to attack, kept
+            so the run can be rebuilt; a classifier may also be handed to `LQVAE.attach_classifier`.
+        classifier_range: (low, high) pixel range the classifier takes.
+    """
+
+    mode: str = "reconstruction"
+    eps: float = 0.1
+    steps: int = 5
+    step_size: float | None = None
+    fraction: float = 0.5
+    code_weight: float = 1.0
+    classifier: str | None = None
+    classifier_range: tuple[float, float] = (0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        self.classifier_range = tuple(float(v) for v in self.classifier_range)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first impossible setting."""
+        if self.mode not in ADVERSARIAL_MODES:
+            raise ValueError(f"adversarial mode must be one of {ADVERSARIAL_MODES}, got {self.mode!r}")
+        if not _is_real(self.eps) or not 0.0 < self.eps <= 1.0:
+            raise ValueError(f"adversarial eps must be in (0, 1] (a fraction of the pixel range), got {self.eps!r}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, numbers.Integral) or self.steps < 1:
+            raise ValueError(f"adversarial steps must be an integer >= 1, got {self.steps!r}")
+        if self.step_size is not None and (not _is_real(self.step_size) or not 0.0 < self.step_size <= self.eps):
+            raise ValueError(f"adversarial step_size must be in (0, eps={self.eps}] or None, got {self.step_size!r}")
+        if not _is_real(self.fraction) or not 0.0 < self.fraction <= 1.0:
+            raise ValueError(f"adversarial fraction must be in (0, 1], got {self.fraction!r}")
+        if not _is_real(self.code_weight) or self.code_weight < 0:
+            raise ValueError(f"adversarial code_weight must be >= 0, got {self.code_weight!r}")
+        if self.classifier is not None and self.mode != "classifier":
+            raise ValueError(f"adversarial classifier is for mode 'classifier' only, got mode {self.mode!r}")
+        low, high = self.classifier_range
+        if not low < high:
+            raise ValueError(f"adversarial classifier_range must be (low, high) with low < high, got {low, high}")
+
+    @property
+    def pgd_step_size(self) -> float:
+        """The step PGD takes: `step_size`, or Madry et al.'s `2.5 eps / steps` (capped at eps)."""
+        return self.step_size if self.step_size is not None else min(self.eps, 2.5 * self.eps / self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["classifier_range"] = list(self.classifier_range)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AdversarialConfig:
+        """Inverse of `to_dict`; unknown keys are an error."""
+        return cls(**_known_fields(cls, data))
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _known_fields(cls, data: dict[str, Any]) -> dict[str, Any]:
+    """`data`, refused with a ValueError naming the keys that are no field of dataclass `cls`."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__} takes a dict of its fields, got {data!r}")
+    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {unknown}")
+    return data
 
 
 @dataclasses.dataclass
@@ -56,6 +154,9 @@ class LQVAEConfig:
             groups, `lr * decay_rate ** (step / decay_steps)`.
         batch_size, epochs: defaults of the training CLI.
         seed: seed of the model's own randomness (sampling, projections) and of training.
+        adversarial: an `AdversarialConfig` (or its dict form) to retrain the purifier on
+            perturbed inputs; None (the default) trains on clean images as Algorithm 1 does, and
+            leaves the field out of `to_dict`, so such configs serialise as before it existed.
     """
 
     image_shape: tuple[int, int, int] = (28, 28, 1)
@@ -83,11 +184,14 @@ class LQVAEConfig:
     batch_size: int = 64
     epochs: int = 10
     seed: int = 0
+    adversarial: AdversarialConfig | None = None
 
     def __post_init__(self) -> None:
         # JSON turns tuples into lists; keep the declared types so configs compare equal.
         self.image_shape = tuple(int(v) for v in self.image_shape)
         self.value_range = tuple(float(v) for v in self.value_range)
+        if isinstance(self.adversarial, dict):
+            self.adversarial = AdversarialConfig.from_dict(self.adversarial)
         self.validate()
 
     def validate(self) -> None:
@@ -144,6 +248,8 @@ class LQVAEConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.soft_sharpness_final is not None and not self.soft_sharpness_final > 0:
             raise ValueError(f"soft_sharpness_final must be > 0 or None, got {self.soft_sharpness_final}")
+        if self.adversarial is not None and not isinstance(self.adversarial, AdversarialConfig):
+            raise ValueError(f"adversarial must be an AdversarialConfig, its dict or None, got {self.adversarial!r}")
 
     @property
     def code_bits(self) -> int:
@@ -155,20 +261,21 @@ class LQVAEConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict of every field."""
+        """Plain JSON-ready dict of every field (`adversarial` only when set: model stores hash
+        this dict, and a config without adversarial training must hash as it always has)."""
         data = dataclasses.asdict(self)
         data["image_shape"] = list(self.image_shape)
         data["value_range"] = list(self.value_range)
+        if self.adversarial is None:
+            del data["adversarial"]
+        else:
+            data["adversarial"] = self.adversarial.to_dict()
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LQVAEConfig:
         """Inverse of `to_dict`; unknown keys are an error, not silently dropped."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown LQVAEConfig fields: {unknown}")
-        return cls(**data)
+        return cls(**_known_fields(cls, data))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)

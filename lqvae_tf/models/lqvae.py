@@ -1,7 +1,8 @@
 """LQ-VAE: a VAE with a Lipschitz-constrained encoder and a quantized latent space.
 
-`LQVAE.train_step` is Algorithm 1 of Kyatham et al. line by line; `LQVAE.purify` is the filter
-`g_phi(H(mu(x)))` that sits in front of a classifier.
+`LQVAE.train_step` is Algorithm 1 of Kyatham et al. line by line (optionally on adversarially
+perturbed inputs, `config.adversarial`); `LQVAE.purify` is the filter `g_phi(H(mu(x)))` that sits
+in front of a classifier.
 """
 
 from __future__ import annotations
@@ -13,6 +14,13 @@ from keras import ops
 
 from lqvae_tf.config import LQVAEConfig, preset
 from lqvae_tf.distribute import replica_share
+from lqvae_tf.models.adversarial import (
+    INTERNAL_RANGE,
+    INTERNAL_WIDTH,
+    check_classifier_shape,
+    pgd_linf,
+    straight_through,
+)
 from lqvae_tf.models.architectures import build_decoder, build_encoder
 from lqvae_tf.models.inputs import check_images
 from lqvae_tf.models.lipschitz import encode_with_input_gradient_norm, lipschitz_penalty
@@ -20,6 +28,10 @@ from lqvae_tf.models.quantizers import PACKAGE, HardQuantizer, SoftQuantizer
 from lqvae_tf.models.sampling import Sampling, load_seed_state, save_seed_state
 
 METRIC_NAMES = ("loss_f", "loss_g", "loss_h", "kl", "penalty", "grad_norm", "active_bits")
+# With `config.adversarial`: `loss_g` on the perturbed images, the encoder's code-keeping loss,
+# and the fraction of code symbols the perturbation flipped.
+ADVERSARIAL_METRIC_NAMES = ("loss_adv", "loss_code", "code_flip")
+ADVERSARY_SEED_KEY = "adversary_seed_state"
 
 
 def kl_divergence(mean: tf.Tensor, log_var: tf.Tensor) -> tf.Tensor:
@@ -32,6 +44,11 @@ def _images_of(data):
     return data[0] if isinstance(data, (tuple, list)) else data
 
 
+def _labels_of(data):
+    """The labels of a `(x, y)` or `(x, y, w)` batch, else None."""
+    return data[1] if isinstance(data, (tuple, list)) and len(data) > 1 else None
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class LQVAE(keras.Model):
     """The LQ-VAE adversarial purifier.
@@ -40,6 +57,11 @@ class LQVAE(keras.Model):
     `decoder_hard` (Decoder1 `g_phi`, fed `H(z)`; the one used at inference), `decoder_soft`
     (Decoder2 `h_psi`, a copy of `g_phi` when built, fed `H~(z)`), `quantize_hard` (`H`) and
     `quantize_soft` (`H~`).
+
+    With `config.adversarial` set, each training (and validation) step first replaces part of
+    the batch by PGD perturbations of it (see `AdversarialConfig`), feeds those to the encoder,
+    and still measures every reconstruction against the clean images; `fit` then also reports
+    `loss_adv`, `loss_code` and `code_flip`. Mode "classifier" needs `attach_classifier` first.
 
     Args:
         config: an `LQVAEConfig` (or its dict form) holding every setting.
@@ -76,7 +98,11 @@ class LQVAE(keras.Model):
         self.sampling = Sampling(noise_scale=config.sample_noise_scale, seed=config.seed, name="sampling")
         self.projection_seed = keras.random.SeedGenerator(config.seed + 1)
         self.quantize_soft.build((None, config.latent_dim))
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+        names = METRIC_NAMES + (ADVERSARIAL_METRIC_NAMES if config.adversarial else ())
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        # Only adversarially trained models draw PGD starts, so other models keep their state.
+        self.adversary_seed = keras.random.SeedGenerator(config.seed + 2) if config.adversarial else None
+        self._classifier_logits = None  # a function, so Keras neither tracks nor saves the classifier
         self.decoder_hard_optimizer = None
         self.decoder_soft_optimizer = None
         self.built = True
@@ -134,9 +160,27 @@ class LQVAE(keras.Model):
 
     def save_own_variables(self, store):
         save_seed_state(store, self.projection_seed)  # the model's only state of its own
+        if self.adversary_seed is not None:
+            store[ADVERSARY_SEED_KEY] = ops.convert_to_numpy(self.adversary_seed.state)
 
     def load_own_variables(self, store):
         load_seed_state(store, self.projection_seed)
+        if self.adversary_seed is not None and ADVERSARY_SEED_KEY in store.keys():
+            self.adversary_seed.state.assign(store[ADVERSARY_SEED_KEY])
+
+    def attach_classifier(self, classifier: keras.Model) -> None:
+        """Sets the Keras classifier that adversarial mode "classifier" perturbs its inputs against.
+
+        The classifier is not part of the model (not saved with it); attach it again after
+        loading to continue training. It may end in a softmax (its logits are attacked).
+
+        Raises:
+            ValueError: its input shape is not the purifier's `image_shape`.
+        """
+        from lqvae_tf.attacks.base import logits_of  # the attacks import this package
+
+        check_classifier_shape(classifier, self.config.image_shape)
+        self._classifier_logits = logits_of(classifier)
 
     @property
     def metrics(self):
@@ -167,11 +211,16 @@ class LQVAE(keras.Model):
             training=training,
         )
 
-    def _algorithm_losses(self, images, training: bool):
-        """Lines 4-10 of Algorithm 1 on one batch; returns the named losses and quantities."""
+    def _algorithm_losses(self, images, training: bool, perturbed=None):
+        """Lines 4-10 of Algorithm 1 on one batch; returns the named losses and quantities.
+
+        `perturbed` is `(inputs, count)` from `perturb` under adversarial retraining: the encoder
+        then sees `inputs` (the first `count` images perturbed), the losses compare with `images`.
+        """
         config = self.config
         x = self.to_internal(ops.cast(images, "float32"))
-        mean, log_var, grad_norm = self.encode_with_gradient_norm(x, training)  # line 4
+        encoder_inputs = x if perturbed is None else perturbed[0]
+        mean, log_var, grad_norm = self.encode_with_gradient_norm(encoder_inputs, training)  # line 4
         z = self.sampling([mean, log_var])  # line 5
         x_soft = self.decoder_soft(self.quantize_soft(z), training=training)  # line 6: x1 = h(H~(z))
         x_hard = self.decoder_hard(self.quantize_hard(z), training=training)  # line 7: x2 = g(H(z))
@@ -181,7 +230,7 @@ class LQVAE(keras.Model):
         penalty = lipschitz_penalty(grad_norm, config.lipschitz_k)
         loss_f = loss_h + config.kl_weight * kl + config.penalty_weight * penalty  # line 10
         active_bits = ops.mean(0.5 * (self.quantize_hard(mean) + 1.0))
-        return {
+        values = {
             "loss_f": loss_f,
             "loss_g": loss_g,
             "loss_h": loss_h,
@@ -190,6 +239,77 @@ class LQVAE(keras.Model):
             "grad_norm": ops.mean(grad_norm),
             "active_bits": active_bits,
         }
+        if perturbed is not None:
+            count = perturbed[1]
+            values.update(self._adversarial_terms(x[:count], mean[:count], x_hard[:count], training))
+            if config.adversarial.mode != "classifier":  # classifier-free: keep the clean code too
+                values["loss_f"] = loss_f + config.adversarial.code_weight * values["loss_code"]
+        return values
+
+    # ----------------------------------------------------------------- adversarial retraining
+    def _filter_bpda(self, x):
+        """`g(H(mu(x)))` on internal-range images, with `H~`'s gradient standing in for `H`'s."""
+        mean, _ = self.encoder(x, training=False)
+        codes = straight_through(self.quantize_hard(mean), self.quantize_soft(mean))
+        return self.decoder_hard(codes, training=False)
+
+    def _to_classifier(self, x):
+        low, high = self.config.adversarial.classifier_range
+        return (x - INTERNAL_RANGE[0]) * ((high - low) / INTERNAL_WIDTH) + low
+
+    def _objective(self, clean, labels):
+        """The function of perturbed internal-range images that the mode's PGD maximises."""
+        mode = self.config.adversarial.mode
+        if mode == "classifier":
+            if self._classifier_logits is None:
+                raise ValueError("adversarial mode 'classifier' needs a classifier: call attach_classifier first")
+            logits = self._classifier_logits
+            if labels is None:  # unlabelled batches: the classifier's own answers on clean images
+                labels = ops.argmax(logits(self._to_classifier(clean)), axis=-1)
+            cross_entropy = keras.losses.sparse_categorical_crossentropy
+            return lambda x: ops.mean(cross_entropy(labels, logits(self._to_classifier(x)), from_logits=True))
+        if mode == "reconstruction":
+            return lambda x: ops.mean(ops.square(clean - self._filter_bpda(x)))
+        clean_mean, _ = self.encoder(clean, training=False)
+        clean_code = ops.stop_gradient(self.quantize_hard(clean_mean))
+        return lambda x: ops.mean(ops.square(self.quantize_soft(self.encoder(x, training=False)[0]) - clean_code))
+
+    def perturb(self, images, labels=None):
+        """The internal-range batch with its first `count` images replaced by PGD perturbations.
+
+        Returns:
+            `(inputs, count)`: `count` is `config.adversarial.fraction` of the batch, at least 1.
+        """
+        settings = self.config.adversarial
+        x = self.to_internal(ops.cast(images, "float32"))
+        size = ops.cast(ops.shape(x)[0], "float32")
+        count = ops.maximum(1, ops.cast(ops.round(settings.fraction * size), "int32"))
+        clean, rest = x[:count], x[count:]
+        labels = None if labels is None else labels[:count]
+        perturbed = pgd_linf(
+            self._objective(clean, labels),
+            clean,
+            eps=settings.eps * INTERNAL_WIDTH,
+            step_size=settings.pgd_step_size * INTERNAL_WIDTH,
+            steps=settings.steps,
+            seed=self.adversary_seed,
+        )
+        return ops.concatenate([perturbed, rest], axis=0), count
+
+    def _adversarial_terms(self, clean, perturbed_mean, perturbed_hard, training: bool):
+        """`loss_adv` (`loss_g` of the perturbed images), `loss_code` (distance of their soft code
+        to the clean code) and `code_flip` (fraction of code symbols changed)."""
+        clean_mean, _ = self.encoder(clean, training=training)
+        clean_code = ops.stop_gradient(self.quantize_hard(clean_mean))
+        flipped = ops.not_equal(self.quantize_hard(perturbed_mean), clean_code)
+        return {
+            "loss_adv": self.config.reconstruction_weight * ops.mean(ops.square(clean - perturbed_hard)),
+            "loss_code": ops.mean(ops.square(self.quantize_soft(perturbed_mean) - clean_code)),
+            "code_flip": ops.mean(ops.cast(flipped, "float32")),
+        }
+
+    def _perturbed(self, data):
+        return self.perturb(_images_of(data), _labels_of(data)) if self.config.adversarial else None
 
     def _update_trackers(self, values):
         for name, tracker in self.trackers.items():
@@ -197,8 +317,9 @@ class LQVAE(keras.Model):
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def train_step(self, data):
+        perturbed = self._perturbed(data)  # adversarial retraining only; crafted off the tape
         with tf.GradientTape(persistent=True) as tape:
-            values = self._algorithm_losses(_images_of(data), training=True)
+            values = self._algorithm_losses(_images_of(data), training=True, perturbed=perturbed)
             # Under a tf.distribute strategy each replica differentiates its share of the loss.
             shares = {name: replica_share(values[name]) for name in ("loss_f", "loss_g", "loss_h")}
         # Lines 11-13: each parameter group descends its own loss, and only that loss.
@@ -214,7 +335,8 @@ class LQVAE(keras.Model):
         return self._update_trackers(values)
 
     def test_step(self, data):
-        return self._update_trackers(self._algorithm_losses(_images_of(data), training=False))
+        values = self._algorithm_losses(_images_of(data), training=False, perturbed=self._perturbed(data))
+        return self._update_trackers(values)
 
     # ----------------------------------------------------------------- inference
     def call(self, images, training=False):

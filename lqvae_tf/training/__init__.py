@@ -3,13 +3,14 @@
 from lqvae_tf.training.callbacks import PurifiedImages, SharpnessSchedule
 from lqvae_tf.training.figures import save_purification_grid
 from lqvae_tf.training.gan import GANTrainingConfig, train_gan
-from lqvae_tf.training.train import TrainResult, fit_purifier, train_purifier
+from lqvae_tf.training.train import TrainResult, adversary_classifier, fit_purifier, train_purifier
 
 __all__ = [
     "GANTrainingConfig",
     "PurifiedImages",
     "SharpnessSchedule",
     "TrainResult",
+    "adversary_classifier",
     "fit_purifier",
     "save_purification_grid",
     "train_gan",

@@ -25,6 +25,7 @@ from lqvae_tf.config import LQVAEConfig
 from lqvae_tf.data import batched, load, take_images
 from lqvae_tf.distribute import make_strategy
 from lqvae_tf.models import LQVAE
+from lqvae_tf.models.adversarial import check_classifier_shape
 from lqvae_tf.training.callbacks import PurifiedImages, SharpnessSchedule
 from lqvae_tf.training.figures import save_purification_grid
 
@@ -59,6 +60,29 @@ def _check_resumable(out_dir: str, config: LQVAEConfig) -> None:
             )
 
 
+def adversary_classifier(config: LQVAEConfig, classifier: keras.Model | str | None = None) -> keras.Model | None:
+    """The classifier adversarial mode "classifier" attacks: `classifier` (a model or a `.keras`
+    path), else the config's `adversarial.classifier` path; None for every other config.
+
+    Raises:
+        ValueError: mode "classifier" without any classifier, or one whose input shape is not
+            the purifier's (checked here, before any data is read).
+        FileNotFoundError: the classifier's file is missing.
+    """
+    adversarial = config.adversarial
+    if adversarial is None or adversarial.mode != "classifier":
+        return None
+    classifier = classifier if classifier is not None else adversarial.classifier
+    if classifier is None:
+        raise ValueError("adversarial mode 'classifier' needs a classifier (.keras file or model) to attack")
+    if isinstance(classifier, str):
+        if not os.path.isfile(classifier):
+            raise FileNotFoundError(f"classifier file {classifier} does not exist")
+        classifier = keras.models.load_model(classifier)
+    check_classifier_shape(classifier, config.image_shape)  # now, not after the data is read
+    return classifier
+
+
 def fit_purifier(
     config: LQVAEConfig,
     train_images: tf.data.Dataset,
@@ -68,6 +92,7 @@ def fit_purifier(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: str | int = "auto",
     strategy: tf.distribute.Strategy | None = None,
+    classifier: keras.Model | str | None = None,
 ) -> tuple[LQVAE, dict[str, list[float]]]:
     """Builds an LQVAE under `strategy` and fits it: the one training loop of the CLI and the TFX Trainer.
 
@@ -77,21 +102,27 @@ def fit_purifier(
 
     Args:
         config: the model and training configuration.
-        train_images / validation_images: unbatched images in `config.value_range`.
+        train_images / validation_images: unbatched (image, label) pairs, images in
+            `config.value_range` (adversarial mode "classifier" attacks at the labels).
         log_dir: the TensorBoard folder.
         grid_images: a few validation images shown purified in TensorBoard each epoch.
         callbacks: extra callbacks, run before the others.
         verbose: Keras `fit` verbosity.
         strategy: the `tf.distribute` strategy (default: `make_strategy("auto")`: every local GPU).
+        classifier: for adversarial mode "classifier", the classifier to attack (a model or a
+            `.keras` path; default the config's `adversarial.classifier`).
 
     Returns:
         The trained model and its per-epoch history (train and validation metrics).
     """
     strategy = strategy or make_strategy("auto")
     keras.utils.set_random_seed(config.seed)
+    classifier = adversary_classifier(config, classifier)
     with strategy.scope():
         model = LQVAE(config)
         model.compile()
+    if classifier is not None:
+        model.attach_classifier(classifier)
     every = list(callbacks)
     if config.soft_sharpness_final is not None:
         every.append(SharpnessSchedule(config.soft_sharpness_final, config.epochs))
@@ -114,6 +145,8 @@ def train_purifier(
     data_dir: str | None = None,
     verbose: str | int = "auto",
     strategy: tf.distribute.Strategy | None = None,
+    classifier: keras.Model | str | None = None,
+    validation_limit: int = VALIDATION_LIMIT,
 ) -> TrainResult:
     """Trains an LQ-VAE on `dataset` and writes the run folder (see module docstring).
 
@@ -127,8 +160,12 @@ def train_purifier(
         data_dir: the dataset's folder (see `lqvae_tf.data`).
         verbose: Keras `fit` verbosity ("auto" shows a progress bar).
         strategy: the `tf.distribute` strategy (default: `make_strategy("auto")`).
+        classifier: for adversarial mode "classifier", the classifier to attack (a model or a
+            `.keras` path; default the config's `adversarial.classifier`).
+        validation_limit: test images used for the per-epoch validation losses.
     """
     _check_resumable(out_dir, config)
+    classifier = adversary_classifier(config, classifier)
     os.makedirs(out_dir, exist_ok=True)
     write_text(os.path.join(out_dir, "config.json"), config.to_json())
 
@@ -136,7 +173,7 @@ def train_purifier(
     if data_dir is not None:
         loader_args["data_dir"] = data_dir
     train_images = load(dataset, "train", limit=limit, **loader_args)
-    test_images = load(dataset, "test", limit=VALIDATION_LIMIT, **loader_args)
+    test_images = load(dataset, "test", limit=validation_limit, **loader_args)
     grid_images = take_images(test_images, GRID_IMAGES)
 
     model, history = fit_purifier(
@@ -148,6 +185,7 @@ def train_purifier(
         callbacks=[keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup"))],
         verbose=verbose,
         strategy=strategy,
+        classifier=classifier,
     )
 
     model_path = os.path.join(out_dir, "purifier.keras")

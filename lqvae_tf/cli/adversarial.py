@@ -1,0 +1,54 @@
+"""`lqvae train`'s adversarial-retraining options: flags to `LQVAEConfig.adversarial`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from lqvae_tf.config import ADVERSARIAL_MODES, AdversarialConfig, LQVAEConfig
+
+# flag -> AdversarialConfig field
+FLAGS = {
+    "adv_eps": "eps",
+    "adv_steps": "steps",
+    "adv_step_size": "step_size",
+    "adv_fraction": "fraction",
+    "adv_code_weight": "code_weight",
+    "adv_classifier": "classifier",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the adversarial-retraining flags to a training command's parser."""
+    group = parser.add_argument_group(
+        "adversarial retraining",
+        "train on PGD perturbations of part of each batch, reconstructing the clean images "
+        "(see lqvae_tf.AdversarialConfig)",
+    )
+    group.add_argument(
+        "--adversarial",
+        metavar="MODE",
+        help=f"what PGD maximises: one of {', '.join(ADVERSARIAL_MODES)} (classifier: the paper's "
+        "Madry PGD against --adv-classifier; the others need no classifier)",
+    )
+    group.add_argument("--adv-eps", type=float, help="L-inf radius, a fraction of the pixel range (default 0.1)")
+    group.add_argument("--adv-steps", type=int, help="PGD steps (default 5)")
+    group.add_argument("--adv-step-size", type=float, help="PGD step (default 2.5 eps / steps)")
+    group.add_argument("--adv-fraction", type=float, help="fraction of each batch perturbed (default 0.5)")
+    group.add_argument("--adv-code-weight", type=float, help="weight of the encoder's code-keeping loss (default 1)")
+    group.add_argument("--adv-classifier", help="the .keras classifier mode 'classifier' attacks")
+
+
+def apply(args: argparse.Namespace, config: LQVAEConfig) -> LQVAEConfig:
+    """`config` with the adversarial flags applied (validated; ValueError names a bad value)."""
+    changes = {field: getattr(args, flag) for flag, field in FLAGS.items() if getattr(args, flag) is not None}
+    if args.adversarial is None:
+        if changes and config.adversarial is None:
+            flags = ", ".join("--" + flag.replace("_", "-") for flag, field in FLAGS.items() if field in changes)
+            raise ValueError(f"{flags} need --adversarial MODE")
+        if not changes:
+            return config
+    else:
+        changes["mode"] = args.adversarial
+    base = config.adversarial or AdversarialConfig(mode=changes.get("mode", "reconstruction"))
+    return config.replace(adversarial=dataclasses.replace(base, **changes))

@@ -1,0 +1,392 @@
+"""The purifier's trade-off frontier: clean accuracy behind the filter against adaptive robust accuracy.
+
+`run_frontier` trains one purifier per setting of a grid (resumable: each point's run folder is
+keyed by a hash of its settings, and `train_purifier` resumes an interrupted one), then measures
+each against one classifier on one test sample:
+
+* clean accuracy of the classifier alone and behind the filter;
+* adaptive robust accuracy: per image, the worst of L-inf PGD (random start, `restarts` runs)
+  through the filter's BPDA gradient, through the soft path `g(H~(z))` averaged over
+  `eot_samples` draws (EOT: it samples `z`), and through the identity (BPDA with the whole
+  filter as identity); plus PGD on the classifier alone for reference;
+* a gradient-free check, the Square attack on the deployed filter + classifier: flagged when it
+  beats the gradient attacks (then the filter's gradients are masked, and the adaptive number
+  is an overestimate);
+* the ROC AUC of the served detection score (`purify_and_score`'s reconstruction error, taken
+  here in the classifier's pixel range: a constant multiple of the served one, so the same AUC)
+  separating clean test images from FGSM (on the classifier) and from BPDA-PGD adversarials.
+
+It writes `frontier.json`, `frontier.md` and `frontier.png` (one point per setting). Every
+measurement is cached per point under a hash of the attack settings, the classifier's weights
+and the sample, so a rerun with more points redoes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import lqvae_tf.attacks.square  # noqa: F401  (registers "square")
+from lqvae_tf.atomic import write_text
+from lqvae_tf.attacks import logits_of, make_attack
+from lqvae_tf.config import LQVAEConfig, preset
+from lqvae_tf.defenses import LQVAEDefense
+from lqvae_tf.evaluation.figures import _pyplot, _save
+from lqvae_tf.evaluation.harness import Evaluation, fingerprint
+from lqvae_tf.evaluation.stats import accuracy_of
+
+CLASSIFIER_RANGE = (0.0, 1.0)  # the library's classifiers take [0, 1] pixels
+GRADIENTS = ("bpda", "soft", "identity")  # the adaptive attack's three backward passes
+
+
+@dataclasses.dataclass
+class FrontierAttacks:
+    """How each point of the frontier is measured.
+
+    Args:
+        eps: the L-inf radius in [0, 1] pixels.
+        steps: PGD's iterations (the issue asks >= 40 for a reported number).
+        step_size: PGD's step; None takes `2.5 eps / steps` (Madry et al.).
+        restarts: PGD runs per image (each from a random start; the first success counts).
+        eot_samples: draws averaged per gradient through the soft path (EOT).
+        square_queries: queries of the gradient-free Square attack.
+        n: test images measured (the first n of the test split).
+        batch_size: images per attack call.
+    """
+
+    eps: float = 0.1
+    steps: int = 40
+    step_size: float | None = None
+    restarts: int = 2
+    eot_samples: int = 8
+    square_queries: int = 1000
+    n: int = 1000
+    batch_size: int = 250
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.eps <= 1.0:
+            raise ValueError(f"eps must be in (0, 1] ([0, 1] pixels), got {self.eps}")
+        for name in ("steps", "restarts", "eot_samples", "square_queries", "n", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.step_size is not None and not 0.0 < self.step_size <= self.eps:
+            raise ValueError(f"step_size must be in (0, eps={self.eps}] or None, got {self.step_size}")
+
+    @property
+    def pgd_step_size(self) -> float:
+        return self.step_size if self.step_size is not None else min(self.eps, 2.5 * self.eps / self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def grid_configs(grid: dict[str, Any]) -> list[LQVAEConfig]:
+    """The purifier configurations of a grid description.
+
+    A grid is `{"preset": name, "base": {field: value}, "axes": {field: [values]}, "points":
+    [{field: value}]}` (every key optional): the cartesian product of the axes, then each
+    explicit point, all over `preset` + `base`. A field may be `adversarial` (an
+    `AdversarialConfig` dict). With neither axes nor points the grid is the base alone.
+
+    Raises:
+        ValueError: an unknown key, preset or field, or an impossible value (naming it).
+    """
+    unknown = sorted(set(grid) - {"preset", "base", "axes", "points"})
+    if unknown:
+        raise ValueError(f"unknown grid keys {unknown}; a grid has preset, base, axes, points")
+    base = preset(grid.get("preset", "fashion_mnist")).replace(**grid.get("base", {}))
+    axes = grid.get("axes", {})
+    points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())] if axes else []
+    points += list(grid.get("points", []))
+    return [base.replace(**point) for point in points] or [base]
+
+
+def point_key(config: LQVAEConfig, dataset: str, train_limit: int | None) -> str:
+    """The hash a grid point's run folder is named by: everything its training depends on."""
+    return fingerprint("frontier-point", config.to_dict(), dataset, train_limit)[:12]
+
+
+def roc_auc(negatives: np.ndarray, positives: np.ndarray) -> float:
+    """Area under the ROC curve of a score meant to be higher on `positives` (Mann-Whitney U, ties half)."""
+    negatives, positives = np.asarray(negatives, np.float64), np.asarray(positives, np.float64)
+    below = (negatives[None, :] < positives[:, None]).sum()
+    ties = (negatives[None, :] == positives[:, None]).sum()
+    return float((below + 0.5 * ties) / (len(negatives) * len(positives)))
+
+
+def detection_scores(defense: LQVAEDefense, images: np.ndarray) -> np.ndarray:
+    """The served detection score per image: mean squared distance to the purified image."""
+    return np.mean(np.square(images - defense.purify(images)), axis=(1, 2, 3))
+
+
+def _through(defense: LQVAEDefense, logits, gradient: str, samples: int):
+    def model_fn(images):
+        outputs = [logits(defense.differentiable(images, gradient)) for _ in range(samples)]
+        return tf.add_n(outputs) / samples  # EOT: the expectation's gradient
+
+    return model_fn
+
+
+def measure_point(
+    purifier,
+    classifier: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    attacks: FrontierAttacks,
+    cache_dir: str | None = None,
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """Every number of one frontier point (see module docstring), as a JSON-able dict.
+
+    Accuracies are `Accuracy.to_dict()`s (percent, 95% interval, counts); `adaptive` is the
+    per-image worst of the three gradient attacks, `worst` also counts Square, and
+    `square_beats_gradient` is True when Square's accuracy is below the adaptive one.
+    """
+    defense = LQVAEDefense(purifier, value_range=CLASSIFIER_RANGE)
+    evaluation = Evaluation(
+        images, labels, {"classifier": classifier}, [defense], cache_dir, attacks.batch_size, verbose
+    )
+    logits = logits_of(classifier)
+    pgd = make_attack("pgd", eps=attacks.eps, eps_iter=attacks.pgd_step_size, nb_iter=attacks.steps)
+    square = make_attack("square", eps=attacks.eps, n_queries=attacks.square_queries)
+    defense_key = Evaluation.defense_key(defense)
+    sample_key = fingerprint(evaluation.images, evaluation.labels, classifier)
+
+    def correct_behind_filter(adversarial: np.ndarray) -> np.ndarray:
+        return evaluation.predict(classifier, defense.purify(adversarial)) == evaluation.labels
+
+    def craft(attack, gradient: str, samples: int, restarts: int) -> np.ndarray:
+        key = fingerprint("frontier", sample_key, defense_key, attack.name, attack.params, gradient, samples, restarts)
+        model_fn = _through(defense, logits, gradient, samples)
+        return evaluation.craft(attack, model_fn, key, f"{attack.name}+{gradient}", restarts=restarts)
+
+    correct, adversarials = {}, {}
+    for gradient in GRADIENTS:
+        samples = attacks.eot_samples if defense.random_gradient(gradient) else 1
+        adversarials[gradient] = craft(pgd, gradient, samples, attacks.restarts)
+        correct[gradient] = correct_behind_filter(adversarials[gradient])
+    adaptive = np.logical_and.reduce([correct[g] for g in GRADIENTS])
+    correct_square = correct_behind_filter(craft(square, "naive", 1, 1))
+    undefended = evaluation.adversarials_on(pgd, "classifier", restarts=attacks.restarts)
+    fgsm = evaluation.adversarials_on(make_attack("fgsm", eps=attacks.eps), "classifier")
+
+    def scored(flags: np.ndarray) -> dict:
+        return accuracy_of(flags.astype(np.int64), np.ones(len(flags), np.int64)).to_dict()
+
+    clean_scores = detection_scores(defense, evaluation.images)
+    adaptive_accuracy, square_accuracy = scored(adaptive), scored(correct_square)
+    return {
+        "clean_alone": evaluation.clean_accuracy("classifier").to_dict(),
+        "clean_filtered": evaluation.clean_accuracy("classifier", defense).to_dict(),
+        "pgd_alone": evaluation.accuracy(classifier, undefended).to_dict(),
+        "pgd": {gradient: scored(correct[gradient]) for gradient in GRADIENTS},
+        "adaptive": adaptive_accuracy,
+        "square": square_accuracy,
+        "worst": scored(adaptive & correct_square),
+        "square_beats_gradient": square_accuracy["correct"] < adaptive_accuracy["correct"],
+        "square_only_fooled": int((adaptive & ~correct_square).sum()),
+        "detection_auc": {
+            "fgsm": roc_auc(clean_scores, detection_scores(defense, fgsm)),
+            "bpda_pgd": roc_auc(clean_scores, detection_scores(defense, adversarials["bpda"])),
+        },
+    }
+
+
+def _changed(config: LQVAEConfig, base: LQVAEConfig) -> dict[str, Any]:
+    """The fields where `config` differs from `base` (what names a point in the table)."""
+    ours, theirs = config.to_dict(), base.to_dict()
+    return {name: value for name, value in ours.items() if theirs.get(name) != value}
+
+
+def _train_point(config, dataset, folder, train_limit, data_dir, classifier_path, verbose, validation_limit) -> dict:
+    from lqvae_tf.training import train_purifier
+
+    summary_path = os.path.join(folder, "trained.json")
+    if os.path.isfile(summary_path) and os.path.isfile(os.path.join(folder, "purifier.keras")):
+        with open(summary_path, encoding="utf-8") as handle:
+            return json.load(handle)
+    start = time.perf_counter()
+    result = train_purifier(
+        config,
+        dataset,
+        folder,
+        limit=train_limit,
+        data_dir=data_dir,
+        verbose=verbose,
+        classifier=classifier_path,
+        validation_limit=validation_limit,
+    )
+    summary = {"seconds": round(time.perf_counter() - start, 1), "final": result.final}
+    write_text(summary_path, json.dumps(summary, indent=2))
+    return summary
+
+
+def _with_classifier(config: LQVAEConfig, classifier_path: str) -> LQVAEConfig:
+    """Points in adversarial mode "classifier" attack the frontier's classifier unless they name one."""
+    adversarial = config.adversarial
+    if adversarial is None or adversarial.mode != "classifier" or adversarial.classifier:
+        return config
+    return config.replace(adversarial=dataclasses.replace(adversarial, classifier=os.path.abspath(classifier_path)))
+
+
+def run_frontier(
+    configs: Sequence[LQVAEConfig],
+    dataset: str,
+    classifier_path: str,
+    out_dir: str,
+    attacks: FrontierAttacks | None = None,
+    train_limit: int | None = None,
+    data_dir: str | None = None,
+    verbose: bool = False,
+    command: str | None = None,
+    validation_limit: int = 2_000,
+) -> list[dict[str, Any]]:
+    """Trains (or reuses) a purifier per configuration, measures each, and writes the frontier.
+
+    Args:
+        configs: the grid's purifier configurations (`grid_configs`); the first is the base the
+            table names the others against.
+        dataset: "fashion_mnist", "mnist" or "celeb_a".
+        classifier_path: the `.keras` classifier (images in [0, 1]) behind every filter.
+        out_dir: `points/<key>/` (each run folder and its cached measurements), `cache/`
+            (adversarials) and the three reports.
+        attacks: the measurement settings (default `FrontierAttacks()`).
+        train_limit: train each purifier on the first N training images only.
+        data_dir: the dataset's folder (see `lqvae_tf.data`).
+        verbose: progress bars and Keras output.
+        command: the command line that made the frontier, written into the reports.
+        validation_limit: test images of each training run's per-epoch validation.
+
+    Returns:
+        One row per configuration: key, changed fields, config, training summary, measurements.
+    """
+    from lqvae_tf.data import load
+
+    attacks = attacks or FrontierAttacks()
+    if not configs:
+        raise ValueError("the grid has no configurations")
+    if not os.path.isfile(classifier_path):
+        raise FileNotFoundError(f"classifier file {classifier_path} does not exist")
+    classifier = keras.models.load_model(classifier_path)
+    configs = [_with_classifier(config, classifier_path) for config in configs]
+    loader_args = {"value_range": CLASSIFIER_RANGE, **({"data_dir": data_dir} if data_dir else {})}
+    test = list(load(dataset, "test", limit=attacks.n, **loader_args).as_numpy_iterator())
+    images, labels = np.stack([image for image, _ in test]), np.array([label for _, label in test])
+    measure_key = fingerprint("frontier-measure", attacks.to_dict(), images, labels, classifier)[:12]
+
+    rows = []
+    for config in configs:
+        key = point_key(config, dataset, train_limit)
+        folder = os.path.join(out_dir, "points", key)
+        trained = _train_point(
+            config, dataset, folder, train_limit, data_dir, classifier_path, verbose, validation_limit
+        )
+        measured_path = os.path.join(folder, f"measure-{measure_key}.json")
+        if os.path.isfile(measured_path):
+            with open(measured_path, encoding="utf-8") as handle:
+                measured = json.load(handle)
+        else:
+            purifier = keras.models.load_model(os.path.join(folder, "purifier.keras"))
+            cache = os.path.join(out_dir, "cache")
+            measured = measure_point(purifier, classifier, images, labels, attacks, cache, verbose)
+            write_text(measured_path, json.dumps(measured, indent=2))
+        rows.append(
+            {
+                "key": key,
+                "changed": _changed(config, configs[0]),
+                "config": config.to_dict(),
+                "trained": trained,
+                "measured": measured,
+            }
+        )
+    write_frontier(rows, out_dir, dataset, classifier_path, attacks, train_limit, command)
+    return rows
+
+
+def _cell(accuracy: dict) -> str:
+    return f"{accuracy['accuracy']:.1f}"
+
+
+def markdown_table(rows: Sequence[dict]) -> str:
+    """The frontier as a Markdown table, one row per point."""
+    header = (
+        "| point | settings | train s | clean alone | clean filtered | PGD alone | BPDA | soft+EOT | identity "
+        "| **adaptive** | Square | worst | AUC FGSM | AUC BPDA-PGD |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for row in rows:
+        m = row["measured"]
+        settings = ", ".join(f"{name}={json.dumps(value)}" for name, value in row["changed"].items()) or "(base)"
+        square = _cell(m["square"]) + (" (beats gradient: masked)" if m["square_beats_gradient"] else "")
+        cells = [
+            row["key"],
+            settings.replace("|", "/"),
+            f"{row['trained']['seconds']:.0f}",
+            _cell(m["clean_alone"]),
+            _cell(m["clean_filtered"]),
+            _cell(m["pgd_alone"]),
+            *(_cell(m["pgd"][gradient]) for gradient in GRADIENTS),
+            f"**{_cell(m['adaptive'])}**",
+            square,
+            _cell(m["worst"]),
+            f"{m['detection_auc']['fgsm']:.3f}",
+            f"{m['detection_auc']['bpda_pgd']:.3f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return header + "\n".join(lines) + "\n"
+
+
+def frontier_figure(rows: Sequence[dict], path: str, eps: float) -> str:
+    """Clean accuracy behind the filter against adaptive robust accuracy, one labelled point per setting."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(6.5, 5))
+    for row in rows:
+        m = row["measured"]
+        x, y = m["clean_filtered"]["accuracy"], m["adaptive"]["accuracy"]
+        axes.scatter([x], [y], color="tab:red" if m["square_beats_gradient"] else "tab:blue")
+        axes.annotate(row["key"][:6], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if rows:
+        alone = rows[0]["measured"]["clean_alone"]["accuracy"]
+        axes.axvline(alone, color="grey", linestyle="--", linewidth=1, label="classifier alone (clean)")
+        axes.legend(loc="best", fontsize=8)
+    axes.set_xlabel("clean accuracy behind the filter (%)")
+    axes.set_ylabel(f"adaptive robust accuracy at eps {eps:g} (%)")
+    axes.set_title("Purifier frontier (red: Square beats the gradient attacks)")
+    axes.grid(alpha=0.3)
+    return _save(figure, path)
+
+
+def write_frontier(rows, out_dir, dataset, classifier_path, attacks, train_limit, command=None) -> None:
+    """`frontier.json`, `frontier.md` and `frontier.png` in `out_dir`."""
+    os.makedirs(out_dir, exist_ok=True)
+    settings = {
+        "dataset": dataset,
+        "classifier": os.path.abspath(classifier_path),
+        "attacks": attacks.to_dict(),
+        "pgd_step_size": attacks.pgd_step_size,
+        "train_limit": train_limit,
+        "command": command,
+    }
+    write_text(os.path.join(out_dir, "frontier.json"), json.dumps({"settings": settings, "rows": rows}, indent=2))
+    notes = (
+        f"# Purifier frontier ({dataset})\n\n"
+        + (f"Made by: `{command}`\n\n" if command else "")
+        + f"Classifier `{os.path.basename(classifier_path)}`, first {attacks.n} test images, training limit "
+        f"{train_limit}. Accuracies in %. Attacks at L-inf eps {attacks.eps:g}: PGD {attacks.steps} steps of "
+        f"{attacks.pgd_step_size:.4g}, {attacks.restarts} random starts, through the BPDA gradient, the soft path "
+        f"with EOT over {attacks.eot_samples} draws, and the identity; **adaptive** is the per-image worst of the "
+        f"three; Square {attacks.square_queries} queries (gradient-free); worst counts Square too. AUC: the "
+        "served reconstruction-error score, clean vs adversarial.\n\n"
+    )
+    write_text(os.path.join(out_dir, "frontier.md"), notes + markdown_table(rows))
+    frontier_figure(rows, os.path.join(out_dir, "frontier.png"), attacks.eps)
