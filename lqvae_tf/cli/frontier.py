@@ -34,6 +34,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", required=True, help="the frontier's folder")
     parser.add_argument("--dataset", choices=sorted(DATASET_SHAPES), default="fashion_mnist")
     parser.add_argument("--train-limit", type=int, help="train each purifier on the first N training images")
+    parser.add_argument(
+        "--validation-limit", type=int, default=2_000, help="test images of each training run's validation"
+    )
     parser.add_argument("--data-dir", help="dataset folder (IDX files, or tensorflow-datasets' data_dir)")
     parser.add_argument("--n", type=int, default=defaults.n, help="test images measured")
     parser.add_argument("--eps", type=float, default=defaults.eps)
@@ -80,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         verbose=args.verbose,
         command="lqvae " + shlex.join(getattr(args, "argv", [])),
+        validation_limit=args.validation_limit,
     )
     print(f"frontier: {args.out}/frontier.md ({len(rows)} points), frontier.json, frontier.png")
     return 0
