@@ -3,6 +3,7 @@
 import base64
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,8 +19,9 @@ import tensorflow as tf
 
 from lqvae_tf import LQVAE
 from lqvae_tf.serving import RestClient, ServingError, export_purifier
+from lqvae_tf.serving.batching import BatchingParameters
 from lqvae_tf.serving.limits import ServingLimits
-from lqvae_tf.serving.server import running_server
+from lqvae_tf.serving.server import ServingApp, build_registry, running_server
 
 from conftest import tiny_config
 
@@ -242,3 +244,198 @@ def test_lqvae_serve_command_serves_on_loopback(served, purifier, fmnist_images)
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+DEEP = b'{"instances": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+
+
+@pytest.mark.parametrize(
+    "method, path, body, status, message",
+    [
+        ("POST", "lqvae:predict", b'{"instances": [[[[' + b"9" * 5000 + b"]]]]}", 400, ""),
+        ("POST", "lqvae:predict", {"signature_name": ["a"], **GOOD}, 400, "'signature_name' must be a string"),
+        ("POST", "lqvae:predict", {"signature_name": {"a": 1}, **GOOD}, 400, "'signature_name' must be a string"),
+        ("POST", "lqvae:predict", DEEP, 400, "JSON Parse error"),
+        ("POST", "lqvae/versions/" + "9" * 5000 + ":predict", GOOD, 400, "Failed to convert version"),
+        ("GET", "lqvae/versions/" + "9" * 5000, None, 400, "Failed to convert version"),
+        ("POST", "lqvae:predict", {"instances": np.zeros((1, 28, 28, 1)).astype(str).tolist()}, 400, "numbers"),
+        ("POST", "lqvae:predict", {"instances": np.zeros((1, 28, 28, 1), bool).tolist()}, 400, "numbers"),
+        ("POST", "lqvae:predict", {"instances": [1, [2]]}, 400, "numbers"),
+        ("POST", "lqvae:predict", [1, 2], 400, "JSON object"),
+        ("GET", "lqvae:predict", None, 400, "Malformed request: GET"),
+        ("DELETE", "lqvae", None, 400, "Malformed request: DELETE"),
+        ("POST", "lqvae/metadata", GOOD, 400, "Malformed request"),
+        ("POST", "lqvae:explode", GOOD, 400, "Malformed request"),
+        ("GET", "lqvae/versions/x", None, 400, "Malformed request"),
+        ("GET", "", None, 400, "Malformed request: GET /v1/models/"),
+    ],
+)
+def test_malformed_requests_get_400_as_tf_serving_answers(served, method, path, body, status, message):
+    url, _ = served
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    response = requests.request(method, f"{url}/v1/models/{path}", data=data, allow_redirects=False)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert message in response.json()["error"]
+    assert requests.post(f"{url}/v1/models/lqvae:predict", json=GOOD).status_code == 200
+
+
+def test_urls_match_case_insensitively_head_is_answered_and_every_error_is_json(served):
+    url, _ = served
+    assert requests.post(f"{url}/V1/MODELS/lqvae:PREDICT", json=GOOD).status_code == 200
+    assert requests.get(f"{url}/v1/Models/lqvae/Versions/1/METADATA").status_code == 200
+    head = requests.head(f"{url}/v1/models/lqvae")
+    assert head.status_code == 200 and head.content == b""
+    assert requests.head(f"{url}/openapi.json").status_code == 200
+    wrong_method = requests.post(f"{url}/openapi.json")
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "GET, HEAD"
+    assert "error" in wrong_method.json()
+    listing = requests.get(f"{url}/v1/models", allow_redirects=False)
+    assert listing.status_code == 400 and "Malformed request" in listing.json()["error"]
+    elsewhere = requests.get(f"{url}/nothing/here")
+    assert elsewhere.status_code == 404 and "error" in elsewhere.json()
+
+
+def test_outputs_are_written_with_float32_digits(served, fmnist_images):
+    url, _ = served
+    text = requests.post(f"{url}/v1/models/lqvae:predict", json={"inputs": fmnist_images[:1].tolist()}).text
+    numbers = [n for n in text.replace("[", " ").replace("]", " ").replace(",", " ").split() if "." in n]
+    assert numbers and all(len(n.lstrip("-").replace("e", "").replace(".", "")) <= 10 for n in numbers)
+    for number in numbers[:50]:
+        assert float(np.float32(number)) == float(np.float32(float(number)))
+
+
+def _png_header(width, height):
+    """The first bytes of a PNG: what a server sees before it would decode the pixels."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+
+
+@pytest.mark.parametrize(
+    "image, message",
+    [(_png_header(20000, 20000), "PNG of 20000x20000 pixels; the model takes 28x28"), (b"GIF89a....", "not a PNG")],
+)
+def test_images_are_checked_from_their_header_before_decoding(served, image, message):
+    url, _ = served
+    body = {"signature_name": "purify_png", "instances": [{"b64": base64.b64encode(image).decode()}]}
+    response = requests.post(f"{url}/v1/models/lqvae:predict", json=body)
+    assert response.status_code == 400 and message in response.json()["error"]
+
+
+def test_limits_images_per_request_read_timeout_and_connections(tmp_path, purifier):
+    export_purifier(purifier, str(tmp_path), "lqvae", warmup=False)
+    limits = ServingLimits(max_images_per_request=4, request_read_timeout_s=0.5, max_connections=3)
+    with running_server(str(tmp_path / "lqvae"), "lqvae", limits=limits) as url:
+        too_many = requests.post(f"{url}/v1/models/lqvae:predict", json={"inputs": np.zeros((5, 28, 28, 1)).tolist()})
+        assert too_many.status_code == 413 and "at most 4 per request" in too_many.json()["error"]
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as slow:
+            slow.sendall(b"POST /v1/models/lqvae:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            slow.settimeout(10)
+            answer = slow.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 408") and b'"error"' in answer
+        idle = [socket.create_connection((host, int(port))) for _ in range(3)]
+        try:
+            extra = socket.create_connection((host, int(port)))
+            extra.settimeout(10)
+            assert extra.recv(4096).startswith(b"HTTP/1.1 503")
+            extra.close()
+        finally:
+            for connection in idle:
+                connection.close()
+        time.sleep(0.2)
+        assert requests.post(f"{url}/v1/models/lqvae:predict", json=GOOD).status_code == 200
+
+
+def test_failed_load_is_retried_shown_in_status_and_served_once_complete(tmp_path, purifier, fmnist_images):
+    export_purifier(purifier, str(tmp_path), "lqvae", warmup=False)
+    complete = export_purifier(_model(7), str(tmp_path / "staging"), "lqvae", warmup=False)
+    broken = tmp_path / "lqvae" / "2"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"half a file")
+    interval = 1.0
+    with running_server(
+        str(tmp_path / "lqvae"), "lqvae", poll_seconds=0.2, max_num_load_retries=100, load_retry_interval_s=interval
+    ) as url:
+        client = RestClient(url, "lqvae")
+        status = RestClient(url, "lqvae", version=2).status()["model_version_status"][0]
+        assert status["state"] == "LOADING" and status["status"]["error_code"] == "UNKNOWN"
+        assert status["status"]["error_message"]
+        np.testing.assert_allclose(client.predict(fmnist_images[:2]), purifier.purify(fmnist_images[:2]), atol=1e-5)
+        (broken / "saved_model.pb").unlink()
+        for name in os.listdir(complete):
+            os.rename(os.path.join(complete, name), broken / name)
+        completed_at = time.monotonic()
+        while (status := RestClient(url, "lqvae", version=2).status()["model_version_status"][0])[
+            "state"
+        ] != "AVAILABLE":
+            assert time.monotonic() - completed_at < 60, status
+            time.sleep(0.05)
+        # Two retry intervals, plus the load itself on a busy machine.
+        assert time.monotonic() - completed_at < 2 * interval + 20
+        np.testing.assert_allclose(client.predict(fmnist_images[:2]), _model(7).purify(fmnist_images[:2]), atol=1e-5)
+
+
+def test_given_up_version_is_tried_again_when_its_folder_changes(tmp_path, purifier):
+    export_purifier(purifier, str(tmp_path), "lqvae", warmup=False)
+    broken = tmp_path / "lqvae" / "2"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"half a file")
+    registry = build_registry(str(tmp_path / "lqvae"), "lqvae", max_num_load_retries=0)
+    assert registry.status(2)["model_version_status"][0]["state"] == "END"
+    assert registry.resolve().version == 1
+    export_purifier(purifier, str(tmp_path / "staging"), "lqvae", warmup=False)
+    (broken / "saved_model.pb").unlink()
+    for name in os.listdir(tmp_path / "staging" / "lqvae" / "1"):
+        os.rename(tmp_path / "staging" / "lqvae" / "1" / name, broken / name)
+    registry.reload()
+    assert registry.status(2)["model_version_status"][0]["status"] == {"error_code": "OK", "error_message": ""}
+    assert registry.resolve().version == 2
+    shutil.rmtree(broken)  # metadata is held with the loaded version, not read from its folder
+    assert ServingApp(registry)._metadata(registry.resolve())["metadata"]["signature_def"]["signature_def"]
+
+
+def test_batching_server_answers_concurrent_clients_and_swaps_versions_without_failures(tmp_path, fmnist_images):
+    first, second = _model(1), _model(7)
+    export_purifier(first, str(tmp_path), "lqvae", warmup=False)
+    batching = BatchingParameters(max_batch_size=8, batch_timeout_micros=5000)
+    with running_server(str(tmp_path / "lqvae"), "lqvae", poll_seconds=0.1, batching=batching) as url:
+        images = fmnist_images[:16]
+        want = first.purify(images)
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(lambda i: RestClient(url, "lqvae").predict(images[i : i + 1]), range(16)))
+        np.testing.assert_allclose(np.concatenate(got), want, atol=1e-5)
+        failures, answered, stop = [], [0], threading.Event()
+
+        def hammer(index):
+            client = RestClient(url, "lqvae")
+            while not stop.is_set():
+                try:
+                    result = client.predict(images[index : index + 1])
+                    assert any(np.allclose(result, m.purify(images[index : index + 1]), atol=1e-5) for m in models)
+                    answered[0] += 1
+                except Exception as error:  # any failure during the swap fails the test
+                    failures.append(error)
+
+        models = (first, second)
+        for model in models:
+            model.purify(images[:1])
+        threads = [threading.Thread(target=hammer, args=(i,)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        export_purifier(second, str(tmp_path), "lqvae", warmup=False)
+        deadline = time.monotonic() + 60
+        while RestClient(url, "lqvae").status()["model_version_status"][0]["state"] != "AVAILABLE" or (
+            RestClient(url, "lqvae").status()["model_version_status"][0]["version"] != "2"
+        ):
+            assert time.monotonic() < deadline, "version 2 was never picked up"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert failures == [] and answered[0] > 0

@@ -180,6 +180,12 @@ class ModelRegistry:
                     self._load(version, current)
             loaded = [v for v in wanted if v in current]
             if self.version_policy == "latest" and not loaded:
+                if not current:  # e.g. a start with a broken newest: serve the newest older one that loads
+                    for version in reversed(present[:-1]):
+                        if self._due(version):
+                            self._load(version, current)
+                        if version in current:
+                            break
                 loaded = sorted(current)[-1:]  # keep serving the last good version
             self._versions = {v: current[v] for v in sorted(set(loaded))}
             for version in sorted(set(current) - set(self._versions)):
