@@ -147,3 +147,22 @@ def test_export_cli_writes_a_version(tmp_path, purifier, capsys):
     )
     assert list_versions(str(tmp_path / "models" / "lqvae")) == [1]
     assert "saved_model_cli show" in capsys.readouterr().out
+
+
+def test_scratch_folders_of_killed_exports_are_removed_and_running_ones_kept(tmp_path):
+    import time
+
+    from lqvae_tf.serving.export import STALE_SCRATCH_SECONDS, remove_stale_exports
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    killed = tmp_path / f".export-3-{dead.pid}-abcd"
+    running = tmp_path / f".export-3-{os.getpid()}-efgh"
+    old_unnamed, new_unnamed = tmp_path / ".export-2-old", tmp_path / ".export-2-new"
+    for folder in (killed, running, old_unnamed, new_unnamed):
+        (folder / "model").mkdir(parents=True)
+    long_ago = time.time() - STALE_SCRATCH_SECONDS - 10
+    os.utime(old_unnamed, (long_ago, long_ago))
+    (tmp_path / "1").mkdir()
+    assert sorted(remove_stale_exports(str(tmp_path))) == sorted([str(killed), str(old_unnamed)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["1", running.name, new_unnamed.name])
