@@ -54,7 +54,11 @@ class PipelineConfig:
         train_limit / eval_limit: ingest the first N train / test images only (None: all).
         purifier_preset: the `LQVAEConfig` preset the purifier starts from.
         purifier_overrides: `LQVAEConfig` fields over the preset (epochs, width, latent_dim...).
-        classifier_name: the Defense-GAN classifier ("A".."E") the gate attacks.
+        classifier_name: the Defense-GAN classifier ("A".."E") the Trainer trains; the gate
+            attacks it unless `classifier_path` is given.
+        classifier_path: your own `.keras` classifier for the gate to attack instead (it must take
+            the data's image shape); None attacks the Trainer's.
+        classifier_range: (low, high) pixel range `classifier_path` takes.
         classifier_epochs / classifier_batch_size / classifier_learning_rate: its training.
         gate_examples: eval images the gate attacks.
         gate_batch_size: images per attack call.
@@ -75,6 +79,8 @@ class PipelineConfig:
     purifier_preset: str = "fashion_mnist"
     purifier_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     classifier_name: str = "A"
+    classifier_path: str | None = None
+    classifier_range: tuple[float, float] = (0.0, 1.0)
     classifier_epochs: int = 2
     classifier_batch_size: int = 128
     classifier_learning_rate: float = 1e-3
@@ -104,6 +110,11 @@ class PipelineConfig:
             raise ValueError(f"gate_examples ({self.gate_examples}) exceeds the eval split ({self.eval_limit})")
         if self.gate_examples < 1 or self.classifier_epochs < 1:
             raise ValueError("gate_examples and classifier_epochs must be positive")
+        low, high = self.classifier_range
+        if not low < high:
+            raise ValueError(f"classifier_range must be (low, high) with low < high, got {self.classifier_range}")
+        if self.classifier_path is not None and not os.path.isfile(self.classifier_path):
+            raise ValueError(f"classifier_path {self.classifier_path} does not exist")
         if not self.attack_suite:
             raise ValueError("the attack suite is empty: the gate would bless a defense never attacked")
         thresholds = [self.min_clean_accuracy] + [check.min_accuracy for check in self.attack_suite]
@@ -146,6 +157,21 @@ class PipelineConfig:
         }
 
     @property
+    def gate_classifier(self) -> dict[str, Any]:
+        """The gate's classifier parameters (`RobustnessGate`'s `classifier_*`): none for the Trainer's."""
+        if self.classifier_path is None:
+            return {}
+        from lqvae_tf.pipeline_components.gate import file_digest
+
+        low, high = self.classifier_range
+        return {
+            "classifier_path": os.path.abspath(self.classifier_path),
+            "classifier_min_value": float(low),
+            "classifier_max_value": float(high),
+            "classifier_digest": file_digest(self.classifier_path),
+        }
+
+    @property
     def attack_suite_json(self) -> str:
         """The gate's `attack_suite` parameter."""
         return json.dumps([check.to_dict() for check in self.attack_suite], sort_keys=True)
@@ -165,6 +191,7 @@ class PipelineConfig:
             min_clean_accuracy=self.min_clean_accuracy,
             gate_examples=self.gate_examples,
             gate_batch_size=self.gate_batch_size,
+            gate_classifier=self.gate_classifier,
             serving_base_dir=self.serving_base_dir,
             serving_model_name=self.serving_model_name,
             beam_pipeline_args=self.beam_pipeline_args,

@@ -12,6 +12,10 @@ pipeline, and passes no arguments, so they then come from $LQVAE_PIPELINE_ARGS (
 options, e.g. "--config small --output /tmp/smoke"), the run folder also from
 $LQVAE_PIPELINE_OUTPUT (default runs/pipeline). A second run with nothing changed reuses every
 cached component output.
+
+The terminal shows one line per component (seconds, ran or cached), a line per training epoch
+and per gate check, and the gate's verdict; the full log (TFX, Beam, TensorFlow, Keras) goes to
+<output>/pipeline.log (`pipelines.console`). `--verbose` puts everything on the terminal instead.
 """
 
 from __future__ import annotations
@@ -21,27 +25,38 @@ import json
 import os
 import shlex
 import sys
+import time
+import warnings
 
 if not __package__:  # run as a file (the TFX CLI does): make the repository's `pipelines` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if __name__ == "__main__":  # the main job: TensorFlow's C++ INFO and WARNING lines are noise on a terminal
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import logging  # noqa: E402
-from tfx import v1 as tfx  # noqa: E402
+
+with warnings.catch_warnings():  # import-time notices (google-api-core on Python 3.10), before the log file exists
+    warnings.simplefilter("ignore", FutureWarning)
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from tfx import v1 as tfx  # noqa: E402
 
 from lqvae_tf.atomic import write_text  # noqa: E402
-from lqvae_tf.pipeline_components.gate import REPORT_FILE, verdict_markdown  # noqa: E402
+from lqvae_tf.config import preset  # noqa: E402
+from lqvae_tf.pipeline_components.gate import REPORT_FILE, load_user_classifier, verdict_markdown  # noqa: E402
 from lqvae_tf.pipeline_components.records import write_fashion_mnist_records  # noqa: E402
-from pipelines import configs  # noqa: E402
+from pipelines import configs, console  # noqa: E402
 from pipelines.pipeline import create_pipeline  # noqa: E402
 
 # What the TFX CLI cannot pass (it runs this file with no arguments): options, and the run folder.
 ARGS_ENV = "LQVAE_PIPELINE_ARGS"
 OUTPUT_ENV = "LQVAE_PIPELINE_OUTPUT"
 CONFIGS = ("default", "small")
+LOG_FILE = "pipeline.log"
 
 
 def build(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
     """Writes the input TFRecords (once) and returns the pipeline for `config`, with SQLite metadata."""
+    check_gate_classifier(config)
     write_fashion_mnist_records(config.idx_dir, config.data_root, config.train_limit, config.eval_limit)
     os.makedirs(config.output_root, exist_ok=True)
     write_text(os.path.join(config.output_root, "pipeline_config.json"), config.to_json())
@@ -84,7 +99,22 @@ def latest_report(config: configs.PipelineConfig) -> str | None:
     return text
 
 
-def _parse(argv: list[str]) -> configs.PipelineConfig:
+def _value_range(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(value) for value in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (e.g. 0,255), got {text!r}") from None
+    return low, high
+
+
+def check_gate_classifier(config: configs.PipelineConfig) -> None:
+    """Refuses, before anything runs, a user classifier that does not fit the data (see `load_user_classifier`)."""
+    if config.classifier_path is not None:
+        image_shape = preset(config.purifier_preset).replace(**config.purifier_overrides).image_shape
+        load_user_classifier(config.classifier_path, image_shape, config.classifier_range)
+
+
+def _arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--config", choices=CONFIGS, default="default", help="default_config() or small_test_config() of configs.py"
@@ -95,10 +125,25 @@ def _parse(argv: list[str]) -> configs.PipelineConfig:
     parser.add_argument("--epochs", type=int, help="purifier epochs (over the preset's)")
     parser.add_argument("--gate-examples", type=int, help="eval images the robustness gate attacks")
     parser.add_argument("--serving-dir", help="the TF Serving base folder (default <output>/serving)")
+    parser.add_argument("--classifier", help="your own .keras classifier for the robustness gate to attack")
+    parser.add_argument(
+        "--classifier-range",
+        type=_value_range,
+        metavar="LOW,HIGH",
+        help="the pixel range --classifier takes (default 0,1)",
+    )
     parser.add_argument(
         "--beam-arg", action="append", default=None, help="a Beam pipeline option (repeatable), e.g. --runner=..."
     )
-    args = parser.parse_args(argv or shlex.split(os.environ.get(ARGS_ENV, "")))
+    parser.add_argument("--verbose", action="store_true", help="every log line on the terminal, no log file")
+    return parser.parse_args(argv or shlex.split(os.environ.get(ARGS_ENV, "")))
+
+
+def _parse(argv: list[str]) -> configs.PipelineConfig:
+    return _config(_arguments(argv))
+
+
+def _config(args: argparse.Namespace) -> configs.PipelineConfig:
     output = args.output or os.environ.get(OUTPUT_ENV)
     if args.config == "small":
         config = configs.small_test_config(os.path.abspath(output or "runs/pipeline_small"))
@@ -111,15 +156,41 @@ def _parse(argv: list[str]) -> configs.PipelineConfig:
         "gate_examples": args.gate_examples,
         "serving_dir": args.serving_dir and os.path.abspath(args.serving_dir),
         "beam_pipeline_args": args.beam_arg and tuple(args.beam_arg),
+        "classifier_path": args.classifier and os.path.abspath(args.classifier),
+        "classifier_range": args.classifier_range,
     }
     if args.epochs is not None:
         changes["purifier_overrides"] = {**config.purifier_overrides, "epochs": args.epochs}
     return config.replace(**{key: value for key, value in changes.items() if value is not None})
 
 
-if __name__ == "__main__":
+def main(argv: list[str]) -> int:
+    """Runs the pipeline with a quiet terminal (see the module docstring); 0 on success."""
+    args = _arguments(argv)
+    config = _config(args)
     logging.set_verbosity(logging.INFO)
-    chosen = _parse(sys.argv[1:])
-    print(json.dumps({"output_root": chosen.output_root, "serving": chosen.serving_base_dir}))
-    run(chosen)
-    print(latest_report(chosen) or "The robustness gate did not run (see ExampleValidator's anomalies).")
+    if args.verbose:
+        run(config)
+    else:
+        log_path = os.path.join(config.output_root, LOG_FILE)
+        print(f"Pipeline {config.pipeline_name} in {config.output_root}; full log: {log_path}", flush=True)
+        started = time.monotonic()
+        with console.quiet_terminal(log_path):
+            try:
+                run(config)
+            except Exception as error:  # shown in one line here, with its traceback in the log
+                logging.exception("The pipeline failed")
+                failure = error
+            else:
+                failure = None
+        if failure is not None:
+            print(f"The pipeline failed after {time.monotonic() - started:.0f} s: {type(failure).__name__}: {failure}")
+            print(f"The traceback is at the end of {log_path}")
+            return 1
+        print(f"Finished in {time.monotonic() - started:.0f} s.\n")
+    print(latest_report(config) or "The robustness gate did not run (see ExampleValidator's anomalies).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

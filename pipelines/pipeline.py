@@ -55,6 +55,7 @@ def create_pipeline(
     enable_cache: bool = True,
     trainer_run_fn: str | None = None,
     distribute: str = "auto",
+    gate_classifier: dict[str, Any] | None = None,
 ) -> tfx.dsl.Pipeline:
     """Builds the pipeline.
 
@@ -82,6 +83,9 @@ def create_pipeline(
             as in the taxi template).
         distribute: the Trainer's tf.distribute strategy (`custom_config["distribute"]`): "auto"
             (mirrored over every local GPU when there are two or more), "mirrored" or "default".
+        gate_classifier: the user's classifier for the gate (`RobustnessGate`'s `classifier_path`,
+            `classifier_min_value`, `classifier_max_value`, `classifier_digest`); None or empty
+            attacks the Trainer's classifier A.
     """
     if (trainer_module_file is None) == (trainer_run_fn is None):
         raise ValueError("give exactly one of trainer_module_file and trainer_run_fn")
@@ -126,6 +130,7 @@ def create_pipeline(
             num_examples=int(gate_examples),
             split=EVAL_SPLIT,
             batch_size=int(gate_batch_size),
+            **(gate_classifier or {}),
         )
         with tfx.dsl.Cond(gate.outputs["blessing"].future()[0].custom_property("blessed") == 1):
             pusher = ServingPusher(

@@ -63,11 +63,34 @@ def refused_run(pipelines_api, tmp_path_factory):
     return config, _versions(config)
 
 
+def small_classifier(image_shape=(28, 28, 1), classes=10, rescale=None, name="users_classifier"):
+    """A user's own classifier as one might write it: a Sequential `keras.Model` ending in a softmax."""
+    import keras
+
+    layers = [keras.Input(shape=image_shape)]
+    layers += [keras.layers.Rescaling(rescale)] if rescale else []
+    layers += [
+        keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(classes, activation="softmax"),
+    ]
+    return keras.Sequential(layers, name=name)
+
+
 @pytest.fixture(scope="module")
-def pushed_run(pipelines_api, refused_run):
-    """The same pipeline root re-run with thresholds that are met: version 1 is pushed."""
+def user_classifier(tmp_path_factory) -> str:
+    """A user's `.keras` classifier for the pushed run's gate (untrained: the thresholds are 0)."""
+    path = str(tmp_path_factory.mktemp("classifier") / "mine.keras")
+    small_classifier().save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pushed_run(pipelines_api, refused_run, user_classifier):
+    """The same pipeline root re-run with thresholds that are met, and the user's own classifier
+    in the gate (the refused run's was the Trainer's classifier A): version 1 is pushed."""
     configs, local_runner, _ = pipelines_api
-    config = configs.small_test_config(refused_run[0].output_root)
+    config = configs.small_test_config(refused_run[0].output_root, classifier_path=user_classifier)
     local_runner.run(config)
     return config
 
@@ -110,6 +133,9 @@ def test_unmet_threshold_is_not_blessed_and_leaves_the_serving_folder_untouched(
     refused = blessings[0].custom_properties
     assert refused["blessed"].int_value == 0
     assert refused["accuracy_fgsm"].double_value < 100.0  # the measured accuracy is in MLMD
+    evaluation = min(_store(config).get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
+    with open(os.path.join(evaluation.uri, "robustness.json"), encoding="utf-8") as handle:
+        assert json.load(handle)["classifier"] == "the Trainer's classifier.keras"  # classifier A, the default
     assert "accuracy_bpda-pgd" in refused and "clean" in refused
 
 
@@ -133,6 +159,7 @@ def test_gate_records_every_accuracy_in_its_artifact_and_metadata(pushed_run):
     with open(os.path.join(evaluation.uri, "robustness.json"), encoding="utf-8") as handle:
         report = json.load(handle)
     assert report["blessed"] is True and report["n"] == pushed_run.gate_examples
+    assert report["classifier"] == pushed_run.classifier_path  # the user's, attacked white-box and end to end
     assert os.path.isfile(os.path.join(evaluation.uri, "results.md"))
     assert [check["check"] for check in report["checks"]] == ["clean", "accuracy_fgsm", "accuracy_bpda-pgd"]
     for check in report["checks"]:
@@ -172,7 +199,9 @@ def test_tfx_cli_creates_and_runs_the_pipeline_from_cache(pipelines_api, pushed_
     env = {
         **os.environ,
         "LOCAL_HOME": str(tmp_path / "tfx_home"),  # the CLI's record of pipelines, kept out of $HOME
-        "LQVAE_PIPELINE_ARGS": f"--config small --output {pushed_run.output_root}",
+        "LQVAE_PIPELINE_ARGS": (
+            f"--config small --output {pushed_run.output_root} --classifier {pushed_run.classifier_path}"
+        ),
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
     for command in (
@@ -190,6 +219,27 @@ def test_tfx_cli_creates_and_runs_the_pipeline_from_cache(pipelines_api, pushed_
     for component in ("ImportExampleGen", "StatisticsGen", "Trainer", "RobustnessGate", "ServingPusher"):
         assert latest[component] == metadata_store_pb2.Execution.CACHED, component
     assert _versions(pushed_run) == ["1"]
+
+
+def test_make_run_prints_a_line_per_component_and_the_verdict_under_60_lines(pipelines_api, pushed_run):
+    """`python -m pipelines.local_runner` as `make run` calls it, on the pushed run's root (every
+    component cached): a short terminal, the full log in <output>/pipeline.log."""
+    _, local_runner, pipeline = pipelines_api
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    command = [sys.executable, "-m", "pipelines.local_runner", "--config", "small", "--output", pushed_run.output_root]
+    command += ["--classifier", pushed_run.classifier_path]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}  # as the Makefile sets it
+    completed = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-3000:]
+    lines = (completed.stdout + completed.stderr).splitlines()
+    assert len(lines) < 60, "\n".join(lines)
+    for component in pipeline.COMPONENT_IDS:
+        assert any(line.startswith(component + " ") and line.endswith("cached") for line in lines), component
+    assert any(line.startswith("Robustness gate on") for line in lines)
+    log = os.path.join(pushed_run.output_root, local_runner.LOG_FILE)
+    assert f"full log: {log}" in lines[0]
+    with open(log, encoding="utf-8") as handle:
+        assert "Component Trainer is running." in handle.read()  # TFX's INFO lines went to the file
 
 
 def test_example_validator_reports_a_misshaped_input_and_training_never_starts(pipelines_api, tmp_path):
@@ -256,3 +306,56 @@ def test_gate_rejects_a_malformed_attack_suite(pipelines_api, suite, message):
 
     with pytest.raises(ValueError, match=message):
         parse_suite(suite)
+
+
+def test_gate_takes_a_users_classifier_in_its_own_pixel_range(pipelines_api, tmp_path, fmnist_images):
+    from lqvae_tf.pipeline_components.gate import load_user_classifier
+
+    classifier = small_classifier(rescale=1 / 255.0)
+    path = str(tmp_path / "pixels_0_255.keras")
+    classifier.save(path)
+    wrapped = load_user_classifier(path, (28, 28, 1), value_range=(0.0, 255.0))
+    images = fmnist_images[:4]
+    expected = np.log(classifier.predict(images * 255.0, verbose=0))  # the softmax's logits, up to a constant
+    got = wrapped.predict(images, verbose=0)  # [0, 1] images in, logits out
+    np.testing.assert_allclose(
+        got - got.mean(-1, keepdims=True), expected - expected.mean(-1, keepdims=True), atol=1e-4
+    )
+
+
+@pytest.mark.parametrize(
+    "classifier, value_range, message",
+    [
+        (
+            dict(image_shape=(32, 32, 3)),
+            (0.0, 1.0),
+            r"takes inputs of shape \(32, 32, 3\); the data's images are \(28, 28, 1\)",
+        ),
+        (dict(rescale=1 / 255.0), (0.0, 1.0), r"starts with Rescaling\(scale=0\.003922\).*--classifier-range 0,255"),
+    ],
+)
+def test_gate_refuses_a_classifier_that_does_not_fit_the_data(
+    pipelines_api, tmp_path, classifier, value_range, message
+):
+    from lqvae_tf.pipeline_components.gate import load_user_classifier
+
+    path = str(tmp_path / "theirs.keras")
+    small_classifier(**classifier).save(path)
+    with pytest.raises(ValueError, match=message) as refused:
+        load_user_classifier(path, (28, 28, 1), value_range)
+    assert path in str(refused.value)
+    configs, local_runner, _ = pipelines_api
+    config = configs.small_test_config(str(tmp_path / "run"), classifier_path=path, classifier_range=value_range)
+    with pytest.raises(ValueError, match=message):
+        local_runner.build(config)  # refused before the pipeline starts
+    assert not os.path.exists(config.output_root)
+
+
+def test_the_users_classifier_reaches_the_gate_as_parameters(pipelines_api, tmp_path, user_classifier):
+    configs, _, pipeline = pipelines_api
+    config = configs.small_test_config(str(tmp_path), classifier_path=user_classifier, classifier_range=(0.0, 255.0))
+    built = pipeline.create_pipeline(**config.pipeline_arguments(), trainer_module_file=configs.TRAINER_MODULE_FILE)
+    (gate,) = [component for component in built.components if component.id == "RobustnessGate"]
+    assert gate.exec_properties["classifier_path"] == user_classifier
+    assert (gate.exec_properties["classifier_min_value"], gate.exec_properties["classifier_max_value"]) == (0.0, 255.0)
+    assert len(gate.exec_properties["classifier_digest"]) == 64

@@ -32,6 +32,12 @@ def test_local_runner_options_reach_the_configuration(tmp_path, monkeypatch):
     monkeypatch.setenv(local_runner.ARGS_ENV, f"--config small --output {tmp_path}")
     from_env = local_runner._parse([])  # as the TFX CLI runs the file: no arguments
     assert from_env.train_limit == 256 and from_env.output_root == str(tmp_path)
+    (tmp_path / "mine.keras").write_bytes(b"a model")
+    users = local_runner._parse(["--classifier", str(tmp_path / "mine.keras"), "--classifier-range", "0,255"])
+    assert (users.classifier_path, users.classifier_range) == (str(tmp_path / "mine.keras"), (0.0, 255.0))
+    gate = users.pipeline_arguments()["gate_classifier"]  # the gate's parameters, the file's digest among them
+    assert gate["classifier_max_value"] == 255.0 and len(gate["classifier_digest"]) == 64
+    assert configs.small_test_config(str(tmp_path)).pipeline_arguments()["gate_classifier"] == {}
 
 
 @pytest.mark.parametrize(
@@ -43,6 +49,8 @@ def test_local_runner_options_reach_the_configuration(tmp_path, monkeypatch):
         ({"purifier_preset": "imagenet"}, "unknown purifier preset"),
         ({"train_limit": 0}, "must be positive"),
         ({"distribute": "tpu"}, "unknown distribution strategy 'tpu'"),
+        ({"classifier_range": (1.0, 0.0)}, "classifier_range must be"),
+        ({"classifier_path": "/nonexistent/mine.keras"}, "classifier_path /nonexistent/mine.keras does not exist"),
     ],
 )
 def test_impossible_settings_are_rejected(tmp_path, changes, message):

@@ -309,7 +309,7 @@ def load(name: str | DatasetInfo, split: str = "train", **kwargs) -> tf.data.Dat
     if isinstance(name, DatasetInfo):
         if name.name in DATASETS:
             return LOADERS[name.name](split, **kwargs)
-        return user_dataset(name.name, split, image_size=name.image_shape[:2], **kwargs)
+        return user_dataset(name.name, split, image_size=name.image_shape[:2], channels=name.image_shape[2], **kwargs)
     if name not in DATASETS and os.path.exists(name):
         return user_dataset(name, split, **kwargs)
     return LOADERS[dataset_info(name).name](split, **kwargs)

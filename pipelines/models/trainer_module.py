@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import keras
 import numpy as np
@@ -36,12 +37,38 @@ from lqvae_tf.data import batched, dataset_info, take_images
 from lqvae_tf.data.image_folder import scale_pixels
 from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
 from lqvae_tf.distribute import make_strategy
+from lqvae_tf.pipeline_components.progress import progress
 from lqvae_tf.pipeline_components.records import read_arrays
 from lqvae_tf.training import fit_purifier
 
 PURIFIER_FILE = "purifier.keras"
 CLASSIFIER_FILE = "classifier.keras"
 GRID_IMAGES = 10  # eval images in the TensorBoard input-vs-purified summaries
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """One progress line per epoch, `<what> epoch i/n: metric value, ... (seconds)`, for the main job's terminal.
+
+    Args:
+        what: the model's name in the line ("purifier", "classifier").
+        metrics: the logs' keys to show, those present.
+    """
+
+    def __init__(self, what: str, metrics: tuple[str, ...] = ("loss_f", "loss", "accuracy", "val_accuracy")):
+        super().__init__()
+        self.what = what
+        self.metrics = metrics
+        self.started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        shown = ", ".join(f"{name} {float(logs[name]):.4g}" for name in self.metrics if name in logs)
+        total = self.params.get("epochs", "?")
+        seconds = time.monotonic() - self.started
+        progress.info("%s epoch %d/%s: %s (%.0f s)", self.what, epoch + 1, total, shown, seconds)
 
 
 def _dataset(images: np.ndarray, labels: np.ndarray, value_range) -> tf.data.Dataset:
@@ -60,7 +87,9 @@ def train_purifier(settings: dict, train, evaluation, log_dir: str, strategy) ->
     train_set = _dataset(*train, config.value_range)
     eval_set = _dataset(*evaluation, config.value_range)
     grid = take_images(eval_set, GRID_IMAGES)
-    return fit_purifier(config, train_set, eval_set, log_dir, grid, verbose=2, strategy=strategy)
+    return fit_purifier(
+        config, train_set, eval_set, log_dir, grid, callbacks=[EpochProgress("purifier")], verbose=2, strategy=strategy
+    )
 
 
 def train_classifier(settings: dict, train, evaluation, log_dir: str, seed: int, strategy) -> tuple[keras.Model, dict]:
@@ -75,7 +104,7 @@ def train_classifier(settings: dict, train, evaluation, log_dir: str, seed: int,
         batched(_dataset(*train, CLASSIFIER_VALUE_RANGE), settings["batch_size"], shuffle=True, seed=seed),
         validation_data=batched(_dataset(*evaluation, CLASSIFIER_VALUE_RANGE), settings["batch_size"]),
         epochs=settings["epochs"],
-        callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir)],
+        callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir), EpochProgress("classifier")],
         verbose=2,
     )
     return model, history.history
