@@ -4,7 +4,7 @@ import keras
 import pytest
 import requests
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from lqvae_tf import LQVAE
@@ -24,22 +24,25 @@ def server_url(tmp_path_factory):
         yield url
 
 
-@pytest.fixture(scope="module")
-def api_schema(server_url):
-    return schemathesis.openapi.from_url(f"{server_url}/openapi.json")
+def test_no_generated_request_gets_a_server_error(server_url):
+    # schemathesis's pytest integration (from_fixture) does not run under pytest 9, so each
+    # operation's hypothesis strategy is driven here directly.
+    schema = schemathesis.openapi.from_url(f"{server_url}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) == 9
 
+    for operation in operations:
 
-schema = schemathesis.pytest.from_fixture("api_schema")
+        @given(case=operation.as_strategy())
+        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+        def check(case):
+            response = case.call(base_url=server_url)
+            case.validate_response(response, checks=[not_a_server_error])
+            assert response.status_code < 500, (case.path, response.text)
+            if response.status_code >= 400 and case.method.upper() != "HEAD":
+                assert "error" in response.json()
 
-
-@schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-def test_no_generated_request_gets_a_server_error(case, server_url):
-    response = case.call(base_url=server_url)
-    case.validate_response(response, checks=[not_a_server_error])
-    assert response.status_code < 500
-    if response.status_code >= 400:
-        assert "error" in response.json()
+        check()
 
 
 def test_the_server_keeps_serving_after_the_fuzzing(server_url):
