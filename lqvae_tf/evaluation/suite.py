@@ -188,7 +188,8 @@ def run_suite(
     for spec, text in zip(parsed, specs):
         unknown = [name for name in spec.on if name not in classifiers]
         if unknown:
-            raise ValueError(f"attack spec {text!r}: on= names {unknown}, not among the classifiers {list(classifiers)}")
+            known = list(classifiers)
+            raise ValueError(f"attack spec {text!r}: on= names {unknown}, not among the classifiers {known}")
     attacks = {
         spec: make_attack(spec.attack, **{**attack_params.get(spec.attack, {}), **dict(spec.params)}) for spec in parsed
     }
