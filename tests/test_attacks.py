@@ -83,7 +83,7 @@ def adversarial(classifier, held_out):
 
 # ---------------------------------------------------------------------------------- registry
 def test_registry_lists_every_attack_with_json_defaults():
-    assert set(ATTACKS) == {"fgsm", "bim", "pgd", "pgd_l2", "mim", "cw", "spsa", "deepfool", "authors_fgsm"}
+    assert set(ATTACKS) == {"fgsm", "bim", "pgd", "pgd_l2", "mim", "cw", "spsa", "deepfool", "authors_fgsm", "square"}
     json.dumps(ATTACKS, allow_nan=False)  # strict JSON: no Infinity for an L-inf norm
 
 

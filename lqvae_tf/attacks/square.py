@@ -8,7 +8,7 @@ The window's area is a fraction `p` of the image that halves on the paper's sche
 calls `model_fn` forward, so a filter's zero or false gradients cannot stop it: if it beats the
 gradient attacks on a defense, that defense masks its gradients.
 
-Importing this module registers "square" with `make_attack`.
+Imported by `lqvae_tf.attacks`, which registers "square" with `make_attack`.
 """
 
 from __future__ import annotations
