@@ -27,14 +27,24 @@ TRAIN, HELD_OUT = slice(0, 2000), slice(5000, 5100)
 # accuracy drop each must reach stays the same.
 TEST_PARAMS = {
     "spsa": dict(nb_iter=20, spsa_samples=64),
+    "square": dict(n_queries=300),
 }
-L_INF_BOUNDED = ("fgsm", "bim", "pgd", "mim", "spsa")
+L_INF_BOUNDED = ("fgsm", "bim", "pgd", "mim", "spsa", "square")
 L2_BOUNDED = ("pgd_l2",)
 MIN_ACCURACY_DROP = 0.3
 # What each leaves of the clean accuracy (about 0.75), with room above what they reach
 # (0 for all but pgd_l2, 0.1, and spsa at its test settings, 0.25).
 MAX_ACCURACY_LEFT = dict(
-    fgsm=0.1, bim=0.05, pgd=0.05, mim=0.05, cw=0.05, deepfool=0.05, pgd_l2=0.2, spsa=0.4, authors_fgsm=0.4
+    fgsm=0.1,
+    bim=0.05,
+    pgd=0.05,
+    mim=0.05,
+    cw=0.05,
+    deepfool=0.05,
+    pgd_l2=0.2,
+    spsa=0.4,
+    authors_fgsm=0.4,
+    square=0.4,
 )
 
 
