@@ -14,7 +14,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lqvae_tf.classifiers.train import VALUE_RANGE, check_training_arguments, load_splits, save_with_summary
+from lqvae_tf.classifiers.train import (
+    VALUE_RANGE,
+    check_training_arguments,
+    load_splits,
+    save_with_summary,
+    training_summary,
+)
 from lqvae_tf.data import batched
 from lqvae_tf.defenses import LQVAEDefense
 from lqvae_tf.evaluation.stats import accuracy_of
@@ -153,14 +159,10 @@ def adapt_classifier(
     summary = {
         "classifier": os.path.abspath(classifier_path),
         "purifier": os.path.abspath(purifier_path),
-        "dataset": dataset,
-        "model": os.path.basename(out_path),
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "limit": limit,
+        **training_summary(
+            os.path.basename(classifier_path), dataset, out_path, epochs, batch_size, learning_rate, limit, seed
+        ),
         "test_limit": test_limit,
-        "seed": seed,
         "train_accuracy": history["accuracy"][-1],
         "test_accuracy": {"before": before, "after": after},
     }
