@@ -1,69 +1,94 @@
-"""Benchmark: REST serving latency and throughput against in-process `purify`, in one run.
+"""Benchmark: REST serving latency and throughput against in-process calls, in one run.
 
 Exports the given purifier (default: a fresh default-preset model; pass --model for a trained
-one) and measures, in one process: in-process `purify` at batch 1 and 32 (the reference), then
-the embedded server on loopback under 1, 8 and 32 concurrent clients sending batch-1 requests,
-without and with server-side batching (TF Serving's --enable_batching; parameters below).
-Latency p50/p99 and images/s per row. Run: `python bench/bench_serving.py` (about 20 requests per
-client; `--requests 2` for a smoke run); the table is printed and appended to bench/RESULTS.md.
+one) and measures, in one run:
+
+- the references: in-process Keras `purify` and the exported SavedModel's `serving_default`
+  called in-process, at batch 1 and 32;
+- `lqvae serve` started as its own process (as a user runs it), on loopback, under 1, 8 and 32
+  concurrent clients sending batch-1 `:predict` requests, without and with server-side batching
+  (TF Serving's --enable_batching; parameters below). The clients are `bench/http_load.py`, a
+  closed-loop keep-alive generator in a separate process (as `wrk` would be).
+
+Latency p50/p99 and images/s per row; every answer must be a 200. Run:
+`python bench/bench_serving.py --model path/to/purifier.keras` (`--requests 5` for a smoke run);
+the table is printed and appended to bench/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import socket
+import subprocess
+import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import orjson  # noqa: E402
+import requests  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from http_load import run_load  # noqa: E402
 from results_table import RESULTS, append_table  # noqa: E402
 
 from lqvae_tf import LQVAE, preset  # noqa: E402
 from lqvae_tf.data import DEBIAN_FASHION_MNIST, load_idx_arrays  # noqa: E402
-from lqvae_tf.serving import RestClient, export_purifier  # noqa: E402
-from lqvae_tf.serving.batching import BatchingParameters  # noqa: E402
-from lqvae_tf.serving.server import running_server  # noqa: E402
+from lqvae_tf.serving import export_purifier  # noqa: E402
 
 
-def in_process(model: LQVAE, images: np.ndarray, batch: int, requests: int) -> tuple[float, float, float]:
+def timed(call, images: np.ndarray, batch: int, requests: int) -> tuple[float, float, float]:
+    """p50 and p99 latency (s) and images/s of `call` on consecutive batches."""
     latencies = []
     for i in range(requests):
         chunk = images[(i * batch) % 4096 :][:batch]
         start = time.perf_counter()
-        model.purify(chunk, batch_size=batch)
+        call(chunk)
         latencies.append(time.perf_counter() - start)
-    total = sum(latencies)
-    return np.percentile(latencies, 50), np.percentile(latencies, 99), batch * requests / total
+    return np.percentile(latencies, 50), np.percentile(latencies, 99), batch * requests / sum(latencies)
 
 
-def over_rest(url: str, images: np.ndarray, batch: int, clients: int, requests: int):
-    def worker(index: int) -> list[float]:
-        client = RestClient(url, "lqvae")
-        latencies = []
-        for i in range(requests):
-            chunk = images[((index * requests + i) * batch) % 4096 :][:batch]
-            start = time.perf_counter()
-            client.predict(chunk)
-            latencies.append(time.perf_counter() - start)
-        return latencies
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
-    start = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        latencies = [t for part in pool.map(worker, range(clients)) for t in part]
-    wall = time.perf_counter() - start
-    return np.percentile(latencies, 50), np.percentile(latencies, 99), batch * clients * requests / wall
+
+@contextlib.contextmanager
+def server_process(base: str, batching_file: str | None):
+    """`lqvae serve` in its own process; yields its URL once the model answers."""
+    port = _free_port()
+    command = [sys.executable, "-m", "lqvae_tf.cli.main", "serve", "--model_base_path", base, "--port", str(port)]
+    if batching_file:
+        command += ["--enable_batching", "--batching_parameters_file", batching_file]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            with contextlib.suppress(requests.ConnectionError):
+                if requests.get(f"{url}/v1/models/lqvae", timeout=5).status_code == 200:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"lqvae serve did not start: {' '.join(command)}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", help="a trained purifier .keras (default: fresh default preset)")
-    parser.add_argument("--requests", type=int, default=20, help="requests per client")
+    parser.add_argument("--requests", type=int, default=100, help="requests per client")
     parser.add_argument("--max_batch_size", type=int, default=32, help="server-side batching: max batch")
     parser.add_argument("--batch_timeout_micros", type=int, default=2000, help="server-side batching: wait")
+    parser.add_argument("--num_batch_threads", type=int, default=1, help="server-side batching: threads")
     parser.add_argument("--results", default=RESULTS)
     args = parser.parse_args()
 
@@ -71,26 +96,55 @@ def main() -> None:
     images = load_idx_arrays(DEBIAN_FASHION_MNIST, "test")[0][:4200].astype(np.float32) / 255.0
     low, high = model.config.value_range
     images = images * (high - low) + low
-    batching = BatchingParameters(max_batch_size=args.max_batch_size, batch_timeout_micros=args.batch_timeout_micros)
-    rows = []
-    for batch in (1, 32):
-        model.purify(images[:batch], batch_size=batch)  # trace
-        p50, p99, rate = in_process(model, images, batch, args.requests * 4)
-        rows.append(f"| {batch} | in-process `purify` | - | {p50 * 1000:.1f} | {p99 * 1000:.1f} | {rate:.0f} |")
+    rows, failures = [], 0
     with tempfile.TemporaryDirectory() as base:
         export_purifier(model, base, "lqvae", warmup=False)
-        for label, parameters in (("REST, no batching", None), ("REST, --enable_batching", batching)):
-            with running_server(os.path.join(base, "lqvae"), "lqvae", batching=parameters) as url:
-                RestClient(url, "lqvae").predict(images[:1])  # warm
+        serving_default = tf.saved_model.load(os.path.join(base, "lqvae", "1")).signatures["serving_default"]
+        references = {
+            "in-process Keras `purify`": lambda chunk: model.purify(chunk, batch_size=len(chunk)),
+            "in-process SavedModel `serving_default`": lambda chunk: serving_default(images=tf.constant(chunk)),
+        }
+        best_batched = 0.0
+        for batch in (1, 32):
+            for label, call in references.items():
+                call(images[:batch])  # trace
+                p50, p99, rate = timed(call, images, batch, args.requests * 4)
+                best_batched = max(best_batched, rate) if batch == 32 else best_batched
+                rows.append(f"| {batch} | {label} | - | {p50 * 1000:.1f} | {p99 * 1000:.1f} | {rate:.0f} | - |")
+        bodies = os.path.join(base, "bodies.jsonl")
+        with open(bodies, "wb") as file:
+            for i in range(256):
+                file.write(orjson.dumps({"inputs": images[i : i + 1].tolist()}) + b"\n")
+        batching_file = os.path.join(base, "batching.txt")
+        with open(batching_file, "w") as file:
+            file.write(
+                f"max_batch_size {{ value: {args.max_batch_size} }}\n"
+                f"batch_timeout_micros {{ value: {args.batch_timeout_micros} }}\n"
+                f"num_batch_threads {{ value: {args.num_batch_threads} }}\n"
+            )
+        for label, parameters in (("REST, no batching", None), ("REST, --enable_batching", batching_file)):
+            with server_process(os.path.join(base, "lqvae"), parameters) as url:
+                predict = f"{url}/v1/models/lqvae:predict"
+                run_load(predict, bodies, 8, 5)  # warm every path
                 for clients in (1, 8, 32):
-                    p50, p99, rate = over_rest(url, images, 1, clients, args.requests)
-                    rows.append(f"| 1 | {label} | {clients} | {p50 * 1000:.1f} | {p99 * 1000:.1f} | {rate:.0f} |")
+                    result = run_load(predict, bodies, clients, args.requests)
+                    latencies, statuses = result["latencies"], result["statuses"]
+                    failures += sum(n for status, n in statuses.items() if status != "200")
+                    rate = len(latencies) / result["wall_s"]
+                    p50, p99 = np.percentile(latencies, 50), np.percentile(latencies, 99)
+                    share = f"{rate / best_batched:.0%}"
+                    rows.append(
+                        f"| 1 | {label} | {clients} | {p50 * 1000:.1f} | {p99 * 1000:.1f} | {rate:.0f} | {share} |"
+                    )
+    if failures:
+        raise SystemExit(f"{failures} requests did not get a 200")
     append_table(
         "Serving latency and throughput",
-        f"requests per client={args.requests}; loopback HTTP, JSON columnar format; model width "
-        f"{model.config.width}; batching max_batch_size={args.max_batch_size}, "
-        f"batch_timeout_micros={args.batch_timeout_micros}, num_batch_threads=1",
-        ["batch", "path", "concurrent clients", "p50 ms", "p99 ms", "images/s"],
+        f"requests per client={args.requests}; server and clients are separate processes on loopback, "
+        f"JSON columnar format; model width {model.config.width}; batching "
+        f"max_batch_size={args.max_batch_size}, batch_timeout_micros={args.batch_timeout_micros}, "
+        f"num_batch_threads={args.num_batch_threads}; share = images/s over the best in-process batch-32 rate",
+        ["batch", "path", "concurrent clients", "p50 ms", "p99 ms", "images/s", "share of in-process batch 32"],
         rows,
         args.results,
     )

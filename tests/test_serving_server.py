@@ -326,10 +326,11 @@ def test_images_are_checked_from_their_header_before_decoding(served, image, mes
     assert response.status_code == 400 and message in response.json()["error"]
 
 
-def test_limits_images_per_request_read_timeout_and_connections(tmp_path, purifier):
+@pytest.mark.parametrize("http_parser", ["httptools", "h11"])
+def test_limits_images_per_request_read_timeout_and_connections(tmp_path, purifier, http_parser):
     export_purifier(purifier, str(tmp_path), "lqvae", warmup=False)
     limits = ServingLimits(max_images_per_request=4, request_read_timeout_s=0.5, max_connections=3)
-    with running_server(str(tmp_path / "lqvae"), "lqvae", limits=limits) as url:
+    with running_server(str(tmp_path / "lqvae"), "lqvae", limits=limits, http_parser=http_parser) as url:
         too_many = requests.post(f"{url}/v1/models/lqvae:predict", json={"inputs": np.zeros((5, 28, 28, 1)).tolist()})
         assert too_many.status_code == 413 and "at most 4 per request" in too_many.json()["error"]
         host, port = url.removeprefix("http://").split(":")
@@ -338,6 +339,11 @@ def test_limits_images_per_request_read_timeout_and_connections(tmp_path, purifi
             slow.settimeout(10)
             answer = slow.recv(4096)
         assert answer.startswith(b"HTTP/1.1 408") and b'"error"' in answer
+        with socket.create_connection((host, int(port))) as garbage:  # not HTTP at all: uvicorn's 400, as JSON
+            garbage.sendall(b"\x00\x01 NOT HTTP\r\n\r\n")
+            garbage.settimeout(10)
+            answer = garbage.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 400") and b'{"error":' in answer
         idle = [socket.create_connection((host, int(port))) for _ in range(3)]
         try:
             extra = socket.create_connection((host, int(port)))

@@ -125,8 +125,22 @@ def _add_serve(subparsers) -> None:
     # Flag names as tensorflow_model_server's, so commands carry over.
     parser.add_argument("--model_base_path", required=True, help="<base>/<name>, holding versions")
     parser.add_argument("--model_name", default="lqvae")
-    parser.add_argument("--port", type=int, default=8501, help="REST port (TF Serving's --rest_api_port)")
+    parser.add_argument(
+        "--rest_api_port", "--port", dest="port", type=int, default=8501, help="the REST API's port (default 8501)"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    parser.add_argument(
+        "--tensorflow_intra_op_parallelism",
+        type=int,
+        default=0,
+        help="threads one TensorFlow op may use (default 0: TensorFlow picks, one per core)",
+    )
+    parser.add_argument(
+        "--tensorflow_inter_op_parallelism",
+        type=int,
+        default=0,
+        help="TensorFlow ops run in parallel (default 0: TensorFlow picks)",
+    )
     parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
     parser.add_argument("--version_policy", choices=("latest", "all"), default="latest")
     parser.add_argument(
@@ -159,10 +173,17 @@ def _add_serve(subparsers) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import tensorflow as tf
+
     from lqvae_tf.serving.batching import BatchingParameters, parse_batching_parameters
     from lqvae_tf.serving.limits import ServingLimits
     from lqvae_tf.serving.server import serve
 
+    for flag in ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism"):
+        if getattr(args, flag) < 0:
+            raise ValueError(f"--{flag} must be 0 (TensorFlow picks) or a positive number of threads")
+    tf.config.threading.set_intra_op_parallelism_threads(args.tensorflow_intra_op_parallelism)
+    tf.config.threading.set_inter_op_parallelism_threads(args.tensorflow_inter_op_parallelism)
     batching = None
     if args.batching_parameters_file:
         with open(args.batching_parameters_file) as file:
