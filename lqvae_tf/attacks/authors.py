@@ -43,7 +43,9 @@ def authors_fgsm(
     model_fn: ModelFn, x: tf.Tensor, y: tf.Tensor, *, eps: float, out_of_range: str, clip_min: float, clip_max: float
 ) -> tf.Tensor:
     """`x + eps * sign(grad_x sigmoid_xent(onehot(y), logits(x)))`, then min-max rescaled (or clipped)."""
-    with tf.GradientTape() as tape:
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        # Only x: a tape that also watched the weights would record (and keep in memory) every
+        # step of a defense's inner search, e.g. Defense-GAN's 200 x 10 descent, though x is cut off from it.
         tape.watch(x)
         logits = model_fn(x)
         targets = tf.one_hot(y, tf.shape(logits)[-1], dtype=logits.dtype)

@@ -77,7 +77,7 @@ def _deepfool(model_fn, x, y, nb_candidate, overshoot, max_iter, clip_min, clip_
 
     def step(r_total, active):
         x_point = point(r_total)
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(x_point)
             f = tf.gather(model_fn(x_point), candidates, batch_dims=1)  # (batch, candidates)
         grads = tape.batch_jacobian(f, x_point)  # (batch, candidates, *image)

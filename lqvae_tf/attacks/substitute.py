@@ -25,7 +25,7 @@ def jacobian_augmentation(
 ) -> np.ndarray:
     """`x + step * sign(d substitute_y(x) / dx)` for each image and its oracle label y."""
     x = tf.constant(images, tf.float32)
-    with tf.GradientTape() as tape:
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(x)
         outputs = substitute(x, training=False)
         chosen = tf.gather(outputs, tf.constant(labels, tf.int64), axis=1, batch_dims=1)
