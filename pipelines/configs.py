@@ -16,7 +16,9 @@ from typing import Any
 
 from lqvae_tf.config import PRESETS
 from lqvae_tf.data import DEBIAN_FASHION_MNIST
+from lqvae_tf.data.registry import DatasetInfo, dataset_info
 from lqvae_tf.distribute import STRATEGIES
+from lqvae_tf.models.architectures import architecture_for
 
 PIPELINE_NAME = "lqvae"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,7 +53,16 @@ class PipelineConfig:
         output_root: the run's folder: `tfx/` (pipeline root), `metadata.db`, `data/` (the
             TFRecords ingested) and `serving/` (the TF Serving models) unless set apart below.
         idx_dir: the Fashion-MNIST IDX files.
-        train_limit / eval_limit: ingest the first N train / test images only (None: all).
+        train_limit / eval_limit: ingest the first N train / test images only (None: all);
+            Fashion-MNIST only.
+        data_path: your own dataset instead of Fashion-MNIST: a folder of PNG/JPEG images (one
+            subfolder per class, or a labels.csv), a .npz or TFRecords (`lqvae_tf.data.user_data`),
+            ingested by the pipeline's `UserDataExampleGen`; set it with `with_user_data`, which
+            inspects the files and fills the three fields below.
+        image_size: (height, width) every image of `data_path` is cropped and resized to (None:
+            their own size, which they must share).
+        image_shape / num_classes: `data_path`'s image shape and number of classes (None for
+            Fashion-MNIST, which the dataset registry describes).
         purifier_preset: the `LQVAEConfig` preset the purifier starts from.
         purifier_overrides: `LQVAEConfig` fields over the preset (epochs, width, latent_dim...).
         classifier_name: the Defense-GAN classifier ("A".."E") the Trainer trains; the gate
@@ -66,7 +77,8 @@ class PipelineConfig:
         attack_suite: the gate's checks; all must pass for the model to be pushed.
         serving_model_name: the name the purifier is served under (`/v1/models/<name>`).
         serving_dir: the TF Serving base folder (default `<output_root>/serving`).
-        beam_pipeline_args: Beam options for the data components (DirectRunner by default).
+        beam_pipeline_args: Beam options for the data components (DirectRunner by default;
+            `direct_runner_args(workers)` for several local processes).
         distribute: the Trainer's tf.distribute strategy (`lqvae_tf.distribute.make_strategy`):
             "auto" (every local GPU when there are two or more), "mirrored" or "default".
     """
@@ -76,6 +88,10 @@ class PipelineConfig:
     idx_dir: str = DEBIAN_FASHION_MNIST
     train_limit: int | None = None
     eval_limit: int | None = None
+    data_path: str | None = None
+    image_size: tuple[int, int] | None = None
+    image_shape: tuple[int, int, int] | None = None
+    num_classes: int | None = None
     purifier_preset: str = "fashion_mnist"
     purifier_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     classifier_name: str = "A"
@@ -106,6 +122,16 @@ class PipelineConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be positive or None, got {value}")
+        described = (self.image_shape is not None, self.num_classes is not None)
+        if self.data_path is None and (any(described) or self.image_size is not None):
+            raise ValueError("image_size, image_shape and num_classes describe data_path, which is not set")
+        if self.data_path is not None:
+            if not all(described):
+                raise ValueError(
+                    "data_path needs its image_shape and num_classes: build the config with with_user_data"
+                )
+            if self.train_limit is not None or self.eval_limit is not None:
+                raise ValueError("train_limit and eval_limit slice Fashion-MNIST; they do not apply to data_path")
         if self.eval_limit is not None and self.gate_examples > self.eval_limit:
             raise ValueError(f"gate_examples ({self.gate_examples}) exceeds the eval split ({self.eval_limit})")
         if self.gate_examples < 1 or self.classifier_epochs < 1:
@@ -142,18 +168,34 @@ class PipelineConfig:
         return self.serving_dir or os.path.join(self.output_root, "serving")
 
     @property
-    def purifier_settings(self) -> dict[str, Any]:
-        """The Trainer's `custom_config["purifier"]`."""
-        return {"preset": self.purifier_preset, "overrides": dict(self.purifier_overrides)}
+    def dataset(self) -> DatasetInfo:
+        """What the pipeline ingests: Fashion-MNIST as the registry knows it, or `data_path` as inspected."""
+        if self.data_path is None:
+            return dataset_info("fashion_mnist")
+        return DatasetInfo(self.data_path, tuple(self.image_shape), int(self.num_classes), reader="UserDataExampleGen")
 
     @property
-    def classifier_settings(self) -> dict[str, Any]:
-        """The Trainer's `custom_config["classifier"]`."""
+    def purifier_settings(self) -> dict[str, Any]:
+        """The Trainer's `custom_config["purifier"]`: for your own data, at its image shape with the
+        architecture for that size (`architecture_for`)."""
+        overrides = dict(self.purifier_overrides)
+        if self.data_path is not None:
+            shape = self.dataset.image_shape
+            overrides.update(image_shape=list(shape), architecture=architecture_for(shape))
+        return {"preset": self.purifier_preset, "overrides": overrides}
+
+    @property
+    def classifier_settings(self) -> dict[str, Any] | None:
+        """The Trainer's `custom_config["classifier"]`; None when the gate attacks `classifier_path`."""
+        if self.classifier_path is not None:
+            return None
         return {
             "name": self.classifier_name,
             "epochs": self.classifier_epochs,
             "batch_size": self.classifier_batch_size,
             "learning_rate": self.classifier_learning_rate,
+            "image_shape": list(self.dataset.image_shape),
+            "num_classes": self.dataset.num_classes,
         }
 
     @property
@@ -185,6 +227,8 @@ class PipelineConfig:
             pipeline_name=self.pipeline_name,
             pipeline_root=self.pipeline_root,
             data_root=self.data_root,
+            user_data=self.data_path,
+            image_size=self.image_size,
             purifier_settings=self.purifier_settings,
             classifier_settings=self.classifier_settings,
             attack_suite_json=self.attack_suite_json,
@@ -250,3 +294,35 @@ def small_test_config(output_root: str, **changes: Any) -> PipelineConfig:
     )
     settings.update(changes)
     return PipelineConfig(**settings)
+
+
+def with_user_data(config: PipelineConfig, data_path: str, image_size: tuple[int, int] | None = None) -> PipelineConfig:
+    """`config` on your own dataset: every file of `data_path` is read and checked here, before
+    anything runs, and its image shape and classes recorded (`lqvae_tf.data.inspect_user_data`).
+
+    Raises:
+        ValueError, FileNotFoundError: bad data, the message naming the file.
+
+    Example:
+        >>> config = with_user_data(default_config(), "my_images/")  # one subfolder per class
+    """
+    from lqvae_tf.data import inspect_user_data
+
+    info = inspect_user_data(data_path, image_size)
+    return config.replace(
+        data_path=os.path.abspath(data_path),
+        image_size=tuple(image_size) if image_size is not None else None,
+        image_shape=info.image_shape,
+        num_classes=info.num_classes,
+        train_limit=None,
+        eval_limit=None,
+    )
+
+
+def direct_runner_args(workers: int) -> tuple[str, ...]:
+    """Beam options running the data components on `workers` local processes (DirectRunner's
+    multi_processing mode), or in this process for one."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    mode = "multi_processing" if workers > 1 else "in_memory"
+    return (f"--direct_running_mode={mode}", f"--direct_num_workers={workers}")

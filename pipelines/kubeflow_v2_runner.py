@@ -11,8 +11,13 @@ template_path="lqvae_pipeline.json", ...)` or the KFP v2 client. Nothing is cont
 needs no cluster. The image must hold this repository on its Python path (the Trainer imports
 `pipelines.models.trainer_module`, the custom components `lqvae_tf`); the data root must already hold the TFRecords
 (`lqvae_tf.pipeline_components.records.write_fashion_mnist_records`). Beam arguments pass through
-to the data components (StatisticsGen, SchemaGen, ExampleValidator, ImportExampleGen), so they
-run on Dataflow, Flink or Spark.
+to the Beam-powered components (the ExampleGen, StatisticsGen), so they run on Dataflow, Flink
+or Spark.
+
+On your own data, `--data PATH` (and `--classifier model.keras`) compile the user-data pipeline
+(`UserDataExampleGen` reads the files inside the pipeline). The dataset is inspected here, to
+size the purifier; the components read it with file APIs, so on Vertex give a path they see
+too, such as a Cloud Storage FUSE mount (`/gcs/BUCKET/my_images`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import sys
 
 from tfx import v1 as tfx
 
+from lqvae_tf.cli import user_data
 from pipelines import configs
 from pipelines.pipeline import create_pipeline
 
@@ -65,11 +71,16 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--image", default=DEFAULT_IMAGE, help="the container image the components run in")
     parser.add_argument("--output", default="lqvae_pipeline.json", help="the JSON spec to write")
     parser.add_argument("--beam-arg", action="append", default=[], help="a Beam pipeline option (repeatable)")
+    # Read here and by the components: a path both see, e.g. a Cloud Storage FUSE mount /gcs/BUCKET/...
+    user_data.add_arguments(parser, instead_of="Fashion-MNIST")
+    parser.add_argument("--classifier", help="your own .keras classifier for the robustness gate (same path rule)")
     args = parser.parse_args(argv)
-    changes = {"output_root": args.output_root, "serving_dir": args.serving_dir}
+    changes = {"output_root": args.output_root, "serving_dir": args.serving_dir, "classifier_path": args.classifier}
     if args.beam_arg:
         changes["beam_pipeline_args"] = tuple(args.beam_arg)
     config = configs.default_config().replace(**{key: value for key, value in changes.items() if value is not None})
+    if args.data is not None:
+        config = configs.with_user_data(config, args.data, args.image_size)
     print(compile_pipeline(config, args.output, image=args.image))
 
 

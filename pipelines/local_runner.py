@@ -5,6 +5,9 @@
 
     python -m pipelines.local_runner --config small --output /tmp/smoke    # the tests' tiny configuration
 
+    python -m pipelines.local_runner --data my_images/ --classifier mine.keras --beam-workers 2
+        # your own images (one subfolder per class) and classifier, the Beam components in 2 processes
+
 The TFX CLI runs this file as a script too (`tfx pipeline create --engine local
 --pipeline_path pipelines/local_runner.py`, then `tfx run create --engine local --pipeline_name
 lqvae`, both from the repository root): it intercepts `LocalDagRunner().run` to record the
@@ -41,7 +44,7 @@ with warnings.catch_warnings():  # import-time notices (google-api-core on Pytho
     from tfx import v1 as tfx  # noqa: E402
 
 from lqvae_tf.atomic import write_text  # noqa: E402
-from lqvae_tf.config import preset  # noqa: E402
+from lqvae_tf.cli import user_data  # noqa: E402
 from lqvae_tf.pipeline_components.gate import REPORT_FILE, load_user_classifier, verdict_markdown  # noqa: E402
 from lqvae_tf.pipeline_components.records import write_fashion_mnist_records  # noqa: E402
 from pipelines import configs, console  # noqa: E402
@@ -55,9 +58,14 @@ LOG_FILE = "pipeline.log"
 
 
 def build(config: configs.PipelineConfig) -> tfx.dsl.Pipeline:
-    """Writes the input TFRecords (once) and returns the pipeline for `config`, with SQLite metadata."""
+    """Returns the pipeline for `config`, with SQLite metadata.
+
+    For Fashion-MNIST it first writes the input TFRecords (once); your own data (`data_path`) is
+    read by the pipeline's `UserDataExampleGen` itself.
+    """
     check_gate_classifier(config)
-    write_fashion_mnist_records(config.idx_dir, config.data_root, config.train_limit, config.eval_limit)
+    if config.data_path is None:
+        write_fashion_mnist_records(config.idx_dir, config.data_root, config.train_limit, config.eval_limit)
     os.makedirs(config.output_root, exist_ok=True)
     write_text(os.path.join(config.output_root, "pipeline_config.json"), config.to_json())
     return create_pipeline(
@@ -110,8 +118,7 @@ def _value_range(text: str) -> tuple[float, float]:
 def check_gate_classifier(config: configs.PipelineConfig) -> None:
     """Refuses, before anything runs, a user classifier that does not fit the data (see `load_user_classifier`)."""
     if config.classifier_path is not None:
-        image_shape = preset(config.purifier_preset).replace(**config.purifier_overrides).image_shape
-        load_user_classifier(config.classifier_path, image_shape, config.classifier_range)
+        load_user_classifier(config.classifier_path, config.dataset.image_shape, config.classifier_range)
 
 
 def _arguments(argv: list[str]) -> argparse.Namespace:
@@ -122,6 +129,7 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--output", help=f"the run folder (default ${OUTPUT_ENV}, else runs/pipeline)")
     parser.add_argument("--train-limit", type=int, help="ingest the first N training images only")
     parser.add_argument("--eval-limit", type=int, help="ingest the first N test images only")
+    user_data.add_arguments(parser, instead_of="Fashion-MNIST")
     parser.add_argument("--epochs", type=int, help="purifier epochs (over the preset's)")
     parser.add_argument("--gate-examples", type=int, help="eval images the robustness gate attacks")
     parser.add_argument("--serving-dir", help="the TF Serving base folder (default <output>/serving)")
@@ -134,6 +142,12 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--beam-arg", action="append", default=None, help="a Beam pipeline option (repeatable), e.g. --runner=..."
+    )
+    parser.add_argument(
+        "--beam-workers",
+        type=int,
+        metavar="N",
+        help="run the Beam components in N local processes (DirectRunner's multi_processing mode)",
     )
     parser.add_argument("--verbose", action="store_true", help="every log line on the terminal, no log file")
     return parser.parse_args(argv or shlex.split(os.environ.get(ARGS_ENV, "")))
@@ -159,15 +173,29 @@ def _config(args: argparse.Namespace) -> configs.PipelineConfig:
         "classifier_path": args.classifier and os.path.abspath(args.classifier),
         "classifier_range": args.classifier_range,
     }
+    if args.beam_workers is not None:
+        if args.beam_arg:
+            raise ValueError("give --beam-workers or --beam-arg, not both")
+        changes["beam_pipeline_args"] = configs.direct_runner_args(args.beam_workers)
     if args.epochs is not None:
         changes["purifier_overrides"] = {**config.purifier_overrides, "epochs": args.epochs}
-    return config.replace(**{key: value for key, value in changes.items() if value is not None})
+    if args.data is None:
+        if args.image_size is not None:
+            raise ValueError("--image-size is for --data (Fashion-MNIST has its own size)")
+    elif args.train_limit is not None or args.eval_limit is not None:
+        raise ValueError("--train-limit and --eval-limit slice Fashion-MNIST; they do not apply to --data")
+    config = config.replace(**{key: value for key, value in changes.items() if value is not None})
+    return config if args.data is None else configs.with_user_data(config, args.data, args.image_size)
 
 
 def main(argv: list[str]) -> int:
     """Runs the pipeline with a quiet terminal (see the module docstring); 0 on success."""
     args = _arguments(argv)
-    config = _config(args)
+    try:
+        config = _config(args)
+    except (ValueError, FileNotFoundError) as error:  # contradictory options or bad data, named
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     logging.set_verbosity(logging.INFO)
     if args.verbose:
         run(config)

@@ -3,6 +3,11 @@
     ImportExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> DataGate
         -> [if no anomalies] Trainer -> RobustnessGate -> [if blessed] ServingPusher
 
+On your own data (`user_data`), `UserDataExampleGen` takes ImportExampleGen's place: it reads
+the folder of images, `.npz` or TFRecords inside the pipeline, with Beam, and cuts it 4:1 into
+the train and eval splits by ExampleGen's hash of each example. The Trainer streams the
+examples through `fn_args.data_accessor` with SchemaGen's schema.
+
 SchemaGen infers the schema from the train split only, so the eval split (and any later data)
 is validated against what training saw. The Trainer runs only if ExampleValidator found no
 anomaly in any split (the DataGate's verdict), so a corrupted or mis-shaped input file stops
@@ -20,6 +25,8 @@ from typing import Any
 from tfx import v1 as tfx
 
 from lqvae_tf.pipeline_components.data_gate import DataGate
+from lqvae_tf.pipeline_components.example_gen import COMPONENT_ID as USER_DATA_EXAMPLE_GEN_ID
+from lqvae_tf.pipeline_components.example_gen import UserDataExampleGen
 from lqvae_tf.pipeline_components.gate import RobustnessGate
 from lqvae_tf.pipeline_components.pusher import ServingPusher
 
@@ -35,6 +42,9 @@ COMPONENT_IDS = (
     "RobustnessGate",
     "ServingPusher",
 )
+USER_DATA_COMPONENT_IDS = (USER_DATA_EXAMPLE_GEN_ID,) + COMPONENT_IDS[1:]
+# The user's dataset is one input split, cut by hash into these (about 80% train, 20% eval).
+USER_DATA_SPLIT_BUCKETS = {TRAIN_SPLIT: 4, EVAL_SPLIT: 1}
 
 
 def create_pipeline(
@@ -43,7 +53,7 @@ def create_pipeline(
     data_root: str,
     trainer_module_file: str | None,
     purifier_settings: dict[str, Any],
-    classifier_settings: dict[str, Any],
+    classifier_settings: dict[str, Any] | None,
     attack_suite_json: str,
     min_clean_accuracy: float,
     gate_examples: int,
@@ -56,6 +66,8 @@ def create_pipeline(
     trainer_run_fn: str | None = None,
     distribute: str = "auto",
     gate_classifier: dict[str, Any] | None = None,
+    user_data: str | None = None,
+    image_size: Sequence[int] | None = None,
 ) -> tfx.dsl.Pipeline:
     """Builds the pipeline.
 
@@ -67,7 +79,8 @@ def create_pipeline(
         trainer_module_file: the file holding the Trainer's `run_fn` (TFX packages it as a wheel
             into the pipeline root, as in penguin); None when `trainer_run_fn` is given.
         purifier_settings: the Trainer's `custom_config["purifier"]` ({"preset", "overrides"}).
-        classifier_settings: the Trainer's `custom_config["classifier"]`.
+        classifier_settings: the Trainer's `custom_config["classifier"]`; None trains no
+            classifier (the gate then attacks `gate_classifier`'s).
         attack_suite_json: the robustness gate's checks (see `RobustnessGate`).
         min_clean_accuracy: the gate's threshold on clean purified images, in percent.
         gate_examples: eval images the gate attacks.
@@ -85,19 +98,25 @@ def create_pipeline(
             (mirrored over every local GPU when there are two or more), "mirrored" or "default".
         gate_classifier: the user's classifier for the gate (`RobustnessGate`'s `classifier_path`,
             `classifier_min_value`, `classifier_max_value`, `classifier_digest`); None or empty
-            attacks the Trainer's classifier A.
+            attacks the Trainer's classifier A. The pusher then exports the purifier alone.
+        user_data: your own dataset (a folder of images, a `.npz`, TFRecords), ingested by
+            `UserDataExampleGen` instead of `data_root`'s records.
+        image_size: (height, width) `user_data`'s images are cropped and resized to (None: their own).
     """
     if (trainer_module_file is None) == (trainer_run_fn is None):
         raise ValueError("give exactly one of trainer_module_file and trainer_run_fn")
-    example_gen = tfx.components.ImportExampleGen(
-        input_base=data_root,
-        input_config=tfx.proto.Input(
-            splits=[
-                tfx.proto.Input.Split(name=TRAIN_SPLIT, pattern=f"{TRAIN_SPLIT}/*"),
-                tfx.proto.Input.Split(name=EVAL_SPLIT, pattern=f"{EVAL_SPLIT}/*"),
-            ]
-        ),
-    )
+    if user_data is not None:
+        example_gen = UserDataExampleGen(user_data, USER_DATA_SPLIT_BUCKETS, image_size)
+    else:
+        example_gen = tfx.components.ImportExampleGen(
+            input_base=data_root,
+            input_config=tfx.proto.Input(
+                splits=[
+                    tfx.proto.Input.Split(name=TRAIN_SPLIT, pattern=f"{TRAIN_SPLIT}/*"),
+                    tfx.proto.Input.Split(name=EVAL_SPLIT, pattern=f"{EVAL_SPLIT}/*"),
+                ]
+            ),
+        )
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True, exclude_splits=[EVAL_SPLIT]
@@ -138,6 +157,7 @@ def create_pipeline(
                 model_blessing=gate.outputs["blessing"],
                 serving_base_dir=serving_base_dir,
                 serving_model_name=serving_model_name,
+                with_classifier=not gate_classifier,  # the Trainer trained none for a user's classifier
             )
     components += [trainer, gate, pusher]
 

@@ -1,9 +1,10 @@
 """The TFX pipeline end to end (LocalDagRunner, SQLite metadata, DirectRunner) on a small slice.
 
 One pipeline root is shared by two runs, as TFX's penguin e2e test re-runs its pipeline: first
-with a gate threshold no model can meet (nothing may be pushed), then with thresholds met (the
-Trainer and the data components come from the cache; the gate re-runs and the pusher writes
-version 1, which the embedded server then serves). A third, separate run ingests a mis-shaped
+with a gate threshold no model can meet (nothing may be pushed), then with thresholds met and
+the user's own classifier in the gate (the data components come from the cache; the Trainer
+re-runs without classifier A, the gate re-runs and the pusher writes version 1, which the
+embedded server then serves). A third, separate run ingests a mis-shaped
 eval file and must stop at ExampleValidator with an anomaly.
 """
 
@@ -116,14 +117,16 @@ def test_every_component_leaves_its_artifacts(pipelines_api, pushed_run):
             assert os.path.exists(artifact.uri) and os.listdir(artifact.uri), f"{type_name} at {artifact.uri} is empty"
     for component_id in pipeline.COMPONENT_IDS:
         assert os.path.isdir(os.path.join(pushed_run.pipeline_root, component_id)), component_id
-    serving = os.path.join(pushed_run.pipeline_root, "Trainer", "model")
-    (model_dir,) = os.listdir(serving)
-    assert {"purifier.keras", "classifier.keras", "config.json"} <= set(
-        os.listdir(os.path.join(serving, model_dir, "Format-Serving"))
+    # The refused run's Trainer trained classifier A for the gate; the pushed run's, whose gate
+    # attacks the user's classifier, trained the purifier only.
+    refused, pushed = (
+        set(os.listdir(os.path.join(model.uri, "Format-Serving")))
+        for model in sorted(store.get_artifacts_by_type("Model"), key=lambda a: a.id)
     )
-    (run_dir,) = os.listdir(os.path.join(pushed_run.pipeline_root, "Trainer", "model_run"))
-    logs = os.path.join(pushed_run.pipeline_root, "Trainer", "model_run", run_dir)
-    assert any("tfevents" in name for _, _, files in os.walk(logs) for name in files), "no TensorBoard logs"
+    assert {"purifier.keras", "classifier.keras", "config.json"} <= refused
+    assert {"purifier.keras", "config.json"} <= pushed and "classifier.keras" not in pushed
+    for run in store.get_artifacts_by_type("ModelRun"):
+        assert any("tfevents" in name for _, _, files in os.walk(run.uri) for name in files), "no TensorBoard logs"
 
 
 def test_unmet_threshold_is_not_blessed_and_leaves_the_serving_folder_untouched(refused_run, pushed_run):
@@ -177,13 +180,17 @@ def test_run_ends_with_a_robustness_report(pipelines_api, pushed_run):
         assert handle.read() == text
 
 
-def test_rerun_reuses_the_cached_trainer(pushed_run):
+def test_rerun_reuses_the_cached_data_and_retrains_without_classifier_a(pushed_run):
+    """The second run changed the gate's classifier only: the data components come from the
+    cache; the Trainer runs again, now without training classifier A."""
     from ml_metadata.proto import metadata_store_pb2
 
     store = _store(pushed_run)
-    trainer = [e for e in sorted(store.get_executions(), key=lambda e: e.id) if _node_id(store, e) == "Trainer"]
-    states = [e.last_known_state for e in trainer]
-    assert states[:2] == [metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED]
+    executions = sorted(store.get_executions(), key=lambda e: e.id)
+    complete, cached = metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED
+    for component, second in (("StatisticsGen", cached), ("SchemaGen", cached), ("Trainer", complete)):
+        states = [e.last_known_state for e in executions if _node_id(store, e) == component]
+        assert states[:2] == [complete, second], component
 
 
 def test_tfx_cli_creates_and_runs_the_pipeline_from_cache(pipelines_api, pushed_run, tmp_path):

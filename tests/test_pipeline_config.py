@@ -38,6 +38,57 @@ def test_local_runner_options_reach_the_configuration(tmp_path, monkeypatch):
     gate = users.pipeline_arguments()["gate_classifier"]  # the gate's parameters, the file's digest among them
     assert gate["classifier_max_value"] == 255.0 and len(gate["classifier_digest"]) == 64
     assert configs.small_test_config(str(tmp_path)).pipeline_arguments()["gate_classifier"] == {}
+    assert users.classifier_settings is None  # the Trainer trains no classifier A for the gate
+
+
+def _write_npz(path, count=10, shape=(12, 12, 3), classes=2):
+    import numpy as np
+
+    images = np.random.default_rng(0).integers(0, 256, size=(count, *shape), dtype=np.uint8)
+    np.savez(path, x=images, y=np.arange(count) % classes)
+    return str(path)
+
+
+def test_your_own_data_reaches_the_configuration_inspected(tmp_path):
+    from pipelines import local_runner
+
+    data = _write_npz(tmp_path / "mine.npz")
+    config = local_runner._parse(
+        ["--config", "small", "--output", str(tmp_path), "--data", data, "--beam-workers", "2"]
+    )
+    assert (config.data_path, config.image_shape, config.num_classes) == (data, (12, 12, 3), 2)
+    assert config.train_limit is None and config.eval_limit is None  # Fashion-MNIST's slices do not apply
+    assert config.beam_pipeline_args == ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
+    overrides = config.purifier_settings["overrides"]
+    assert overrides["image_shape"] == [12, 12, 3] and overrides["architecture"] == "conv"
+    assert config.purifier_overrides == configs.small_test_config(str(tmp_path)).purifier_overrides  # as given
+    assert config.classifier_settings["image_shape"] == [12, 12, 3] and config.classifier_settings["num_classes"] == 2
+    arguments = config.pipeline_arguments()
+    assert arguments["user_data"] == data and arguments["image_size"] is None
+    resized = local_runner._parse(["--output", str(tmp_path), "--data", data, "--image-size", "16x8"])
+    assert resized.image_shape == (16, 8, 3) and resized.image_size == (16, 8)
+    assert json.loads(resized.to_json())["image_shape"] == [16, 8, 3]  # recorded beside the run
+    default = configs.default_config()
+    assert default.dataset.image_shape == (28, 28, 1) and default.classifier_settings["num_classes"] == 10
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--image-size", "16x16"], "--image-size is for --data"),
+        (["--data", "DATA", "--train-limit", "5"], "do not apply to --data"),
+        (["--beam-workers", "2", "--beam-arg=--runner=DirectRunner"], "not both"),
+        (["--data", "/nonexistent/images"], "/nonexistent/images does not exist"),
+    ],
+)
+def test_contradictory_or_missing_data_options_are_refused(tmp_path, capsys, options, message):
+    from pipelines import local_runner
+
+    data = _write_npz(tmp_path / "mine.npz")
+    options = [data if option == "DATA" else option for option in options]
+    assert local_runner.main(["--output", str(tmp_path / "run"), *options]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(
@@ -51,6 +102,12 @@ def test_local_runner_options_reach_the_configuration(tmp_path, monkeypatch):
         ({"distribute": "tpu"}, "unknown distribution strategy 'tpu'"),
         ({"classifier_range": (1.0, 0.0)}, "classifier_range must be"),
         ({"classifier_path": "/nonexistent/mine.keras"}, "classifier_path /nonexistent/mine.keras does not exist"),
+        ({"image_shape": (32, 32, 3)}, "describe data_path, which is not set"),
+        ({"data_path": "/data", "train_limit": None, "eval_limit": None}, "build the config with with_user_data"),
+        (
+            {"data_path": "/data", "image_shape": (32, 32, 3), "num_classes": 5},
+            "train_limit and eval_limit slice Fashion-MNIST",
+        ),
     ],
 )
 def test_impossible_settings_are_rejected(tmp_path, changes, message):

@@ -17,10 +17,15 @@ def image_size(text: str) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds `--data` and `--image-size` to a training command's parser (`--dataset` is its own)."""
+def add_arguments(parser: argparse.ArgumentParser, instead_of: str = "--dataset") -> None:
+    """Adds `--data` and `--image-size` to a training command's parser (`--dataset` is its own).
+
+    Args:
+        parser: the command's parser.
+        instead_of: what `--data` replaces, for the help text (the pipeline's runners: Fashion-MNIST).
+    """
     group = parser.add_argument_group(
-        "your own data", "instead of --dataset; every image is read and checked before anything is written"
+        "your own data", f"instead of {instead_of}; every image is read and checked before anything is written"
     )
     group.add_argument(
         "--data",

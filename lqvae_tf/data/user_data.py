@@ -360,6 +360,7 @@ def user_dataset(
     limit: int | None = None,
     test_fraction: float = TEST_FRACTION,
     seed: int = SPLIT_SEED,
+    shard: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
     """A user's dataset as (float32 image in `value_range`, int64 label); see the module docstring.
 
@@ -372,9 +373,11 @@ def user_dataset(
         channels: 1 or 3 to convert to; None keeps the dataset's (see `inspect_user_data`).
         limit: keep only the first `limit` images of the split.
         test_fraction, seed: the split's test share and seed.
+        shard: (index, count): every `count`-th image of the split from the `index`-th only, for
+            parallel readers (the pipeline's ExampleGen); only that shard's files are decoded.
 
     Raises:
-        ValueError, FileNotFoundError: as `inspect_user_data`, or an empty split.
+        ValueError, FileNotFoundError: as `inspect_user_data`, or an empty split or shard.
 
     Example:
         >>> train = user_dataset("my_images/", "train")  # one subfolder per class
@@ -388,6 +391,11 @@ def user_dataset(
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1 or None, got {limit}")
     rows = split_rows(len(files.labels), split, test_fraction, seed)[:limit]
+    if shard is not None:
+        index, count = shard
+        if not 0 <= index < count:
+            raise ValueError(f"shard must be (index, count) with 0 <= index < count, got {shard}")
+        rows = rows[index::count]
     if len(rows) == 0:
         raise ValueError(f"split {split!r} of {path} is empty ({len(files.labels)} images)")
     size = info.image_shape[:2]

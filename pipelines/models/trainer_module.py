@@ -2,19 +2,24 @@
 
 TFX's generic Trainer imports this file by path and calls `run_fn`; it uses the library only
 (nothing of `pipelines/`), as TFX's penguin example keeps `penguin_utils_keras.py` apart from
-the pipeline. Everything it needs comes in `fn_args.custom_config`:
+the pipeline. The examples are streamed from ExampleGen's files through
+`fn_args.data_accessor.tf_dataset_factory`, parsed with SchemaGen's schema (which fixes the
+flat `image` feature's length), never held whole in memory. Everything else it needs comes in
+`fn_args.custom_config`:
 
-    purifier          LQVAEConfig fields over the named preset ({"preset": ..., "overrides": {...}})
-    classifier        {"name": "A".."E", "epochs": int, "batch_size": int, "learning_rate": float}
+    purifier          LQVAEConfig fields over the named preset ({"preset": ..., "overrides": {...}}),
+                      the data's image shape among them
+    classifier        {"name": "A".."E", "epochs", "batch_size", "learning_rate", "image_shape",
+                      "num_classes"}, or None when the gate attacks the user's own classifier
     distribute        the tf.distribute strategy (`lqvae_tf.distribute.make_strategy`): "auto" (default:
                       mirrored over every local GPU when there are two or more), "mirrored", "default"
 
 It writes into `fn_args.serving_model_dir` (what the gate and the pusher read):
 
     purifier.keras    the trained LQVAE
-    classifier.keras  the classifier the robustness gate attacks
+    classifier.keras  the classifier the robustness gate attacks (not written when "classifier" is None)
     config.json       the resolved LQVAEConfig
-    history.json      per-epoch metrics of both fits
+    history.json      per-epoch metrics of the fits
 
 and TensorBoard logs into `fn_args.model_run_dir` (`purifier/` and `classifier/`).
 """
@@ -26,24 +31,27 @@ import os
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
 
 from lqvae_tf import LQVAE, preset
 from lqvae_tf.atomic import atomic_path, write_text
 from lqvae_tf.classifiers import build_classifier
 from lqvae_tf.classifiers.train import compile_classifier
-from lqvae_tf.data import batched, dataset_info, take_images
+from lqvae_tf.data import batched, take_images
 from lqvae_tf.data.image_folder import scale_pixels
 from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
 from lqvae_tf.distribute import make_strategy
 from lqvae_tf.pipeline_components.progress import progress
-from lqvae_tf.pipeline_components.records import read_arrays
+from lqvae_tf.pipeline_components.records import IMAGE_KEY, LABEL_KEY
 from lqvae_tf.training import fit_purifier
 
 PURIFIER_FILE = "purifier.keras"
 CLASSIFIER_FILE = "classifier.keras"
 GRID_IMAGES = 10  # eval images in the TensorBoard input-vs-purified summaries
+READ_BATCH = 256  # examples parsed per step of the TFXIO reader (the models batch on their own)
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -71,9 +79,24 @@ class EpochProgress(keras.callbacks.Callback):
         progress.info("%s epoch %d/%s: %s (%.0f s)", self.what, epoch + 1, total, shown, seconds)
 
 
-def _dataset(images: np.ndarray, labels: np.ndarray, value_range) -> tf.data.Dataset:
-    scaled = scale_pixels(images.astype(np.float32), value_range)
-    return tf.data.Dataset.from_tensor_slices((scaled, labels))
+def examples(data_accessor, file_patterns, schema, image_shape, value_range) -> tf.data.Dataset:
+    """One pass over ExampleGen's examples as unbatched (float32 image in `value_range`, int64 label).
+
+    Args:
+        data_accessor: the Trainer's `fn_args.data_accessor`.
+        file_patterns: the split's files (`fn_args.train_files` or `fn_args.eval_files`).
+        schema: SchemaGen's schema (it gives the flat `image` feature its fixed length).
+        image_shape: the images' (height, width, channels).
+        value_range: the pixel range to scale to.
+    """
+    options = tfxio.TensorFlowDatasetOptions(batch_size=READ_BATCH, shuffle=False, num_epochs=1, label_key=LABEL_KEY)
+    batches = data_accessor.tf_dataset_factory(file_patterns, options, schema)
+
+    def to_images(features, labels):
+        pixels = tf.reshape(features[IMAGE_KEY], (-1, *image_shape))
+        return scale_pixels(pixels, value_range), tf.reshape(labels, (-1,))
+
+    return batches.map(to_images, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
 
 
 def _save(model: keras.Model, path: str) -> None:
@@ -81,28 +104,25 @@ def _save(model: keras.Model, path: str) -> None:
         model.save(temporary)
 
 
-def train_purifier(settings: dict, train, evaluation, log_dir: str, strategy) -> tuple[LQVAE, dict]:
-    """Fits an LQVAE on the train split (validation on the eval split), TensorBoard in `log_dir`."""
-    config = preset(settings["preset"]).replace(**settings.get("overrides", {}))
-    train_set = _dataset(*train, config.value_range)
-    eval_set = _dataset(*evaluation, config.value_range)
+def train_purifier(config, train_set, eval_set, log_dir: str, strategy) -> tuple[LQVAE, dict]:
+    """Fits an LQVAE of `config` on the train split (validation on the eval split), TensorBoard in `log_dir`."""
     grid = take_images(eval_set, GRID_IMAGES)
     return fit_purifier(
         config, train_set, eval_set, log_dir, grid, callbacks=[EpochProgress("purifier")], verbose=2, strategy=strategy
     )
 
 
-def train_classifier(settings: dict, train, evaluation, log_dir: str, seed: int, strategy) -> tuple[keras.Model, dict]:
+def train_classifier(
+    settings: dict, train_set, eval_set, log_dir: str, seed: int, strategy
+) -> tuple[keras.Model, dict]:
     """Fits the Defense-GAN classifier the robustness gate attacks, TensorBoard in `log_dir`."""
-    info = dataset_info(settings.get("dataset", "fashion_mnist"))
-    image_shape, num_classes = info.image_shape, info.num_classes
     keras.utils.set_random_seed(seed)
     with strategy.scope():
-        model = build_classifier(settings["name"], image_shape, num_classes)
+        model = build_classifier(settings["name"], tuple(settings["image_shape"]), settings["num_classes"])
         compile_classifier(model, keras.optimizers.Adam(settings["learning_rate"]))
     history = model.fit(
-        batched(_dataset(*train, CLASSIFIER_VALUE_RANGE), settings["batch_size"], shuffle=True, seed=seed),
-        validation_data=batched(_dataset(*evaluation, CLASSIFIER_VALUE_RANGE), settings["batch_size"]),
+        batched(train_set, settings["batch_size"], shuffle=True, seed=seed),
+        validation_data=batched(eval_set, settings["batch_size"]),
         epochs=settings["epochs"],
         callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir), EpochProgress("classifier")],
         verbose=2,
@@ -111,33 +131,35 @@ def train_classifier(settings: dict, train, evaluation, log_dir: str, seed: int,
 
 
 def run_fn(fn_args) -> None:
-    """TFX Trainer entry point: trains both models and saves them into `fn_args.serving_model_dir`."""
+    """TFX Trainer entry point: trains the models and saves them into `fn_args.serving_model_dir`."""
     custom = fn_args.custom_config or {}
-    purifier_settings, classifier_settings = custom["purifier"], custom["classifier"]
-    image_shape = preset(purifier_settings["preset"]).replace(**purifier_settings.get("overrides", {})).image_shape
-    train = read_arrays(fn_args.train_files, image_shape)
-    evaluation = read_arrays(fn_args.eval_files, image_shape)
+    purifier_settings, classifier_settings = custom["purifier"], custom.get("classifier")
+    config = preset(purifier_settings["preset"]).replace(**purifier_settings.get("overrides", {}))
+    schema = tfx.utils.parse_pbtxt_file(fn_args.schema_path, schema_pb2.Schema())
+
+    def splits(value_range) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+        return tuple(
+            examples(fn_args.data_accessor, files, schema, config.image_shape, value_range)
+            for files in (fn_args.train_files, fn_args.eval_files)
+        )
 
     strategy = make_strategy(custom.get("distribute", "auto"))
     purifier, purifier_history = train_purifier(
-        purifier_settings, train, evaluation, os.path.join(fn_args.model_run_dir, "purifier"), strategy
+        config, *splits(config.value_range), os.path.join(fn_args.model_run_dir, "purifier"), strategy
     )
-    classifier, classifier_history = train_classifier(
-        classifier_settings,
-        train,
-        evaluation,
-        os.path.join(fn_args.model_run_dir, "classifier"),
-        seed=purifier.config.seed,
-        strategy=strategy,
-    )
-
     out = fn_args.serving_model_dir
     os.makedirs(out, exist_ok=True)
     _save(purifier, os.path.join(out, PURIFIER_FILE))
-    _save(classifier, os.path.join(out, CLASSIFIER_FILE))
     write_text(os.path.join(out, "config.json"), purifier.config.to_json())
-    history = {
-        "purifier": purifier_history,
-        "classifier": {name: [float(v) for v in values] for name, values in classifier_history.items()},
-    }
+    history = {"purifier": purifier_history}
+    if classifier_settings:  # None: the gate attacks the user's classifier, so none is trained here
+        classifier, classifier_history = train_classifier(
+            classifier_settings,
+            *splits(CLASSIFIER_VALUE_RANGE),
+            os.path.join(fn_args.model_run_dir, "classifier"),
+            seed=purifier.config.seed,
+            strategy=strategy,
+        )
+        _save(classifier, os.path.join(out, CLASSIFIER_FILE))
+        history["classifier"] = {name: [float(v) for v in values] for name, values in classifier_history.items()}
     write_text(os.path.join(out, "history.json"), json.dumps(history, indent=2))
