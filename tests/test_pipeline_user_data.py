@@ -232,15 +232,12 @@ def test_the_example_gen_finds_each_form_of_dataset_and_reads_it_in_disjoint_sha
 def test_the_example_gen_reads_and_resizes_the_images_in_beam(user_images):
     import apache_beam as beam
     from apache_beam.testing.util import assert_that, equal_to
-    from google.protobuf import json_format
 
     from lqvae_tf.pipeline_components import example_gen
 
     component = example_gen.UserDataExampleGen(user_images, {"train": 4, "eval": 1}, image_size=(16, 12))
-    exec_properties = {  # as the launcher hands them to the executor: protos as JSON
-        "input_base": user_images,
-        "custom_config": json_format.MessageToJson(component.exec_properties["custom_config"]),
-    }
+    # As the launcher hands them to the executor (the component already holds its protos as JSON).
+    exec_properties = {key: component.exec_properties[key] for key in ("input_base", "custom_config")}
     with beam.Pipeline() as pipeline:
         records = pipeline | example_gen._UserDataToExample(exec_properties, "*/*")
         shapes = records | beam.Map(
