@@ -80,7 +80,8 @@ class PipelineConfig:
         beam_pipeline_args: Beam options for the data components (DirectRunner by default;
             `direct_runner_args(workers)` for several local processes).
         distribute: the Trainer's tf.distribute strategy (`lqvae_tf.distribute.make_strategy`):
-            "auto" (every local GPU when there are two or more), "mirrored" or "default".
+            "auto" (the workers of TF_CONFIG when it names two or more, else every local GPU when
+            there are two or more), "multi_worker", "mirrored" or "default".
     """
 
     pipeline_name: str = PIPELINE_NAME

@@ -95,7 +95,8 @@ def create_pipeline(
             where the Trainer runs (`pipelines.models.trainer_module.run_fn` in a container image,
             as in the taxi template).
         distribute: the Trainer's tf.distribute strategy (`custom_config["distribute"]`): "auto"
-            (mirrored over every local GPU when there are two or more), "mirrored" or "default".
+            (the workers of TF_CONFIG when it names two or more, else mirrored over every local GPU
+            when there are two or more), "multi_worker", "mirrored" or "default".
         gate_classifier: the user's classifier for the gate (`RobustnessGate`'s `classifier_path`,
             `classifier_min_value`, `classifier_max_value`, `classifier_digest`); None or empty
             attacks the Trainer's classifier A. The pusher then exports the purifier alone.

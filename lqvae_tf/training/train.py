@@ -23,7 +23,7 @@ import tensorflow as tf
 from lqvae_tf.atomic import atomic_path, write_text
 from lqvae_tf.config import LQVAEConfig
 from lqvae_tf.data import batched, load, take_images
-from lqvae_tf.distribute import make_strategy
+from lqvae_tf.distribute import make_strategy, shard_by_example, worker_dir
 from lqvae_tf.models import LQVAE
 from lqvae_tf.models.adversarial import check_classifier_shape
 from lqvae_tf.training.callbacks import PurifiedImages, SharpnessSchedule
@@ -31,6 +31,7 @@ from lqvae_tf.training.figures import save_purification_grid
 
 GRID_IMAGES = 10  # test images in purified.png and in the TensorBoard summaries
 VALIDATION_LIMIT = 2_000  # test images used for the per-epoch validation losses
+MODEL_FILE, GRID_FILE = "purifier.keras", "purified.png"
 
 
 @dataclasses.dataclass
@@ -127,9 +128,10 @@ def fit_purifier(
     if config.soft_sharpness_final is not None:
         every.append(SharpnessSchedule(config.soft_sharpness_final, config.epochs))
     every += [keras.callbacks.TensorBoard(log_dir=log_dir), PurifiedImages(grid_images, log_dir)]
+    # Every worker of a cluster shuffles with the same seed, so their shares of a batch are disjoint.
     history = model.fit(
-        batched(train_images, config.batch_size, shuffle=True, seed=config.seed),
-        validation_data=batched(validation_images, config.batch_size),
+        shard_by_example(batched(train_images, config.batch_size, shuffle=True, seed=config.seed)),
+        validation_data=shard_by_example(batched(validation_images, config.batch_size)),
         epochs=config.epochs,
         callbacks=every,
         verbose=verbose,
@@ -159,40 +161,44 @@ def train_purifier(
         limit: train on the first `limit` training images only (quick runs).
         data_dir: the dataset's folder (see `lqvae_tf.data`).
         verbose: Keras `fit` verbosity ("auto" shows a progress bar).
-        strategy: the `tf.distribute` strategy (default: `make_strategy("auto")`).
+        strategy: the `tf.distribute` strategy (default: `make_strategy("auto")`: the workers
+            `TF_CONFIG` names, else every local GPU). On a worker that is not the chief, the
+            run folder is a scratch folder inside `out_dir`, removed at the end, and the paths
+            returned are those the chief writes.
         classifier: for adversarial mode "classifier", the classifier to attack (a model or a
             `.keras` path; default the config's `adversarial.classifier`).
         validation_limit: test images used for the per-epoch validation losses.
     """
+    strategy = strategy or make_strategy("auto")  # first: a multi-worker strategy starts this worker's server
     _check_resumable(out_dir, config)
     classifier = adversary_classifier(config, classifier)
-    os.makedirs(out_dir, exist_ok=True)
-    write_text(os.path.join(out_dir, "config.json"), config.to_json())
+    with worker_dir(out_dir, strategy) as run_dir:
+        os.makedirs(run_dir, exist_ok=True)
+        write_text(os.path.join(run_dir, "config.json"), config.to_json())
 
-    loader_args = {"value_range": config.value_range}
-    if data_dir is not None:
-        loader_args["data_dir"] = data_dir
-    train_images = load(dataset, "train", limit=limit, **loader_args)
-    test_images = load(dataset, "test", limit=validation_limit, **loader_args)
-    grid_images = take_images(test_images, GRID_IMAGES)
+        loader_args = {"value_range": config.value_range}
+        if data_dir is not None:
+            loader_args["data_dir"] = data_dir
+        train_images = load(dataset, "train", limit=limit, **loader_args)
+        test_images = load(dataset, "test", limit=validation_limit, **loader_args)
+        grid_images = take_images(test_images, GRID_IMAGES)
 
-    model, history = fit_purifier(
-        config,
-        train_images,
-        test_images,
-        log_dir=os.path.join(out_dir, "logs"),
-        grid_images=grid_images,
-        callbacks=[keras.callbacks.BackupAndRestore(os.path.join(out_dir, "backup"))],
-        verbose=verbose,
-        strategy=strategy,
-        classifier=classifier,
-    )
+        model, history = fit_purifier(
+            config,
+            train_images,
+            test_images,
+            log_dir=os.path.join(run_dir, "logs"),
+            grid_images=grid_images,
+            callbacks=[keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"))],
+            verbose=verbose,
+            strategy=strategy,
+            classifier=classifier,
+        )
 
-    model_path = os.path.join(out_dir, "purifier.keras")
-    with atomic_path(model_path) as temporary:
-        model.save(temporary)
-    write_text(os.path.join(out_dir, "history.json"), json.dumps(history, indent=2))
-    grid_path = save_purification_grid(
-        grid_images, model.purify(grid_images), os.path.join(out_dir, "purified.png"), config.value_range
-    )
-    return TrainResult(out_dir, model_path, grid_path, history)
+        with atomic_path(os.path.join(run_dir, MODEL_FILE)) as temporary:
+            model.save(temporary)
+        write_text(os.path.join(run_dir, "history.json"), json.dumps(history, indent=2))
+        save_purification_grid(
+            grid_images, model.purify(grid_images), os.path.join(run_dir, GRID_FILE), config.value_range
+        )
+    return TrainResult(out_dir, os.path.join(out_dir, MODEL_FILE), os.path.join(out_dir, GRID_FILE), history)

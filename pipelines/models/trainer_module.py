@@ -12,7 +12,8 @@ flat `image` feature's length), never held whole in memory. Everything else it n
     classifier        {"name": "A".."E", "epochs", "batch_size", "learning_rate", "image_shape",
                       "num_classes"}, or None when the gate attacks the user's own classifier
     distribute        the tf.distribute strategy (`lqvae_tf.distribute.make_strategy`): "auto" (default:
-                      mirrored over every local GPU when there are two or more), "mirrored", "default"
+                      the workers of TF_CONFIG when it names two or more, else mirrored over every local
+                      GPU when there are two or more), "multi_worker", "mirrored", "default"
 
 It writes into `fn_args.serving_model_dir` (what the gate and the pusher read):
 
@@ -43,7 +44,7 @@ from lqvae_tf.classifiers.train import compile_classifier
 from lqvae_tf.data import batched, take_images
 from lqvae_tf.data.image_folder import scale_pixels
 from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
-from lqvae_tf.distribute import make_strategy
+from lqvae_tf.distribute import make_strategy, shard_by_example, worker_dir
 from lqvae_tf.pipeline_components.progress import progress
 from lqvae_tf.pipeline_components.records import IMAGE_KEY, LABEL_KEY
 from lqvae_tf.training import fit_purifier
@@ -121,8 +122,8 @@ def train_classifier(
         model = build_classifier(settings["name"], tuple(settings["image_shape"]), settings["num_classes"])
         compile_classifier(model, keras.optimizers.Adam(settings["learning_rate"]))
     history = model.fit(
-        batched(train_set, settings["batch_size"], shuffle=True, seed=seed),
-        validation_data=batched(eval_set, settings["batch_size"]),
+        shard_by_example(batched(train_set, settings["batch_size"], shuffle=True, seed=seed)),
+        validation_data=shard_by_example(batched(eval_set, settings["batch_size"])),
         epochs=settings["epochs"],
         callbacks=[keras.callbacks.TensorBoard(log_dir=log_dir), EpochProgress("classifier")],
         verbose=2,
@@ -147,19 +148,20 @@ def run_fn(fn_args) -> None:
     purifier, purifier_history = train_purifier(
         config, *splits(config.value_range), os.path.join(fn_args.model_run_dir, "purifier"), strategy
     )
-    out = fn_args.serving_model_dir
-    os.makedirs(out, exist_ok=True)
-    _save(purifier, os.path.join(out, PURIFIER_FILE))
-    write_text(os.path.join(out, "config.json"), purifier.config.to_json())
-    history = {"purifier": purifier_history}
-    if classifier_settings:  # None: the gate attacks the user's classifier, so none is trained here
-        classifier, classifier_history = train_classifier(
-            classifier_settings,
-            *splits(CLASSIFIER_VALUE_RANGE),
-            os.path.join(fn_args.model_run_dir, "classifier"),
-            seed=purifier.config.seed,
-            strategy=strategy,
-        )
-        _save(classifier, os.path.join(out, CLASSIFIER_FILE))
-        history["classifier"] = {name: [float(v) for v in values] for name, values in classifier_history.items()}
-    write_text(os.path.join(out, "history.json"), json.dumps(history, indent=2))
+    # Under several workers (TF_CONFIG) every worker saves, and only the chief's files are kept.
+    with worker_dir(fn_args.serving_model_dir, strategy) as out:
+        os.makedirs(out, exist_ok=True)
+        _save(purifier, os.path.join(out, PURIFIER_FILE))
+        write_text(os.path.join(out, "config.json"), purifier.config.to_json())
+        history = {"purifier": purifier_history}
+        if classifier_settings:  # None: the gate attacks the user's classifier, so none is trained here
+            classifier, classifier_history = train_classifier(
+                classifier_settings,
+                *splits(CLASSIFIER_VALUE_RANGE),
+                os.path.join(fn_args.model_run_dir, "classifier"),
+                seed=purifier.config.seed,
+                strategy=strategy,
+            )
+            _save(classifier, os.path.join(out, CLASSIFIER_FILE))
+            history["classifier"] = {name: [float(v) for v in values] for name, values in classifier_history.items()}
+        write_text(os.path.join(out, "history.json"), json.dumps(history, indent=2))
