@@ -35,6 +35,9 @@ def test_integers_and_floats_mix_and_huge_values_become_inf():
         ([[True, 0.5], [1.0, 1.0]], "must hold numbers"),  # a boolean where numpy would make it 1.0
         ([[None, 0.5], [1.0, 1.0]], "must hold numbers"),
         ([[1.0, [2.0]], [1.0, 1.0]], "must hold numbers"),  # one level too deep in one place
+        ([[1.0, 2.0], "ab"], "must hold numbers"),  # a string of the row's length where a row should be
+        ([[1.0, 2.0], {"a": 1, "b": 2}], "must hold numbers"),
+        ([[1.0, 2.0], 3.0], "regular (non-ragged)"),  # a number where a row should be
         ([1.0, 2.0], "has shape (2,); the signature takes (-1, 2)"),  # one level too shallow
         ([[1.0, 2.0, 3.0]], "has shape (1, 3); the signature takes (-1, 2)"),
     ],

@@ -59,14 +59,18 @@ def _regular_floats(value: Any, rank: int, dtype: np.dtype) -> np.ndarray | None
     general path explain what is wrong) for ragged lists and other depths; `_NotNumbers` for
     leaves that are strings, booleans or nulls, which numpy would quietly turn into numbers.
     """
+    if type(value) is not list:
+        return None
     level, shape = [value], []
     for _ in range(rank):  # map/set/chain keep every per-item step in C
-        if set(map(type, level)) != {list}:
+        try:
+            lengths = set(map(len, level))
+        except TypeError:  # a number where a list should be
             return None
-        lengths = set(map(len, level))
         if len(lengths) != 1:
             return None
         shape.append(lengths.pop())
+        # A string or an object here flattens into strings, which the check of the leaves refuses.
         level = list(itertools.chain.from_iterable(level))
     kinds = set(map(type, level))
     if list in kinds:

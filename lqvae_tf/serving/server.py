@@ -65,6 +65,10 @@ def _error(message: str, status: int, headers: Mapping[str, str] | None = None) 
     return _json({"error": message}, status, headers)
 
 
+def _malformed(method: str, path: str) -> Response:
+    return _error(f"Malformed request: {method} {path}", 400)
+
+
 def run_signature(signature: Signature, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Runs a signature; errors caused by the inputs come back as RequestError (400)."""
     try:
@@ -113,7 +117,7 @@ class ServingApp:
 
     # ------------------------------------------------------------------ routing
     async def dispatch(self, request: Request) -> Response:
-        path, method = request.url.path, request.method
+        path, method = request.scope["path"], request.scope["method"]  # not request.url: it parses the URL
         read = method in ("GET", "HEAD")
         if path.lower() == "/openapi.json":
             if not read:
@@ -122,9 +126,8 @@ class ServingApp:
         if not path.lower().startswith("/v1/"):
             return _error(f"Not found: {path}", 404)
         match = _MODEL_PATH.match(path)
-        malformed = _error(f"Malformed request: {method} {path}", 400)
         if match is None:
-            return malformed
+            return _malformed(method, path)
         version = None
         if match["version"] is not None:
             version = int(match["version"]) if len(match["version"]) <= 19 else None
@@ -150,7 +153,7 @@ class ServingApp:
             return _error(str(error), 503)
         except ClientDisconnect:
             return _error("the client went away", 400)
-        return malformed
+        return _malformed(method, path)
 
     async def _read_body(self, request: Request) -> bytes:
         limit = self.limits.max_body_bytes
