@@ -76,7 +76,7 @@ def _image_size(exec_properties: Mapping[str, Any]) -> tuple[int, int] | None:
     custom_config.custom_config.Unpack(settings)
     if "image_size" not in settings.fields:
         return None
-    return tuple(int(value) for value in settings.fields["image_size"].list_value.values)
+    return tuple(int(value.number_value) for value in settings.fields["image_size"].list_value.values)
 
 
 def _read_shard(shard: int, path: str, image_size: Sequence[int] | None, shards: int):
