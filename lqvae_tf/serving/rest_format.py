@@ -81,15 +81,18 @@ def _regular_floats(value: Any, rank: int, dtype: np.dtype) -> np.ndarray | None
         return np.fromiter(level, dtype=dtype, count=len(level)).reshape(shape)
 
 
-def to_array(value: Any, name: str, dtype: np.dtype, shape: tuple[int | None, ...]) -> np.ndarray:
-    """One input's JSON value as an array of the signature's dtype, checked against its shape."""
-    not_numbers = RequestError(
+def _not_numbers(name: str, dtype: np.dtype) -> RequestError:
+    return RequestError(
         f"input {name!r} must hold numbers of dtype {np.dtype(dtype).name} in a regular (non-ragged) nested list"
     )
+
+
+def to_array(value: Any, name: str, dtype: np.dtype, shape: tuple[int | None, ...]) -> np.ndarray:
+    """One input's JSON value as an array of the signature's dtype, checked against its shape."""
     try:
         fast = _regular_floats(value, len(shape), dtype) if np.dtype(dtype).kind == "f" and shape else None
     except _NotNumbers:
-        raise not_numbers from None
+        raise _not_numbers(name, dtype) from None
     if fast is not None:
         array = fast
     elif dtype == np.object_:
@@ -101,7 +104,7 @@ def to_array(value: Any, name: str, dtype: np.dtype, shape: tuple[int | None, ..
             inferred = None
         # numpy would read "0.5" or true as a number; TF Serving does not, and neither do we.
         if inferred is None or inferred.dtype.kind not in "iuf":
-            raise not_numbers
+            raise _not_numbers(name, dtype)
         with np.errstate(over="ignore"):  # out-of-range values become inf, which the model refuses
             array = inferred.astype(dtype, copy=False)
     if array.ndim != len(shape) or any(want is not None and got != want for got, want in zip(array.shape, shape)):
