@@ -11,7 +11,7 @@ export LQVAE_MNIST_DIR ?= $(if $(wildcard $(SHARED_DATA)/mnist/t10k-labels-idx1-
 # The CelebA subset (10,000 aligned faces and labels.csv), read by lqvae_tf.data.celeb_a when set.
 export LQVAE_CELEBA_DIR ?= $(if $(wildcard $(SHARED_DATA)/celeba/labels.csv),$(SHARED_DATA)/celeba)
 
-.PHONY: setup data run test lint format bench lock clean
+.PHONY: setup data run test lint format presets bench lock clean
 
 setup:
 	@scripts/setup_env.sh
@@ -33,6 +33,12 @@ lint: setup
 format: setup
 	$(VENV)/bin/ruff format lqvae_tf pipelines tests bench
 	$(VENV)/bin/ruff check --fix lqvae_tf pipelines tests bench
+
+# The trained purifiers shipped in lqvae_tf/presets/ (LQVAE.from_preset): the MNIST and Fashion-MNIST
+# studies' purifiers, from (or trained into) lqvae reproduce's model store; resumable.
+MODELS_DIR ?= runs/reproduce/models
+presets: setup data
+	nice -n 10 $(PY) scripts/make_presets.py --models $(MODELS_DIR) mnist fashion_mnist
 
 bench: setup data
 	$(PY) bench/bench_train_purify.py

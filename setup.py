@@ -20,6 +20,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10,<3.11",
     packages=find_packages(include=["lqvae_tf", "lqvae_tf.*"]),
+    # The trained purifiers behind LQVAE.from_preset (weights, config, measured metrics).
+    package_data={"lqvae_tf.presets": ["*/*.weights.h5", "*/*.json", "*/*.md"]},
     install_requires=RUNTIME,
     extras_require={
         "pipeline": ["tfx==1.16.0", "apache-beam==2.60.0"],

@@ -127,7 +127,7 @@ def test_model_config_round_trip():
 
 
 def test_from_preset_accepts_overrides():
-    model = LQVAE.from_preset("paper", width=0.125)
+    model = LQVAE.from_preset("paper", load_weights=False, width=0.125)
     assert model.config.value_range == (-1.0, 1.0) and model.config.width == 0.125
 
 
@@ -186,7 +186,7 @@ def test_backup_and_restore_resumes_an_interrupted_fit(tmp_path, fmnist_images):
 
 
 def test_celeb_a_architecture_purifies_64x64x3_faces():
-    model = LQVAE.from_preset("celeb_a", width=0.125, latent_dim=16)
+    model = LQVAE.from_preset("celeb_a", load_weights=False, width=0.125, latent_dim=16)
     faces = np.random.default_rng(0).uniform(0, 1, (3, 64, 64, 3)).astype(np.float32)
     purified = model.purify(faces)
     assert purified.shape == (3, 64, 64, 3) and model.codes(faces).shape == (3, 16)

@@ -112,6 +112,31 @@ def test_reproduce_quick_writes_a_table_with_every_column_and_reuses_its_models(
         again = [line for line in handle.read().splitlines() if line.startswith("| ") and "model.keras" in line]
     assert len(again) == len(models) and all("| yes |" in line for line in again)
 
+    # The presets' command takes the study's purifier and classifier A from the same store.
+    stored = sorted(os.listdir(tmp_path / "models"))
+    make_presets = load_script("make_presets")
+    out = tmp_path / "presets"
+    args = ["--quick", "--models", str(tmp_path / "models"), "--out", str(out), "--test-images", "64", "fashion_mnist"]
+    assert make_presets.main(args) == 0
+    assert sorted(os.listdir(tmp_path / "models")) == stored  # nothing was trained again
+    with open(out / "fashion_mnist" / "metrics.json", encoding="utf-8") as handle:
+        metrics = json.load(handle)
+    assert set(metrics["store"].values()) <= set(stored) and metrics["test_images"] == 64
+    assert set(os.listdir(out / "fashion_mnist")) == {*metrics["files"], "config.json", "metrics.json", "README.md"}
+    assert metrics["reconstruction_mse"]["trained"] < metrics["reconstruction_mse"]["untrained"]
+    assert f"make_presets.py {' '.join(args)}" in (out / "fashion_mnist" / "README.md").read_text()
+
+
+def load_script(name: str):
+    """`scripts/<name>.py` imported as a module (the scripts folder is not a package)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 def test_reproduce_without_the_data_fails_before_training_anything(tmp_path, monkeypatch, capsys):
     def no_network(address, timeout=None):

@@ -39,12 +39,13 @@ import lqvae_tf.attacks.square  # noqa: F401  (registers "square")
 from lqvae_tf.atomic import write_text
 from lqvae_tf.attacks import logits_of, make_attack
 from lqvae_tf.config import LQVAEConfig, preset
+from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
 from lqvae_tf.defenses import LQVAEDefense
 from lqvae_tf.evaluation.figures import _pyplot, _save
 from lqvae_tf.evaluation.harness import Evaluation, fingerprint
 from lqvae_tf.evaluation.stats import accuracy_of
 
-CLASSIFIER_RANGE = (0.0, 1.0)  # the library's classifiers take [0, 1] pixels
+CLASSIFIER_RANGE = CLASSIFIER_VALUE_RANGE  # the library's classifiers take [0, 1] pixels (the registry's)
 GRADIENTS = ("bpda", "soft", "identity")  # the adaptive attack's three backward passes
 
 

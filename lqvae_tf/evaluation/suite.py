@@ -31,6 +31,7 @@ import numpy as np
 
 from lqvae_tf.atomic import write_text
 from lqvae_tf.data import load
+from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
 from lqvae_tf.defenses import Defense, LQVAEDefense
 from lqvae_tf.evaluation.figures import (
     accuracy_vs_strength,
@@ -134,7 +135,7 @@ def sample_indices(total: int, n: int, seed: int, held_out: int = 0) -> tuple[np
 
 def load_test_arrays(dataset: str, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The test split of `dataset` as numpy (images in [0, 1], labels)."""
-    kwargs = {"value_range": (0.0, 1.0)}
+    kwargs = {"value_range": CLASSIFIER_VALUE_RANGE}
     if data_dir:
         kwargs["data_dir"] = data_dir
     pairs = list(load(dataset, "test", **kwargs).as_numpy_iterator())

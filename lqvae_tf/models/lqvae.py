@@ -26,6 +26,7 @@ from lqvae_tf.models.inputs import check_images
 from lqvae_tf.models.lipschitz import encode_with_input_gradient_norm, lipschitz_penalty
 from lqvae_tf.models.quantizers import PACKAGE, HardQuantizer, SoftQuantizer
 from lqvae_tf.models.sampling import Sampling, load_seed_state, save_seed_state
+from lqvae_tf.presets import check_filter_fields, load_filter_weights, trained_config
 
 METRIC_NAMES = ("loss_f", "loss_g", "loss_h", "kl", "penalty", "grad_norm", "active_bits")
 # With `config.adversarial`: `loss_g` on the perturbed images, the encoder's code-keeping loss,
@@ -67,7 +68,7 @@ class LQVAE(keras.Model):
         config: an `LQVAEConfig` (or its dict form) holding every setting.
 
     Example:
-        >>> model = LQVAE.from_preset("fashion_mnist")
+        >>> model = LQVAE.from_preset("fashion_mnist", load_weights=False)  # untrained
         >>> model.compile()
         >>> model.fit(train_ds, epochs=1)
         >>> clean = model.purify(images)
@@ -109,9 +110,35 @@ class LQVAE(keras.Model):
 
     # ----------------------------------------------------------------- construction
     @classmethod
-    def from_preset(cls, name: str, **overrides) -> LQVAE:
-        """A fresh model from a named configuration, optionally with fields changed."""
-        return cls(preset(name).replace(**overrides))
+    def from_preset(cls, name: str, load_weights: bool = True, **overrides) -> LQVAE:
+        """The named preset: a trained filter, ready to `purify`, as keras-hub's `from_preset`.
+
+        The weights ship inside the package (`lqvae_tf.presets`; read offline) for the presets
+        `lqvae_tf.presets.trained_presets()` lists ("fashion_mnist", "mnist"); their measured
+        metrics are `lqvae_tf.presets.preset_metrics(name)`. The config is `preset(name)`'s.
+
+        Args:
+            name: a preset of `lqvae_tf.config.PRESETS`.
+            load_weights: False builds the same configuration untrained (random weights), for
+                presets without shipped weights ("paper", "celeb_a") too.
+            **overrides: config fields to change; with weights, only training settings (epochs,
+                learning rate...), not the fields that shape the filter (`presets.FILTER_FIELDS`).
+
+        Raises:
+            ValueError: an unknown preset (the message lists the known ones), one without shipped
+                weights while `load_weights` is True, or overrides that change the filter.
+
+        Example:
+            >>> purifier = LQVAE.from_preset("mnist")  # trained
+            >>> untrained = LQVAE.from_preset("mnist", load_weights=False)
+        """
+        config = preset(name).replace(**overrides)
+        if not load_weights:
+            return cls(config)
+        check_filter_fields(name, trained_config(name), config)
+        model = cls(config)
+        load_filter_weights(model, name)
+        return model
 
     def get_config(self):
         return {**super().get_config(), "config": self.config.to_dict()}

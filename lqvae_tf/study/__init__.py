@@ -1,7 +1,16 @@
 """The whole study in one command (`lqvae reproduce`): models by content hash, every table, the report."""
 
 from lqvae_tf.study.config import DATASETS, StudyConfig, study_config
-from lqvae_tf.study.run import ROBUST_COLUMNS, run_study
+from lqvae_tf.study.run import ROBUST_COLUMNS, run_study, train_models
 from lqvae_tf.study.store import ModelStore, settings_hash
 
-__all__ = ["DATASETS", "ROBUST_COLUMNS", "ModelStore", "StudyConfig", "run_study", "settings_hash", "study_config"]
+__all__ = [
+    "DATASETS",
+    "ROBUST_COLUMNS",
+    "ModelStore",
+    "StudyConfig",
+    "run_study",
+    "settings_hash",
+    "study_config",
+    "train_models",
+]

@@ -11,7 +11,9 @@ import dataclasses
 import json
 from typing import Any
 
-DATASETS = ("fashion_mnist", "mnist", "celeb_a")
+from lqvae_tf.data.registry import DATASET_NAMES
+
+DATASETS = DATASET_NAMES  # the registry's
 
 # Table 5 (BPDA end to end): the paper's setting as the authors' code runs it, then our adaptive
 # attacks beside it. Rows of one eps share their parameters and restarts, so the undefended and

@@ -64,8 +64,21 @@ def _summary_of(model_path: str) -> dict[str, Any]:
         return json.load(handle)
 
 
-def _train_models(config: StudyConfig, store: ModelStore, data_dir: str | None, stages: Stages) -> dict[str, str]:
-    """Every model of the study, trained now or reused: kind name -> .keras path."""
+def train_models(
+    config: StudyConfig,
+    store: ModelStore,
+    data_dir: str | None = None,
+    stages: Stages | None = None,
+    only: tuple[str, ...] | None = None,
+) -> dict[str, str]:
+    """Every model of the study, trained now or reused from `store`: name -> .keras path.
+
+    The names are "purifier", "classifier A", "classifier A (madry)", "classifier A (adv-tr)",
+    ..., "gan"; `only` restricts the work to those named (the presets take the study's purifier
+    and classifier A, `scripts/make_presets.py`). Each model's store key is its study settings, so
+    whoever asks for it with the same study config gets the same model.
+    """
+    stages = stages or Stages(verbose=True)
     from lqvae_tf.classifiers import train_adversarial_classifier, train_classifier
     from lqvae_tf.config import preset
     from lqvae_tf.training import train_purifier
@@ -75,6 +88,9 @@ def _train_models(config: StudyConfig, store: ModelStore, data_dir: str | None, 
     paths: dict[str, str] = {}
 
     def keep(name: str, kind: str, settings: dict, train: Callable[[str], object]) -> None:
+        if only is not None and name not in only:
+            return
+
         def work():
             return store.get_or_train(kind, {"dataset": dataset, "seed": seed, **settings}, train)
 
@@ -148,7 +164,7 @@ def run_study(
 
     stages = Stages(verbose)
     images, labels = load_test_arrays(config.dataset, data_dir)  # first: no data, no training
-    paths = _train_models(config, ModelStore(models_dir), data_dir, stages)
+    paths = train_models(config, ModelStore(models_dir), data_dir, stages)
     if models_only:
         return paths
     held_out = min(config.held_out, PAPERNOT_SEEDS) if config.held_out else 0
