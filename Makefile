@@ -23,8 +23,10 @@ data: setup
 run: setup data
 	$(PY) -m pipelines.local_runner --output $(RUN_DIR)
 
+# Two pytest-xdist workers, one test file each at a time (module fixtures such as a pipeline run
+# stay in one process); tests/conftest.py hands out the longest files first.
 test: setup data lint
-	$(PY) -m pytest -q -p no:cacheprovider --durations=10
+	$(PY) -m pytest -q -p no:cacheprovider --durations=10 -n 2 --dist loadfile --no-loadscope-reorder
 
 lint: setup
 	$(VENV)/bin/ruff check lqvae_tf pipelines tests bench
