@@ -313,3 +313,26 @@ def test_deepfool_with_no_labels_moves_away_from_the_predictions(classifier, hel
     x = tf.constant(held_out[0][:16])
     x_adv = deepfool(model_fn, x)
     assert np.mean(np.argmax(model_fn(x_adv), -1) != np.argmax(model_fn(x), -1)) >= 0.95
+
+
+def test_one_step_attacks_watch_the_images_not_the_weights(monkeypatch):
+    """A tape that also watches the weights records every step of a defense's inner search
+    (Defense-GAN's 200 x 10 generator descent per image) and ran the MNIST study out of memory
+    at 21 GB: the authors' FGSM and the substitutes' Jacobian step watch x only."""
+    from lqvae_tf.attacks.substitute import jacobian_augmentation
+
+    tapes = []
+
+    class RecordingTape(tf.GradientTape):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            tapes.append(self)
+
+    monkeypatch.setattr(tf, "GradientTape", RecordingTape)
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    x = np.random.default_rng(0).uniform(0, 1, (2, 4, 4, 1)).astype(np.float32)
+    y = np.array([0, 1])
+    make_attack("authors_fgsm")(model, x, y)
+    jacobian_augmentation(model, x, y, step=0.1)
+    assert len(tapes) == 2
+    assert [tape.watched_variables() for tape in tapes] == [(), ()]
