@@ -14,7 +14,7 @@ import json
 import os
 from typing import Any
 
-from lqvae_tf.config import PRESETS
+from lqvae_tf.config import PRESETS, AdversarialConfig
 from lqvae_tf.data import DEBIAN_FASHION_MNIST
 from lqvae_tf.data.registry import DatasetInfo, dataset_info
 from lqvae_tf.distribute import STRATEGIES
@@ -65,6 +65,10 @@ class PipelineConfig:
             Fashion-MNIST, which the dataset registry describes).
         purifier_preset: the `LQVAEConfig` preset the purifier starts from.
         purifier_overrides: `LQVAEConfig` fields over the preset (epochs, width, latent_dim...).
+        adversarial: adversarial retraining of the purifier inside the Trainer (an
+            `AdversarialConfig` or its dict; None: clean training, the paper's). Mode "classifier"
+            attacks `adversarial.classifier`, else `classifier_path` (the Trainer's own classifier
+            is trained after the purifier, so it cannot be the one).
         classifier_name: the Defense-GAN classifier ("A".."E") the Trainer trains; the gate
             attacks it unless `classifier_path` is given.
         classifier_path: your own `.keras` classifier for the gate to attack instead (it must take
@@ -95,6 +99,7 @@ class PipelineConfig:
     num_classes: int | None = None
     purifier_preset: str = "fashion_mnist"
     purifier_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    adversarial: AdversarialConfig | None = None
     classifier_name: str = "A"
     classifier_path: str | None = None
     classifier_range: tuple[float, float] = (0.0, 1.0)
@@ -111,6 +116,8 @@ class PipelineConfig:
     distribute: str = "auto"
 
     def __post_init__(self) -> None:
+        if isinstance(self.adversarial, dict):  # the config is frozen: set the field as dataclasses do
+            object.__setattr__(self, "adversarial", AdversarialConfig.from_dict(self.adversarial))
         self.validate()
 
     def validate(self) -> None:
@@ -142,6 +149,20 @@ class PipelineConfig:
             raise ValueError(f"classifier_range must be (low, high) with low < high, got {self.classifier_range}")
         if self.classifier_path is not None and not os.path.isfile(self.classifier_path):
             raise ValueError(f"classifier_path {self.classifier_path} does not exist")
+        if self.adversarial is not None and not isinstance(self.adversarial, AdversarialConfig):
+            raise ValueError(f"adversarial must be an AdversarialConfig, its dict or None, got {self.adversarial!r}")
+        if "adversarial" in self.purifier_overrides:
+            raise ValueError("set adversarial retraining with the adversarial field, not purifier_overrides")
+        if self.adversarial is not None and self.adversarial.mode == "classifier":
+            if self.adversarial.classifier is None and self.classifier_path is None:
+                raise ValueError(
+                    "adversarial mode 'classifier' needs a classifier to attack: give its .keras file "
+                    "(--adv-classifier, or --classifier for the gate's); the Trainer's own classifier is "
+                    "trained after the purifier"
+                )
+            path = self.adversarial.classifier or self.classifier_path
+            if not os.path.isfile(path):
+                raise ValueError(f"the adversarial classifier {path} does not exist")
         if not self.attack_suite:
             raise ValueError("the attack suite is empty: the gate would bless a defense never attacked")
         thresholds = [self.min_clean_accuracy] + [check.min_accuracy for check in self.attack_suite]
@@ -180,10 +201,31 @@ class PipelineConfig:
         """The Trainer's `custom_config["purifier"]`: for your own data, at its image shape with the
         architecture for that size (`architecture_for`)."""
         overrides = dict(self.purifier_overrides)
+        settings: dict[str, Any] = {"preset": self.purifier_preset, "overrides": overrides}
+        if self.adversarial is not None:
+            adversarial = self.trainer_adversarial
+            overrides["adversarial"] = adversarial.to_dict()
+            if adversarial.classifier is not None:  # a changed file at the same path re-runs the Trainer
+                from lqvae_tf.pipeline_components.gate import file_digest
+
+                settings["adversarial_classifier_digest"] = file_digest(adversarial.classifier)
         if self.data_path is not None:
             shape = self.dataset.image_shape
             overrides.update(image_shape=list(shape), architecture=architecture_for(shape))
-        return {"preset": self.purifier_preset, "overrides": overrides}
+        return settings
+
+    @property
+    def trainer_adversarial(self) -> AdversarialConfig | None:
+        """`adversarial` as the Trainer applies it: mode "classifier" with no classifier of its own
+        attacks the gate's (`classifier_path`, in its pixel range), by absolute path."""
+        adversarial = self.adversarial
+        if adversarial is None or adversarial.mode != "classifier":
+            return adversarial
+        if adversarial.classifier is None:
+            return dataclasses.replace(
+                adversarial, classifier=os.path.abspath(self.classifier_path), classifier_range=self.classifier_range
+            )
+        return dataclasses.replace(adversarial, classifier=os.path.abspath(adversarial.classifier))
 
     @property
     def classifier_settings(self) -> dict[str, Any] | None:

@@ -28,27 +28,41 @@ import json
 import os
 import shlex
 import sys
+import tempfile
 import time
 import warnings
 
 if not __package__:  # run as a file (the TFX CLI does): make the repository's `pipelines` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_IMPORT_NOTICES = None  # run as the main job: what the imports below wrote to standard error
 if __name__ == "__main__":  # the main job: TensorFlow's C++ INFO and WARNING lines are noise on a terminal
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Importing TensorFlow writes C++ lines to standard error that no setting silences (CUDA
+    # plugins registering twice: "Unable to register cuDNN factory ..."), before the log file
+    # exists: they are held in a temporary file and go into the run's log (main).
+    _IMPORT_NOTICES = tempfile.TemporaryFile()
+    _terminal_stderr = os.dup(2)
+    os.dup2(_IMPORT_NOTICES.fileno(), 2)
+try:
+    from absl import logging
 
-from absl import logging  # noqa: E402
+    with warnings.catch_warnings():  # import-time notices (google-api-core on Python 3.10), before the log file exists
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from tfx import v1 as tfx
 
-with warnings.catch_warnings():  # import-time notices (google-api-core on Python 3.10), before the log file exists
-    warnings.simplefilter("ignore", FutureWarning)
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from tfx import v1 as tfx  # noqa: E402
-
-from lqvae_tf.atomic import write_text  # noqa: E402
-from lqvae_tf.cli import user_data  # noqa: E402
-from lqvae_tf.pipeline_components.gate import REPORT_FILE, load_user_classifier, verdict_markdown  # noqa: E402
-from lqvae_tf.pipeline_components.records import write_fashion_mnist_records  # noqa: E402
-from pipelines import configs, console  # noqa: E402
-from pipelines.pipeline import create_pipeline  # noqa: E402
+    from lqvae_tf.atomic import write_text
+    from lqvae_tf.cli import adversarial as adversarial_flags
+    from lqvae_tf.cli import user_data
+    from lqvae_tf.pipeline_components.gate import REPORT_FILE, load_user_classifier, verdict_markdown
+    from lqvae_tf.pipeline_components.records import write_fashion_mnist_records
+    from pipelines import configs, console
+    from pipelines.pipeline import create_pipeline
+finally:  # a failed import's traceback reaches the terminal
+    if _IMPORT_NOTICES is not None:
+        sys.stderr.flush()
+        os.dup2(_terminal_stderr, 2)
+        os.close(_terminal_stderr)
 
 # What the TFX CLI cannot pass (it runs this file with no arguments): options, and the run folder.
 ARGS_ENV = "LQVAE_PIPELINE_ARGS"
@@ -116,9 +130,13 @@ def _value_range(text: str) -> tuple[float, float]:
 
 
 def check_gate_classifier(config: configs.PipelineConfig) -> None:
-    """Refuses, before anything runs, a user classifier that does not fit the data (see `load_user_classifier`)."""
+    """Refuses, before anything runs, a user classifier that does not fit the data (see
+    `load_user_classifier`): the gate's, and the one adversarial retraining attacks."""
     if config.classifier_path is not None:
         load_user_classifier(config.classifier_path, config.dataset.image_shape, config.classifier_range)
+    adversarial = config.trainer_adversarial
+    if adversarial is not None and adversarial.classifier not in (None, os.path.abspath(config.classifier_path or "")):
+        load_user_classifier(adversarial.classifier, config.dataset.image_shape, adversarial.classifier_range)
 
 
 def _arguments(argv: list[str]) -> argparse.Namespace:
@@ -149,6 +167,7 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         metavar="N",
         help="run the Beam components in N local processes (DirectRunner's multi_processing mode)",
     )
+    adversarial_flags.add_arguments(parser)
     parser.add_argument("--verbose", action="store_true", help="every log line on the terminal, no log file")
     return parser.parse_args(argv or shlex.split(os.environ.get(ARGS_ENV, "")))
 
@@ -177,6 +196,7 @@ def _config(args: argparse.Namespace) -> configs.PipelineConfig:
         if args.beam_arg:
             raise ValueError("give --beam-workers or --beam-arg, not both")
         changes["beam_pipeline_args"] = configs.direct_runner_args(args.beam_workers)
+    changes["adversarial"] = adversarial_flags.from_args(args, config.adversarial)
     if args.epochs is not None:
         changes["purifier_overrides"] = {**config.purifier_overrides, "epochs": args.epochs}
     if args.data is None:
@@ -186,6 +206,15 @@ def _config(args: argparse.Namespace) -> configs.PipelineConfig:
         raise ValueError("--train-limit and --eval-limit slice Fashion-MNIST; they do not apply to --data")
     config = config.replace(**{key: value for key, value in changes.items() if value is not None})
     return config if args.data is None else configs.with_user_data(config, args.data, args.image_size)
+
+
+def _write_import_notices() -> None:
+    """What the imports wrote to standard error (run as the main job), now on standard error."""
+    if _IMPORT_NOTICES is not None and _IMPORT_NOTICES.tell():
+        _IMPORT_NOTICES.seek(0)
+        sys.stderr.write(_IMPORT_NOTICES.read().decode("utf-8", errors="replace"))
+        sys.stderr.flush()
+        _IMPORT_NOTICES.truncate(0)
 
 
 def main(argv: list[str]) -> int:
@@ -198,12 +227,14 @@ def main(argv: list[str]) -> int:
         return 2
     logging.set_verbosity(logging.INFO)
     if args.verbose:
+        _write_import_notices()
         run(config)
     else:
         log_path = os.path.join(config.output_root, LOG_FILE)
         print(f"Pipeline {config.pipeline_name} in {config.output_root}; full log: {log_path}", flush=True)
         started = time.monotonic()
         with console.quiet_terminal(log_path):
+            _write_import_notices()  # into the log
             try:
                 run(config)
             except Exception as error:  # shown in one line here, with its traceback in the log

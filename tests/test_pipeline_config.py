@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -113,3 +114,65 @@ def test_contradictory_or_missing_data_options_are_refused(tmp_path, capsys, opt
 def test_impossible_settings_are_rejected(tmp_path, changes, message):
     with pytest.raises(ValueError, match=message):
         configs.small_test_config(str(tmp_path), **changes)
+
+
+def test_adversarial_retraining_is_a_typed_option_the_trainer_receives(tmp_path):
+    from lqvae_tf import AdversarialConfig, preset
+    from pipelines import local_runner
+
+    chosen = local_runner._parse(["--output", str(tmp_path), "--adversarial", "code", "--adv-eps", "0.05"])
+    assert chosen.adversarial == AdversarialConfig(mode="code", eps=0.05)
+    settings = chosen.pipeline_arguments()["purifier_settings"]
+    # What the Trainer's run_fn builds from its custom_config: the preset with the adversarial settings.
+    trained = preset(settings["preset"]).replace(**settings["overrides"])
+    assert trained.adversarial == AdversarialConfig(mode="code", eps=0.05) and trained.epochs == 2
+    assert local_runner._parse(["--output", str(tmp_path)]).purifier_settings["overrides"].get("adversarial") is None
+    # A dict works as the dataclass does (a config written as JSON), and is checked the same way.
+    assert configs.small_test_config(str(tmp_path), adversarial={"mode": "reconstruction"}).adversarial.steps == 5
+
+    # Mode "classifier" attacks the gate's classifier unless told otherwise, by absolute path and digest.
+    mine = tmp_path / "mine.keras"
+    mine.write_bytes(b"a model")
+    madry = local_runner._parse(
+        ["--classifier", str(mine), "--classifier-range", "0,255", "--adversarial", "classifier"]
+    )
+    adversarial = madry.pipeline_arguments()["purifier_settings"]["overrides"]["adversarial"]
+    assert adversarial["classifier"] == str(mine) and adversarial["classifier_range"] == [0.0, 255.0]
+    assert len(madry.purifier_settings["adversarial_classifier_digest"]) == 64
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--adv-eps", "0.05"], "--adv-eps need --adversarial MODE"),
+        (["--adversarial", "code", "--adv-eps", "0"], r"adversarial eps must be in \(0, 1\]"),
+        (["--adversarial", "code", "--adv-steps", "0"], "adversarial steps must be an integer >= 1"),
+        (["--adversarial", "madry"], "adversarial mode must be one of"),
+        (["--adversarial", "classifier"], "adversarial mode 'classifier' needs a classifier to attack"),
+        (["--adversarial", "classifier", "--adv-classifier", "nowhere.keras"], "nowhere.keras does not exist"),
+    ],
+)
+def test_impossible_adversarial_settings_are_refused_by_name(tmp_path, argv, message, capsys):
+    from pipelines import local_runner
+
+    assert local_runner.main(["--output", str(tmp_path / "run"), *argv]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and re.search(message, error), error
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_the_main_job_refuses_a_bad_option_in_one_line_without_import_noise(tmp_path):
+    """`make run`'s command with an impossible option: one error line on the terminal, not the C++
+    lines TensorFlow's import writes to standard error ("Unable to register cuDNN factory")."""
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    command = [sys.executable, "-m", "pipelines.local_runner", "--output", str(tmp_path / "run"), "--train-limit", "0"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}  # as the Makefile sets it
+    completed = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 2
+    assert completed.stdout == "" and completed.stderr.splitlines() == [
+        "error: train_limit must be positive or None, got 0"
+    ], completed.stderr[-2000:]

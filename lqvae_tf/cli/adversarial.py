@@ -39,16 +39,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--adv-classifier", help="the .keras classifier mode 'classifier' attacks")
 
 
-def apply(args: argparse.Namespace, config: LQVAEConfig) -> LQVAEConfig:
-    """`config` with the adversarial flags applied (validated; ValueError names a bad value)."""
+def from_args(args: argparse.Namespace, base: AdversarialConfig | None) -> AdversarialConfig | None:
+    """`base` with the adversarial flags applied (None when neither sets anything).
+
+    Raises:
+        ValueError: a flag without --adversarial MODE (and no `base`), or an impossible value (named).
+    """
     changes = {field: getattr(args, flag) for flag, field in FLAGS.items() if getattr(args, flag) is not None}
     if args.adversarial is None:
-        if changes and config.adversarial is None:
+        if changes and base is None:
             flags = ", ".join("--" + flag.replace("_", "-") for flag, field in FLAGS.items() if field in changes)
             raise ValueError(f"{flags} need --adversarial MODE")
         if not changes:
-            return config
+            return base
     else:
         changes["mode"] = args.adversarial
-    base = config.adversarial or AdversarialConfig(mode=changes.get("mode", "reconstruction"))
-    return config.replace(adversarial=dataclasses.replace(base, **changes))
+    return dataclasses.replace(base or AdversarialConfig(mode=changes.get("mode", "reconstruction")), **changes)
+
+
+def apply(args: argparse.Namespace, config: LQVAEConfig) -> LQVAEConfig:
+    """`config` with the adversarial flags applied (validated; ValueError names a bad value)."""
+    adversarial = from_args(args, config.adversarial)
+    return config if adversarial is config.adversarial else config.replace(adversarial=adversarial)
