@@ -260,3 +260,36 @@ def test_cli_refuses_attack_flags_it_would_ignore_or_cannot_use(tmp_path, flags,
     with pytest.raises(ValueError, match=message):
         classifiers_cli.run(args)
     assert not (tmp_path / "x").exists()
+
+
+def test_warm_started_pgd_training_starts_from_the_given_classifier(trained, tmp_path, held_out):
+    # With a vanishing learning rate the fine-tuned classifier keeps the weights it started from,
+    # so its clean accuracy is the plain one's; from fresh weights it would be near chance.
+    plain_path = trained["none"][1]
+    out = str(tmp_path / classifier_filename(NAME, "pgd"))
+    summary = train_adversarial_classifier(
+        NAME,
+        "fashion_mnist",
+        out,
+        method="pgd",
+        eps=EPS,
+        steps=1,
+        step_size=PGD_STEP_SIZE,
+        learning_rate=1e-12,
+        init_from=plain_path,
+        **{**TRAINING, "epochs": 1, "limit": 64},
+    )
+    assert summary["init_from"] == plain_path
+    plain, warm = keras.models.load_model(plain_path), keras.models.load_model(out)
+    for theirs, ours in zip(plain.get_weights(), warm.get_weights(), strict=True):
+        np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    assert accuracy_under(warm, None, *held_out) == pytest.approx(accuracy_under(plain, None, *held_out))
+
+
+def test_warm_start_refuses_a_missing_file_or_another_architecture(trained, tmp_path):
+    out = str(tmp_path / classifier_filename("A", "pgd"))
+    with pytest.raises(ValueError, match="init_from .*no such file"):
+        train_adversarial_classifier("E", "fashion_mnist", out, init_from=str(tmp_path / "nothing.keras"))
+    with pytest.raises(ValueError, match="does not hold a classifier A"):
+        train_adversarial_classifier("A", "fashion_mnist", out, init_from=trained["none"][1])
+    assert not os.listdir(tmp_path)  # refused before anything was written

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 
 import pytest
 
+from lqvae_tf.classifiers import summary_path
 from lqvae_tf.cli.main import main
 from lqvae_tf.study import ROBUST_COLUMNS, ModelStore, settings_hash, study_config
 
@@ -106,6 +108,11 @@ def test_reproduce_quick_writes_a_table_with_every_column_and_reuses_its_models(
     assert all("| no |" in line for line in models)
     assert all(line.split(" | ")[3].split(" (")[0].replace(".", "").isdigit() for line in models)  # seconds
     assert "lqvae reproduce fashion_mnist --quick" in report and "accuracy_vs_eps" in report
+    for name in ("A", "B"):  # the quick study's Madry classifiers fine-tune its clean ones
+        (madry,) = glob.glob(str(tmp_path / "models" / f"classifier_{name}_pgd-*" / "model.keras"))
+        (clean,) = glob.glob(str(tmp_path / "models" / f"classifier_{name}-*" / "model.keras"))
+        with open(summary_path(madry), encoding="utf-8") as handle:
+            assert json.load(handle)["init_from"] == clean
 
     assert main(args) == 0  # nothing changed: every model is reused
     with open(tmp_path / "out" / "results" / "fashion_mnist.md", encoding="utf-8") as handle:

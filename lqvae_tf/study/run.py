@@ -86,9 +86,16 @@ def train_models(
 
     dataset, seed = config.dataset, config.seed
     paths: dict[str, str] = {}
+    # A warm-started adversarial classifier needs its clean classifier first.
+    needed = set(only or ())
+    for name in config.classifiers:
+        for column, method in ROBUST_COLUMNS.items():
+            warm = (config.madry if method == "pgd" else config.adv_tr).get("warm_start", False)
+            if warm and f"classifier {name} ({column})" in needed:
+                needed.add(f"classifier {name}")
 
     def keep(name: str, kind: str, settings: dict, train: Callable[[str], object]) -> None:
-        if only is not None and name not in only:
+        if only is not None and name not in needed:
             return
 
         def work():
@@ -120,10 +127,15 @@ def train_models(
         )
         for column, method in ROBUST_COLUMNS.items():
             settings = dict(config.madry if method == "pgd" else config.adv_tr)
+            key = {"method": method, **settings}
+            if settings.pop("warm_start", False):
+                # Fine-tuned from the clean classifier: its settings are part of this one's key.
+                key["init"] = dict(config.classifier)
+                settings["init_from"] = paths.get(f"classifier {name}")
             keep(
                 f"classifier {name} ({column})",
                 f"classifier_{name}_{method}",
-                {"method": method, **settings},
+                key,
                 lambda path, name=name, method=method, s=settings: train_adversarial_classifier(
                     name, dataset, path, method=method, seed=seed, data_dir=data_dir, verbose=2, test_limit=2000, **s
                 ),
