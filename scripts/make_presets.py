@@ -33,6 +33,7 @@ from lqvae_tf.atomic import write_text
 from lqvae_tf.data import load
 from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
 from lqvae_tf.evaluation.stats import accuracy_of
+from lqvae_tf.models.inputs import rescale
 from lqvae_tf.presets import METRICS_FILE, PRESET_ROOT, save_filter_weights
 from lqvae_tf.study import ModelStore, study_config, train_models
 
@@ -46,12 +47,6 @@ def first_test_images(dataset: str, count: int, value_range) -> tuple[np.ndarray
     return pairs[0]
 
 
-def rescaled(images: np.ndarray, source, target) -> np.ndarray:
-    """`images` mapped linearly from the `source` pixel range to the `target` one."""
-    (low, high), (new_low, new_high) = source, target
-    return (images - low) * ((new_high - new_low) / (high - low)) + new_low
-
-
 def measure(model: LQVAE, classifier: keras.Model, dataset: str, count: int) -> dict:
     """Clean accuracy alone and behind the filter, and reconstruction error, on `count` test images."""
     value_range = model.config.value_range
@@ -60,7 +55,7 @@ def measure(model: LQVAE, classifier: keras.Model, dataset: str, count: int) -> 
     untrained = LQVAE(model.config)  # the same config, its seeded random weights
 
     def accuracy(inputs: np.ndarray) -> dict:
-        scores = classifier.predict(rescaled(inputs, value_range, CLASSIFIER_VALUE_RANGE), batch_size=256, verbose=0)
+        scores = classifier.predict(rescale(inputs, value_range, CLASSIFIER_VALUE_RANGE), batch_size=256, verbose=0)
         return accuracy_of(scores, labels).to_dict()
 
     return {

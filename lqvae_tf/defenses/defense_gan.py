@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from lqvae_tf.defenses.base import Defense, check_mode, straight_through
-from lqvae_tf.models.inputs import check_images
+from lqvae_tf.models.inputs import check_images, rescale
 from lqvae_tf.models.wgan import WGANGP
 
 # The reference settings (kabkabm/defensegan: experiments/cfgs/gans/mnist.yml and models/gan.py).
@@ -138,12 +138,10 @@ class DefenseGANDefense(Defense):
 
     # ----------------------------------------------------------------- value ranges
     def _to_generator(self, images):
-        (low, high), (g_low, g_high) = self.value_range, self.generator_range
-        return (images - low) * ((g_high - g_low) / (high - low)) + g_low
+        return rescale(images, self.value_range, self.generator_range)
 
     def _from_generator(self, images):
-        (low, high), (g_low, g_high) = self.value_range, self.generator_range
-        return (images - g_low) * ((high - low) / (g_high - g_low)) + low
+        return rescale(images, self.generator_range, self.value_range)
 
     # ----------------------------------------------------------------- the projection
     def initial_latents(self, count) -> tf.Tensor:

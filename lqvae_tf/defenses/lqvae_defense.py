@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from lqvae_tf.defenses.base import Defense, check_mode, straight_through
 from lqvae_tf.models import LQVAE, check_images
+from lqvae_tf.models.inputs import rescale
 
 
 class LQVAEDefense(Defense):
@@ -41,12 +42,10 @@ class LQVAEDefense(Defense):
         self._forward = tf.function(lambda x: self.differentiable(x, "naive"), reduce_retracing=True)
 
     def _to_model(self, images):
-        (low, high), (model_low, model_high) = self.value_range, self.model.config.value_range
-        return (images - low) * ((model_high - model_low) / (high - low)) + model_low
+        return rescale(images, self.value_range, self.model.config.value_range)
 
     def _from_model(self, images):
-        (low, high), (model_low, model_high) = self.value_range, self.model.config.value_range
-        return (images - model_low) * ((high - low) / (model_high - model_low)) + low
+        return rescale(images, self.model.config.value_range, self.value_range)
 
     def purify(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         x = check_images(images, self.model.config.image_shape, self.value_range)

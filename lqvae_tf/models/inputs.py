@@ -13,6 +13,16 @@ import numpy as np
 RANGE_TOLERANCE = 1e-4  # float round-off allowed beyond the declared value range
 
 
+def rescale(images, source: Sequence[float], target: Sequence[float]):
+    """`images` mapped linearly from the pixel range `source` = (low, high) onto `target`.
+
+    Works on numpy arrays and tensors alike (plain arithmetic); the one place the package maps
+    pixel ranges (a classifier's [0, 1] onto a purifier's [-1, 1], and back).
+    """
+    (low, high), (new_low, new_high) = source, target
+    return (images - low) * ((new_high - new_low) / (high - low)) + new_low
+
+
 def check_images(images, image_shape: Sequence[int], value_range: Sequence[float], name: str = "images") -> np.ndarray:
     """Validates a batch of images and returns it as float32 numpy.
 

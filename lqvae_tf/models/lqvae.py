@@ -22,7 +22,7 @@ from lqvae_tf.models.adversarial import (
     straight_through,
 )
 from lqvae_tf.models.architectures import build_decoder, build_encoder
-from lqvae_tf.models.inputs import check_images
+from lqvae_tf.models.inputs import check_images, rescale
 from lqvae_tf.models.lipschitz import encode_with_input_gradient_norm, lipschitz_penalty
 from lqvae_tf.models.quantizers import PACKAGE, HardQuantizer, SoftQuantizer
 from lqvae_tf.models.sampling import Sampling, load_seed_state, save_seed_state
@@ -216,13 +216,11 @@ class LQVAE(keras.Model):
     # ----------------------------------------------------------------- value ranges
     def to_internal(self, images):
         """Maps images from `config.value_range` to [-1, 1], where the networks work."""
-        low, high = self.config.value_range
-        return (images - low) * (2.0 / (high - low)) - 1.0
+        return rescale(images, self.config.value_range, INTERNAL_RANGE)
 
     def from_internal(self, images):
         """Maps [-1, 1] back to `config.value_range`."""
-        low, high = self.config.value_range
-        return (images + 1.0) * ((high - low) / 2.0) + low
+        return rescale(images, INTERNAL_RANGE, self.config.value_range)
 
     # ----------------------------------------------------------------- Algorithm 1
     def encode_with_gradient_norm(self, x, training: bool):
@@ -281,8 +279,7 @@ class LQVAE(keras.Model):
         return self.decoder_hard(codes, training=False)
 
     def _to_classifier(self, x):
-        low, high = self.config.adversarial.classifier_range
-        return (x - INTERNAL_RANGE[0]) * ((high - low) / INTERNAL_WIDTH) + low
+        return rescale(x, INTERNAL_RANGE, self.config.adversarial.classifier_range)
 
     def _objective(self, clean, labels):
         """The function of perturbed internal-range images that the mode's PGD maximises."""
