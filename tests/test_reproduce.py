@@ -74,6 +74,8 @@ def test_every_study_runs_the_papers_tables_and_its_bpda_setting_beside_adaptive
         assert dict(spec.params)["nb_iter"] >= 40 and spec.restarts >= 2
     assert any(s.how == "soft" and s.eot and s.eot > 1 for s in adaptive)  # BPDA + EOT over the sampled latent
     assert config.n >= 1000 and 1 <= config.defense_gan_n <= config.n
+    assert config.classifiers == ("A", "B", "C")  # the paper's tables' classifiers (and black-box pairs)
+    assert config.madry.get("warm_start")  # from scratch, short PGD training collapsed (MNIST B: 11.7% clean)
     assert bool(config.scale) == (dataset == "celeb_a")  # the subset is stated beside every CelebA table
 
 
