@@ -6,11 +6,13 @@ import keras
 import numpy as np
 import pytest
 
-from lqvae_tf.attacks import make_attack
+from lqvae_tf.attacks import logits_of, make_attack
 from lqvae_tf.classifiers import build_classifier
 from lqvae_tf.classifiers.train import compile_classifier
 from lqvae_tf.cli.main import main
-from lqvae_tf.evaluation.frontier import FrontierAttacks, grid_configs, roc_auc
+from lqvae_tf.defenses import LQVAEDefense
+from lqvae_tf.evaluation.frontier import FrontierAttacks, detection_scores, grid_configs, roc_auc, score_evading_pgd
+from lqvae_tf.models import LQVAE
 from lqvae_tf.training.adapt import adapt_classifier
 
 from conftest import tiny_config
@@ -53,6 +55,8 @@ def test_frontier_writes_a_row_per_point_with_every_measure(frontier_dir):
         assert measured["worst"]["correct"] <= min(measured["adaptive"]["correct"], measured["square"]["correct"])
         assert measured["square_beats_gradient"] == (measured["square"]["correct"] < measured["adaptive"]["correct"])
         assert 0.0 <= measured["detection_auc"]["fgsm"] <= 1.0
+        assert 0.0 <= measured["detection_auc"]["score_evading"] <= 1.0
+        assert measured["score_evading"]["n"] == 16
         assert measured["clean_alone"]["n"] == 16
     assert report["settings"]["attacks"]["steps"] == 1 and report["settings"]["command"].startswith("lqvae frontier")
     assert "**adaptive**" in (frontier_dir / "frontier.md").read_text()
@@ -124,3 +128,26 @@ def test_adapt_refuses_a_classifier_of_another_shape(frontier_dir, tmp_path, cap
 
 def test_tiny_config_is_what_the_grid_base_builds():
     assert grid_configs({"base": TINY})[0] == tiny_config(latent_dim=8)
+
+
+def test_score_evading_pgd_lowers_the_detection_score_and_stays_in_the_ball(classifier_path, fmnist_test_arrays):
+    images, labels = fmnist_test_arrays
+    x, y = images[:32].astype(np.float32) / 255.0, labels[:32].astype(np.int64)
+    defense = LQVAEDefense(LQVAE(tiny_config()), value_range=(0.0, 1.0))
+    logits = logits_of(keras.models.load_model(classifier_path))
+    attacks = FrontierAttacks(eps=0.1, steps=10, restarts=1, n=32, batch_size=32)
+    scale = float(np.median(detection_scores(defense, x)))
+    evading = score_evading_pgd(defense, logits, attacks, scale)(None, x, y)
+    plain = make_attack("pgd", eps=0.1, eps_iter=attacks.pgd_step_size, nb_iter=10)(
+        lambda images: logits(defense.differentiable(images, "bpda")), x, y
+    )
+    assert np.abs(evading - x).max() <= 0.1 + 1e-6 and evading.min() >= 0.0 and evading.max() <= 1.0
+    # The detector-aware attack ends with lower scores than the one that ignores the detector.
+    evading_score, plain_score = (
+        detection_scores(defense, evading).mean(),
+        detection_scores(defense, np.asarray(plain)).mean(),
+    )
+    print(f"mean score: evading {evading_score:.5f}, plain {plain_score:.5f}")
+    assert evading_score < plain_score
+    with pytest.raises(ValueError, match="score_scale must be positive"):
+        score_evading_pgd(defense, logits, attacks, 0.0)
