@@ -75,6 +75,11 @@ class PipelineConfig:
             the data's image shape); None attacks the Trainer's.
         classifier_range: (low, high) pixel range `classifier_path` takes.
         classifier_epochs / classifier_batch_size / classifier_learning_rate: its training.
+        classifier_adapt_epochs: then fine-tune the Trainer's classifier this many epochs on
+            purified training images (`lqvae_tf.training.adapt`), so the filter costs it less clean
+            accuracy; 0 does not. The adapted classifier is the one the gate attacks and the
+            Pusher serves; the gate also reports the unadapted one's clean accuracy. Your own
+            classifier (`classifier_path`) is adapted with `lqvae adapt` before the run instead.
         gate_examples: eval images the gate attacks.
         gate_batch_size: images per attack call.
         min_clean_accuracy: accuracy (percent) the classifier must keep on clean purified images.
@@ -106,6 +111,7 @@ class PipelineConfig:
     classifier_epochs: int = 2
     classifier_batch_size: int = 128
     classifier_learning_rate: float = 1e-3
+    classifier_adapt_epochs: int = 0
     gate_examples: int = 1000
     gate_batch_size: int = 250
     min_clean_accuracy: float = 0.0
@@ -144,6 +150,14 @@ class PipelineConfig:
             raise ValueError(f"gate_examples ({self.gate_examples}) exceeds the eval split ({self.eval_limit})")
         if self.gate_examples < 1 or self.classifier_epochs < 1:
             raise ValueError("gate_examples and classifier_epochs must be positive")
+        adapt = self.classifier_adapt_epochs
+        if isinstance(adapt, bool) or not isinstance(adapt, int) or adapt < 0:
+            raise ValueError(f"classifier_adapt_epochs must be an integer >= 0, got {adapt!r}")
+        if adapt and self.classifier_path is not None:
+            raise ValueError(
+                "classifier_adapt_epochs adapts the Trainer's classifier; adapt your own with `lqvae adapt` "
+                "and give the adapted file as the classifier"
+            )
         low, high = self.classifier_range
         if not low < high:
             raise ValueError(f"classifier_range must be (low, high) with low < high, got {self.classifier_range}")
@@ -239,6 +253,7 @@ class PipelineConfig:
             "learning_rate": self.classifier_learning_rate,
             "image_shape": list(self.dataset.image_shape),
             "num_classes": self.dataset.num_classes,
+            "adapt_epochs": self.classifier_adapt_epochs,
         }
 
     @property

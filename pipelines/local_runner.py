@@ -167,6 +167,12 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         metavar="N",
         help="run the Beam components in N local processes (DirectRunner's multi_processing mode)",
     )
+    parser.add_argument(
+        "--adapt-epochs",
+        type=int,
+        metavar="N",
+        help="fine-tune the Trainer's classifier N epochs on purified images (the gate reports it both ways)",
+    )
     adversarial_flags.add_arguments(parser)
     parser.add_argument("--verbose", action="store_true", help="every log line on the terminal, no log file")
     return parser.parse_args(argv or shlex.split(os.environ.get(ARGS_ENV, "")))
@@ -191,6 +197,7 @@ def _config(args: argparse.Namespace) -> configs.PipelineConfig:
         "beam_pipeline_args": args.beam_arg and tuple(args.beam_arg),
         "classifier_path": args.classifier and os.path.abspath(args.classifier),
         "classifier_range": args.classifier_range,
+        "classifier_adapt_epochs": args.adapt_epochs,
     }
     if args.beam_workers is not None:
         if args.beam_arg:

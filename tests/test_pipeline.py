@@ -54,12 +54,13 @@ def _node_id(store, execution) -> str:
 
 @pytest.fixture(scope="module")
 def refused_run(pipelines_api, tmp_path_factory):
-    """A run whose gate demands 100% accuracy under FGSM: the model must not be pushed."""
+    """A run whose gate demands 100% accuracy under FGSM: the model must not be pushed. Its
+    Trainer adapts classifier A to the purifier for one epoch, so the gate reports it both ways."""
     configs, local_runner, _ = pipelines_api
     root = str(tmp_path_factory.mktemp("pipeline"))
     strict = configs.small_test_config(root)
     impossible = (configs.AttackCheck("fgsm", min_accuracy=100.0, params={"eps": 0.3}),) + strict.attack_suite[1:]
-    config = strict.replace(attack_suite=impossible, min_clean_accuracy=100.0)
+    config = strict.replace(attack_suite=impossible, min_clean_accuracy=100.0, classifier_adapt_epochs=1)
     local_runner.run(config)
     return config, _versions(config)
 
@@ -123,13 +124,15 @@ def test_every_component_leaves_its_artifacts(pipelines_api, pushed_run):
         set(os.listdir(os.path.join(model.uri, "Format-Serving")))
         for model in sorted(store.get_artifacts_by_type("Model"), key=lambda a: a.id)
     )
-    assert {"purifier.keras", "classifier.keras", "config.json"} <= refused
+    assert {"purifier.keras", "classifier.keras", "classifier_unadapted.keras", "config.json"} <= refused
     assert {"purifier.keras", "config.json"} <= pushed and "classifier.keras" not in pushed
     for run in store.get_artifacts_by_type("ModelRun"):
         assert any("tfevents" in name for _, _, files in os.walk(run.uri) for name in files), "no TensorBoard logs"
 
 
 def test_unmet_threshold_is_not_blessed_and_leaves_the_serving_folder_untouched(refused_run, pushed_run):
+    from lqvae_tf.pipeline_components.gate import verdict_markdown
+
     config, versions_after_refusal = refused_run
     assert versions_after_refusal == []
     blessings = sorted(_store(config).get_artifacts_by_type("ModelBlessing"), key=lambda a: a.id)
@@ -138,8 +141,14 @@ def test_unmet_threshold_is_not_blessed_and_leaves_the_serving_folder_untouched(
     assert refused["accuracy_fgsm"].double_value < 100.0  # the measured accuracy is in MLMD
     evaluation = min(_store(config).get_artifacts_by_type("ModelEvaluation"), key=lambda a: a.id)
     with open(os.path.join(evaluation.uri, "robustness.json"), encoding="utf-8") as handle:
-        assert json.load(handle)["classifier"] == "the Trainer's classifier.keras"  # classifier A, the default
+        report = json.load(handle)
+    assert report["classifier"] == "the Trainer's classifier.keras"  # classifier A, the default
     assert "accuracy_bpda-pgd" in refused and "clean" in refused
+    # Adapted (classifier_adapt_epochs=1): the unadapted classifier's clean accuracy is reported beside.
+    n = config.gate_examples
+    assert report["unadapted"]["clean"]["n"] == n and report["unadapted"]["clean_alone"]["n"] == n
+    assert report["clean_alone"]["n"] == n
+    assert "Before adapting:" in verdict_markdown(report)
 
 
 def test_met_threshold_pushes_a_version_the_embedded_server_serves(pushed_run, fmnist_images):

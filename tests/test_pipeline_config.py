@@ -150,6 +150,7 @@ def test_adversarial_retraining_is_a_typed_option_the_trainer_receives(tmp_path)
         (["--adversarial", "madry"], "adversarial mode must be one of"),
         (["--adversarial", "classifier"], "adversarial mode 'classifier' needs a classifier to attack"),
         (["--adversarial", "classifier", "--adv-classifier", "nowhere.keras"], "nowhere.keras does not exist"),
+        (["--adapt-epochs", "-1"], "classifier_adapt_epochs must be an integer >= 0, got -1"),
     ],
 )
 def test_impossible_adversarial_settings_are_refused_by_name(tmp_path, argv, message, capsys):
@@ -176,3 +177,18 @@ def test_the_main_job_refuses_a_bad_option_in_one_line_without_import_noise(tmp_
     assert completed.stdout == "" and completed.stderr.splitlines() == [
         "error: train_limit must be positive or None, got 0"
     ], completed.stderr[-2000:]
+
+
+def test_adapting_the_trainers_classifier_is_an_option_it_receives(tmp_path):
+    from pipelines import local_runner
+
+    adapted = local_runner._parse(["--output", str(tmp_path), "--adapt-epochs", "2"])
+    assert adapted.classifier_adapt_epochs == 2
+    assert adapted.pipeline_arguments()["classifier_settings"]["adapt_epochs"] == 2
+    assert local_runner._parse(["--output", str(tmp_path)]).classifier_settings["adapt_epochs"] == 0  # default: off
+    mine = tmp_path / "mine.keras"
+    mine.write_bytes(b"a model")
+    with pytest.raises(ValueError, match="adapt your own with `lqvae adapt`"):
+        configs.small_test_config(str(tmp_path), classifier_path=str(mine), classifier_adapt_epochs=1)
+    with pytest.raises(ValueError, match="classifier_adapt_epochs must be an integer >= 0, got 1.5"):
+        configs.small_test_config(str(tmp_path), classifier_adapt_epochs=1.5)

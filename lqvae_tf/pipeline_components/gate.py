@@ -26,6 +26,7 @@ classifier behind the purifier on the adversarial images.
 """
 
 # No `from __future__ import annotations`: TFX reads the component signatures' annotations as types.
+import functools
 import hashlib
 import json
 import os
@@ -41,12 +42,15 @@ from lqvae_tf.attacks.base import logits_of
 from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
 from lqvae_tf.defenses import LQVAEDefense
 from lqvae_tf.evaluation import Evaluation, Row, write_reports
+from lqvae_tf.evaluation.stats import accuracy_of
 from lqvae_tf.evaluation.suite import AttackSpec
 from lqvae_tf.pipeline_components.progress import progress
 from lqvae_tf.pipeline_components.records import read_arrays
 
+# What the Trainer writes into its serving model folder (pipelines/models/trainer_module.py).
 PURIFIER_FILE = "purifier.keras"
 CLASSIFIER_FILE = "classifier.keras"
+UNADAPTED_CLASSIFIER_FILE = "classifier_unadapted.keras"  # before adapting (classifier_adapt_epochs)
 CLASSIFIER_NAME = "gate"
 REPORT_FILE = "robustness.json"
 DEFENSE_NAME = "lq-vae"
@@ -199,6 +203,18 @@ def measure(
     return report, rows
 
 
+def clean_accuracies(
+    purifier: keras.Model, classifier: keras.Model, images: np.ndarray, labels: np.ndarray, batch_size: int
+) -> dict:
+    """A classifier's clean accuracy behind the purifier (`clean`) and alone (`clean_alone`), as dicts."""
+    defense = LQVAEDefense(purifier, name=DEFENSE_NAME, value_range=CLASSIFIER_VALUE_RANGE)
+    predict = functools.partial(classifier.predict, batch_size=batch_size, verbose=0)
+    return {
+        "clean": accuracy_of(predict(defense.purify(images)), labels).to_dict(),
+        "clean_alone": accuracy_of(predict(images), labels).to_dict(),
+    }
+
+
 @tfx.dsl.components.component
 def RobustnessGate(
     model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
@@ -248,6 +264,16 @@ def RobustnessGate(
 
     report, rows = measure(purifier, classifier, images, labels, checks, min_clean_accuracy, batch_size)
     report["classifier"] = classifier_path or f"the Trainer's {CLASSIFIER_FILE}"
+    report["clean_alone"] = accuracy_of(classifier.predict(images, batch_size=batch_size, verbose=0), labels).to_dict()
+    unadapted = os.path.join(serving_dir, UNADAPTED_CLASSIFIER_FILE)
+    if not classifier_path and os.path.isfile(unadapted):
+        # The Trainer adapted its classifier to the filter: the filter alone is reported too.
+        report["unadapted"] = clean_accuracies(purifier, keras.models.load_model(unadapted), images, labels, batch_size)
+        progress.info(
+            "unadapted classifier: clean %.1f%% behind the purifier (%.1f%% alone)",
+            report["unadapted"]["clean"]["accuracy"],
+            report["unadapted"]["clean_alone"]["accuracy"],
+        )
     os.makedirs(evaluation.uri, exist_ok=True)
     with open(os.path.join(evaluation.uri, REPORT_FILE), "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=2)
@@ -282,4 +308,12 @@ def verdict_markdown(report: dict) -> str:
             f"| {check['check']} | {check['attack']} | {check['min_accuracy']:.1f}% "
             f"| {accuracy['accuracy']:.1f}% [{low:.1f}, {high:.1f}] | {'pass' if check['passed'] else 'FAIL'} |"
         )
+    if "unadapted" in report:  # the Trainer adapted its classifier: the filter alone too
+        unadapted = report["unadapted"]
+        lines += [
+            "",
+            f"Adapted classifier: {report['clean_alone']['accuracy']:.1f}% clean alone. Before adapting: "
+            f"{unadapted['clean']['accuracy']:.1f}% clean behind the purifier, "
+            f"{unadapted['clean_alone']['accuracy']:.1f}% alone.",
+        ]
     return "\n".join(lines) + "\n"

@@ -10,7 +10,8 @@ flat `image` feature's length), never held whole in memory. Everything else it n
     purifier          LQVAEConfig fields over the named preset ({"preset": ..., "overrides": {...}}),
                       the data's image shape among them
     classifier        {"name": "A".."E", "epochs", "batch_size", "learning_rate", "image_shape",
-                      "num_classes"}, or None when the gate attacks the user's own classifier
+                      "num_classes", "adapt_epochs"}, or None when the gate attacks the user's own
+                      classifier; "adapt_epochs" > 0 then fine-tunes it on purified training images
     distribute        the tf.distribute strategy (`lqvae_tf.distribute.make_strategy`): "auto" (default:
                       the workers of TF_CONFIG when it names two or more, else mirrored over every local
                       GPU when there are two or more), "multi_worker", "mirrored", "default"
@@ -18,7 +19,10 @@ flat `image` feature's length), never held whole in memory. Everything else it n
 It writes into `fn_args.serving_model_dir` (what the gate and the pusher read):
 
     purifier.keras    the trained LQVAE
-    classifier.keras  the classifier the robustness gate attacks (not written when "classifier" is None)
+    classifier.keras  the classifier the robustness gate attacks (not written when "classifier" is None);
+                      the adapted one when "adapt_epochs" > 0
+    classifier_unadapted.keras  with "adapt_epochs" > 0: the classifier before adapting (the gate
+                      reports its clean accuracy beside the adapted one's)
     config.json       the resolved LQVAEConfig
     history.json      per-epoch metrics of the fits
 
@@ -45,12 +49,12 @@ from lqvae_tf.data import batched, take_images
 from lqvae_tf.data.image_folder import scale_pixels
 from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
 from lqvae_tf.distribute import make_strategy, shard_by_example, worker_dir
+from lqvae_tf.pipeline_components.gate import CLASSIFIER_FILE, PURIFIER_FILE, UNADAPTED_CLASSIFIER_FILE
 from lqvae_tf.pipeline_components.progress import progress
 from lqvae_tf.pipeline_components.records import IMAGE_KEY, LABEL_KEY
 from lqvae_tf.training import fit_purifier
+from lqvae_tf.training.adapt import fine_tune_on_purified
 
-PURIFIER_FILE = "purifier.keras"
-CLASSIFIER_FILE = "classifier.keras"
 GRID_IMAGES = 10  # eval images in the TensorBoard input-vs-purified summaries
 READ_BATCH = 256  # examples parsed per step of the TFXIO reader (the models batch on their own)
 
@@ -131,6 +135,22 @@ def train_classifier(
     return model, history.history
 
 
+def adapt_classifier(classifier: keras.Model, purifier: LQVAE, train_set, settings: dict, seed: int) -> dict:
+    """Fine-tunes the classifier in place on the purified training images (`fine_tune_on_purified`)."""
+    progress.info("classifier: adapting to the purifier for %d epochs", settings["adapt_epochs"])
+    keras.utils.set_random_seed(seed)
+    return fine_tune_on_purified(
+        classifier,
+        purifier,
+        train_set,
+        epochs=settings["adapt_epochs"],
+        batch_size=settings["batch_size"],
+        seed=seed,
+        verbose=2,
+        value_range=CLASSIFIER_VALUE_RANGE,
+    )
+
+
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point: trains the models and saves them into `fn_args.serving_model_dir`."""
     custom = fn_args.custom_config or {}
@@ -162,6 +182,11 @@ def run_fn(fn_args) -> None:
                 seed=purifier.config.seed,
                 strategy=strategy,
             )
-            _save(classifier, os.path.join(out, CLASSIFIER_FILE))
             history["classifier"] = {name: [float(v) for v in values] for name, values in classifier_history.items()}
+            if classifier_settings.get("adapt_epochs", 0) > 0:
+                _save(classifier, os.path.join(out, UNADAPTED_CLASSIFIER_FILE))
+                history["classifier_adapt"] = adapt_classifier(
+                    classifier, purifier, splits(CLASSIFIER_VALUE_RANGE)[0], classifier_settings, purifier.config.seed
+                )
+            _save(classifier, os.path.join(out, CLASSIFIER_FILE))
         write_text(os.path.join(out, "history.json"), json.dumps(history, indent=2))
