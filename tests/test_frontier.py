@@ -78,6 +78,30 @@ def test_frontier_rerun_reuses_every_point_and_measurement(frontier_dir, classif
     assert [row["measured"] for row in rows] == [row["measured"] for row in before]
 
 
+def test_frontier_adapts_the_classifier_per_point_and_reports_it_both_ways(
+    frontier_dir, classifier_path, tmp_path, capsys
+):
+    import shutil
+
+    out = tmp_path / "adapted"
+    shutil.copytree(frontier_dir, out)  # the trained points are reused; only adapting and measuring run
+    grid = {"base": TINY, "points": [{}]}
+    argv = ["frontier", "--grid", json.dumps(grid), "--classifier", classifier_path, "--out", str(out)]
+    argv += ["--train-limit", "64", "--n", "16", "--steps", "1", "--restarts", "1", "--eot", "1"]
+    argv += ["--square-queries", "2", "--batch-size", "16", "--validation-limit", "32", "--adapt-epochs", "1"]
+    assert main(argv) == 0
+    report = json.loads((out / "frontier.json").read_text())
+    (row,) = report["rows"]
+    measured = row["measured"]
+    assert report["settings"]["adapt_epochs"] == 1 and measured["adapt_epochs"] == 1
+    assert measured["clean_filtered_unadapted"]["n"] == measured["clean_alone_unadapted"]["n"] == 16
+    assert list((out / "points" / row["key"]).glob("classifier-adapted-*.keras"))  # kept for the rerun
+    assert "adapted to each point's filter" in (out / "frontier.md").read_text()
+    capsys.readouterr()
+    assert main([*argv[:-1], "-1"]) == 2
+    assert "adapt_epochs must be an integer >= 0, got -1" in capsys.readouterr().err
+
+
 def test_grid_axes_make_the_cartesian_product_and_bad_values_are_named():
     configs = grid_configs({"base": TINY, "axes": {"latent_dim": [8, 16], "lipschitz_k": [0.1, 0.2]}})
     assert [(c.latent_dim, c.lipschitz_k) for c in configs] == [(8, 0.1), (8, 0.2), (16, 0.1), (16, 0.2)]

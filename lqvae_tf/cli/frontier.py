@@ -46,6 +46,13 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--eot", type=int, default=defaults.eot_samples, help="EOT draws through the soft path")
     parser.add_argument("--square-queries", type=int, default=defaults.square_queries)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per attack call")
+    parser.add_argument(
+        "--adapt-epochs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="adapt the classifier to each point's filter (N epochs on purified images) and measure the adapted pair",
+    )
     parser.add_argument("--verbose", action="store_true")
 
 
@@ -84,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         command="lqvae " + shlex.join(getattr(args, "argv", [])),
         validation_limit=args.validation_limit,
+        adapt_epochs=args.adapt_epochs,
     )
     print(f"frontier: {args.out}/frontier.md ({len(rows)} points), frontier.json, frontier.png")
     return 0

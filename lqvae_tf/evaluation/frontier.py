@@ -19,6 +19,11 @@ each against one classifier on one test sample:
   Carlini & Wagner 2017, "Adversarial examples are not easily detected"): an AUC that only holds
   against attacks ignorant of the detector says nothing.
 
+With `adapt_epochs`, each point's classifier is first adapted to that point's filter (fine-tuned
+on its purified training images, `lqvae_tf.training.adapt`) and every measurement above is of
+the adapted classifier, the deployed pair; the original classifier's clean accuracy alone and
+behind the filter are recorded beside it (`clean_alone_unadapted`, `clean_filtered_unadapted`).
+
 It writes `frontier.json`, `frontier.md` and `frontier.png` (one point per setting). Every
 measurement is cached per point under a hash of the attack settings, the classifier's weights
 and the sample, so a rerun with more points redoes nothing.
@@ -317,6 +322,7 @@ def run_frontier(
     verbose: bool = False,
     command: str | None = None,
     validation_limit: int = 2_000,
+    adapt_epochs: int = 0,
 ) -> list[dict[str, Any]]:
     """Trains (or reuses) a purifier per configuration, measures each, and writes the frontier.
 
@@ -333,6 +339,8 @@ def run_frontier(
         verbose: progress bars and Keras output.
         command: the command line that made the frontier, written into the reports.
         validation_limit: test images of each training run's per-epoch validation.
+        adapt_epochs: adapt the classifier to each point's filter for this many epochs first and
+            measure the adapted pair (0: the classifier as given).
 
     Returns:
         One row per configuration: key, changed fields, config, training summary, measurements.
@@ -342,6 +350,8 @@ def run_frontier(
     attacks = attacks or FrontierAttacks()
     if not configs:
         raise ValueError("the grid has no configurations")
+    if isinstance(adapt_epochs, bool) or not isinstance(adapt_epochs, int) or adapt_epochs < 0:
+        raise ValueError(f"adapt_epochs must be an integer >= 0, got {adapt_epochs!r}")
     if not os.path.isfile(classifier_path):
         raise FileNotFoundError(f"classifier file {classifier_path} does not exist")
     classifier = keras.models.load_model(classifier_path)
@@ -349,8 +359,6 @@ def run_frontier(
     loader_args = {"value_range": CLASSIFIER_RANGE, **({"data_dir": data_dir} if data_dir else {})}
     test = list(load(dataset, "test", limit=attacks.n, **loader_args).as_numpy_iterator())
     images, labels = np.stack([image for image, _ in test]), np.array([label for _, label in test])
-    measure_key = fingerprint("frontier-measure", attacks.to_dict(), images, labels, classifier)[:12]
-
     rows = []
     for config in configs:
         key = point_key(config, dataset, train_limit)
@@ -358,14 +366,28 @@ def run_frontier(
         trained = _train_point(
             config, dataset, folder, train_limit, data_dir, classifier_path, verbose, validation_limit
         )
+        purifier = None
+        measured_classifier = classifier
+        if adapt_epochs:
+            purifier = keras.models.load_model(os.path.join(folder, "purifier.keras"))
+            measured_classifier = _adapted_classifier(
+                classifier_path, purifier, folder, adapt_epochs, dataset, train_limit, data_dir, config.seed
+            )
+        measure_key = fingerprint("frontier-measure", attacks.to_dict(), images, labels, measured_classifier)[:12]
         measured_path = os.path.join(folder, f"measure-{measure_key}.json")
         if os.path.isfile(measured_path):
             with open(measured_path, encoding="utf-8") as handle:
                 measured = json.load(handle)
         else:
-            purifier = keras.models.load_model(os.path.join(folder, "purifier.keras"))
+            purifier = purifier or keras.models.load_model(os.path.join(folder, "purifier.keras"))
             cache = os.path.join(out_dir, "cache")
-            measured = measure_point(purifier, classifier, images, labels, attacks, cache, verbose)
+            measured = measure_point(purifier, measured_classifier, images, labels, attacks, cache, verbose)
+            if adapt_epochs:
+                unadapted = Evaluation(images, labels, {"classifier": classifier}, [], batch_size=attacks.batch_size)
+                defense = LQVAEDefense(purifier, value_range=CLASSIFIER_RANGE)
+                measured["adapt_epochs"] = adapt_epochs
+                measured["clean_alone_unadapted"] = unadapted.clean_accuracy("classifier").to_dict()
+                measured["clean_filtered_unadapted"] = unadapted.clean_accuracy("classifier", defense).to_dict()
             write_text(measured_path, json.dumps(measured, indent=2))
         rows.append(
             {
@@ -376,8 +398,30 @@ def run_frontier(
                 "measured": measured,
             }
         )
-    write_frontier(rows, out_dir, dataset, classifier_path, attacks, train_limit, command)
+    write_frontier(rows, out_dir, dataset, classifier_path, attacks, train_limit, command, adapt_epochs)
     return rows
+
+
+def _adapted_classifier(
+    classifier_path: str, purifier, folder: str, epochs: int, dataset: str, train_limit, data_dir, seed: int
+) -> keras.Model:
+    """The classifier fine-tuned on this point's purified training images (made once, kept in `folder`)."""
+    from lqvae_tf.atomic import atomic_path
+    from lqvae_tf.data import load
+    from lqvae_tf.training.adapt import fine_tune_on_purified
+
+    original = keras.models.load_model(classifier_path)
+    key = fingerprint("frontier-adapt", original, epochs, train_limit, seed)[:12]
+    path = os.path.join(folder, f"classifier-adapted-{key}.keras")
+    if os.path.isfile(path):
+        return keras.models.load_model(path)
+    loader_args = {"value_range": CLASSIFIER_RANGE, **({"data_dir": data_dir} if data_dir else {})}
+    train = load(dataset, "train", limit=train_limit, **loader_args)
+    keras.utils.set_random_seed(seed)
+    fine_tune_on_purified(original, purifier, train, epochs=epochs, seed=seed, verbose=0, value_range=CLASSIFIER_RANGE)
+    with atomic_path(path) as temporary:
+        original.save(temporary)
+    return original
 
 
 def _cell(accuracy: dict) -> str:
@@ -387,9 +431,10 @@ def _cell(accuracy: dict) -> str:
 def markdown_table(rows: Sequence[dict]) -> str:
     """The frontier as a Markdown table, one row per point."""
     header = (
-        "| point | settings | train s | clean alone | clean filtered | PGD alone | BPDA | soft+EOT | identity "
-        "| **adaptive** | Square | worst | AUC FGSM | AUC BPDA-PGD | score-evading PGD | AUC evading (fooling) |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| point | settings | train s | clean alone | clean filtered | unadapted: alone / filtered | PGD alone "
+        "| BPDA | soft+EOT | identity | **adaptive** | Square | worst | AUC FGSM | AUC BPDA-PGD | score-evading PGD "
+        "| AUC evading (fooling) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for row in rows:
@@ -402,6 +447,11 @@ def markdown_table(rows: Sequence[dict]) -> str:
             f"{row['trained']['seconds']:.0f}",
             _cell(m["clean_alone"]),
             _cell(m["clean_filtered"]),
+            (
+                f"{_cell(m['clean_alone_unadapted'])} / {_cell(m['clean_filtered_unadapted'])}"
+                if "clean_filtered_unadapted" in m
+                else "(not adapted)"
+            ),
             _cell(m["pgd_alone"]),
             *(_cell(m["pgd"][gradient]) for gradient in GRADIENTS),
             f"**{_cell(m['adaptive'])}**",
@@ -443,7 +493,7 @@ def frontier_figure(rows: Sequence[dict], path: str, eps: float) -> str:
     return _save(figure, path)
 
 
-def write_frontier(rows, out_dir, dataset, classifier_path, attacks, train_limit, command=None) -> None:
+def write_frontier(rows, out_dir, dataset, classifier_path, attacks, train_limit, command=None, adapt_epochs=0) -> None:
     """`frontier.json`, `frontier.md` and `frontier.png` in `out_dir`."""
     os.makedirs(out_dir, exist_ok=True)
     settings = {
@@ -452,6 +502,7 @@ def write_frontier(rows, out_dir, dataset, classifier_path, attacks, train_limit
         "attacks": attacks.to_dict(),
         "pgd_step_size": attacks.pgd_step_size,
         "train_limit": train_limit,
+        "adapt_epochs": adapt_epochs,
         "command": command,
     }
     write_text(os.path.join(out_dir, "frontier.json"), json.dumps({"settings": settings, "rows": rows}, indent=2))
@@ -466,7 +517,15 @@ def write_frontier(rows, out_dir, dataset, classifier_path, attacks, train_limit
         "served reconstruction-error score, clean vs adversarial. Score-evading PGD: accuracy behind the filter "
         f"under BPDA-PGD (same eps, steps, starts) on a margin loss capped at {EVADING_MARGIN:g} logits plus "
         f"{EVADING_WEIGHT:g} x the score over the clean median score, i.e. an attacker who knows the detector; "
-        "its AUC over all its images and, in brackets, over those that fool the filter.\n\n"
+        "its AUC over all its images and, in brackets, over those that fool the filter."
+        + (
+            f" The classifier is adapted to each point's filter ({adapt_epochs} epochs on its purified training "
+            "images) and every column is of the adapted pair, except `unadapted`: the classifier as given, alone "
+            "and behind the filter."
+            if adapt_epochs
+            else ""
+        )
+        + "\n\n"
     )
     write_text(os.path.join(out_dir, "frontier.md"), notes + markdown_table(rows))
     frontier_figure(rows, os.path.join(out_dir, "frontier.png"), attacks.eps)
