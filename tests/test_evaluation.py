@@ -1,5 +1,6 @@
 """Evaluation: gradient masking vs BPDA, the harness's numbers, reports, substitutes, composition."""
 
+import dataclasses
 import json
 
 import keras
@@ -127,6 +128,15 @@ def test_table_numbers_are_computed_from_predictions(tmp_path):
     clean, attacked = "| 100.00 [72.2, 100.0] | 100.00 [72.2, 100.0] |", " 50.00 [23.7, 76.3] | 70.00 [39.7, 89.2] |"
     assert "| shift | L | 10 " + clean + attacked + " 1.40 / 0.05 | step=0.1 |" in table
     assert "| **average** |  |  | 100.00 | 100.00 | 50.00 | 70.00 |  |  |" in table
+    # Black-box rows of two attacks get an average each, never one mixing them.
+    transfers = [
+        dataclasses.replace(row, setting="black-box", source="M", attack="deepfool"),
+        dataclasses.replace(row, setting="black-box", source="M", attack="fgsm", no_defense=Accuracy(1, 10)),
+    ]
+    black_box = markdown(transfers)
+    assert "| **average, deepfool** |  |  | 100.00 | 100.00 | 50.00 | 70.00 |  |  |" in black_box
+    assert "| **average, fgsm** |  |  | 100.00 | 100.00 | 10.00 | 70.00 |  |  |" in black_box
+    assert "| **average** |" not in black_box
     lines = csv_text([row]).splitlines()
     assert lines[2].startswith("white-box,shift,L,L,undo (no attack),100.00,")
     assert lines[3].startswith("white-box,shift,L,L,no defense,50.00,23.66,76.34,5,10")

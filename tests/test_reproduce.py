@@ -177,3 +177,29 @@ def test_reproduce_quick_runs_the_same_way_on_celeb_a(tmp_path, monkeypatch):
     for row in rows:  # every column, less the defenses a row skips (the quick PGD row skips Defense-GAN)
         assert set(row["defended"]) == set(COLUMNS) - set(row["params"].get("skip", [])), row["attack"]
     assert {row["classifier"] for row in rows if row["setting"] == "white-box"} == {"A", "B"}
+
+
+def test_index_averages_black_box_rows_per_attack_with_the_papers_line_after_its_own(tmp_path):
+    from lqvae_tf.study.index import write_index
+
+    def row(attack, pair, no_defense):
+        cell = {"accuracy": 50.0}
+        return {
+            "setting": "black-box",
+            "attack": attack,
+            "classifier": pair[0],
+            "source": pair[2],
+            "no_attack": {"accuracy": 90.0},
+            "no_defense": {"accuracy": no_defense},
+            "defended": {column: cell for column in COLUMNS},
+        }
+
+    rows = [row("deepfool", "A/B", 80.0), row("deepfool", "B/A", 70.0), row("fgsm", "A/B", 10.0)]
+    folder = tmp_path / "results" / "fashion_mnist"
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps({"meta": {"n": 1000}, "rows": rows}))
+    lines = open(write_index(str(tmp_path)), encoding="utf-8").read().splitlines()
+    deepfool = lines.index(next(line for line in lines if line.startswith("| black-box transfer, deepfool |")))
+    assert lines[deepfool].startswith("| black-box transfer, deepfool | 2 | 90.00 | 75.00 |")
+    assert lines[deepfool + 1].startswith("| paper, same rows | 2 |")  # A/B and B/A of the paper's Table 3
+    assert any(line.startswith("| black-box transfer, fgsm | 1 | 90.00 | 10.00 |") for line in lines)

@@ -114,19 +114,27 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
                     "",
                 ]
                 out.append("| " + " | ".join(paper_cells) + " |")
-        average = [
-            *([""] if setting == "end-to-end" else []),
-            "**average**",
-            "",
-            "",
-            f"{_mean([r.no_attack.percent for r in chosen]):.2f}",
-            *[_mean_or_blank([r.clean_defended[d].percent for r in chosen if d in r.clean_defended]) for d in defenses],
-            f"{_mean([r.no_defense.percent for r in chosen]):.2f}",
-            *[_mean_or_blank([r.defended[d].percent for r in chosen if d in r.defended]) for d in defenses],
-            "",
-            "",
-        ]
-        out += ["| " + " | ".join(average) + " |", ""]
+        # Black-box rows average per attack (the paper's attack beside another never share a mean).
+        attacks = list(dict.fromkeys(r.attack for r in chosen)) if setting == "black-box" else [None]
+        for attack in attacks:
+            members = [r for r in chosen if attack is None or r.attack == attack]
+            average = [
+                *([""] if setting == "end-to-end" else []),
+                "**average**" if len(attacks) == 1 else f"**average, {attack}**",
+                "",
+                "",
+                f"{_mean([r.no_attack.percent for r in members]):.2f}",
+                *[
+                    _mean_or_blank([r.clean_defended[d].percent for r in members if d in r.clean_defended])
+                    for d in defenses
+                ],
+                f"{_mean([r.no_defense.percent for r in members]):.2f}",
+                *[_mean_or_blank([r.defended[d].percent for r in members if d in r.defended]) for d in defenses],
+                "",
+                "",
+            ]
+            out.append("| " + " | ".join(average) + " |")
+        out.append("")
     out.append(
         "Cells: accuracy % [95% Wilson interval], with (n=...) where a column was scored on a subsample of the "
         f"row's n; '{NOT_RUN}': that defense was not attacked in that row (see the study's settings); averages "

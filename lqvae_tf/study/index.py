@@ -42,7 +42,11 @@ def _mean(values: list[float]) -> str:
 
 
 def _summary(dataset: str, rows: list[dict]) -> list[str]:
-    """One line per (setting, group of rows): our averages, then the paper's over the same rows."""
+    """One line per (setting, group of rows): our averages, then the paper's over the same rows.
+
+    Black-box rows are grouped per attack (the paper's DeepFool or CW beside, e.g., the Defense-GAN
+    code's FGSM), so that an average never mixes two attacks and the paper's line follows its own.
+    """
     paper = reference(dataset)
     lines = []
     groups: dict[str, list[dict]] = {}
@@ -51,6 +55,8 @@ def _summary(dataset: str, rows: list[dict]) -> list[str]:
             name = (
                 "end to end, paper's setting" if row["attack"] == "authors_fgsm" else "end to end, adaptive (worst row)"
             )
+        elif row["setting"] == "black-box":
+            name = f"{SETTING_NAMES['black-box']}, {row['attack']}"
         else:
             name = SETTING_NAMES[row["setting"]]
         groups.setdefault(name, []).append(row)
