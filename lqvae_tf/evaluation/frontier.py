@@ -50,7 +50,7 @@ from lqvae_tf.config import LQVAEConfig, preset
 from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
 from lqvae_tf.defenses import LQVAEDefense
 from lqvae_tf.evaluation.figures import _pyplot, _save
-from lqvae_tf.evaluation.harness import Evaluation, fingerprint
+from lqvae_tf.evaluation.harness import Evaluation, clean_accuracies, fingerprint
 from lqvae_tf.evaluation.stats import accuracy_of
 
 CLASSIFIER_RANGE = CLASSIFIER_VALUE_RANGE  # the library's classifiers take [0, 1] pixels (the registry's)
@@ -383,11 +383,11 @@ def run_frontier(
             cache = os.path.join(out_dir, "cache")
             measured = measure_point(purifier, measured_classifier, images, labels, attacks, cache, verbose)
             if adapt_epochs:
-                unadapted = Evaluation(images, labels, {"classifier": classifier}, [], batch_size=attacks.batch_size)
                 defense = LQVAEDefense(purifier, value_range=CLASSIFIER_RANGE)
+                unadapted = clean_accuracies(classifier, defense, images, labels, attacks.batch_size)
                 measured["adapt_epochs"] = adapt_epochs
-                measured["clean_alone_unadapted"] = unadapted.clean_accuracy("classifier").to_dict()
-                measured["clean_filtered_unadapted"] = unadapted.clean_accuracy("classifier", defense).to_dict()
+                measured["clean_alone_unadapted"] = unadapted["clean_alone"]
+                measured["clean_filtered_unadapted"] = unadapted["clean"]
             write_text(measured_path, json.dumps(measured, indent=2))
         rows.append(
             {

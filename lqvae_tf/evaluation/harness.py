@@ -374,3 +374,15 @@ class Evaluation:
         if skip:
             row.params["skip"] = sorted(skip)
         return row
+
+
+def clean_accuracies(
+    classifier: keras.Model, defense: Defense, images: np.ndarray, labels: np.ndarray, batch_size: int = 250
+) -> dict[str, dict]:
+    """A classifier's clean accuracy behind `defense` (`clean`) and alone (`clean_alone`), as
+    `Accuracy.to_dict()`s: what the gate and the frontier report beside an adapted classifier."""
+    evaluation = Evaluation(images, labels, {"classifier": classifier}, [], batch_size=batch_size, verbose=False)
+    return {
+        "clean": evaluation.clean_accuracy("classifier", defense).to_dict(),
+        "clean_alone": evaluation.clean_accuracy("classifier").to_dict(),
+    }

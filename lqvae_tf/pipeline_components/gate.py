@@ -26,7 +26,6 @@ classifier behind the purifier on the adversarial images.
 """
 
 # No `from __future__ import annotations`: TFX reads the component signatures' annotations as types.
-import functools
 import hashlib
 import json
 import os
@@ -42,7 +41,7 @@ from lqvae_tf.attacks.base import logits_of
 from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
 from lqvae_tf.defenses import LQVAEDefense
 from lqvae_tf.evaluation import Evaluation, Row, write_reports
-from lqvae_tf.evaluation.stats import accuracy_of
+from lqvae_tf.evaluation.harness import clean_accuracies
 from lqvae_tf.evaluation.suite import AttackSpec
 from lqvae_tf.pipeline_components.progress import progress
 from lqvae_tf.pipeline_components.records import read_arrays
@@ -203,18 +202,6 @@ def measure(
     return report, rows
 
 
-def clean_accuracies(
-    purifier: keras.Model, classifier: keras.Model, images: np.ndarray, labels: np.ndarray, batch_size: int
-) -> dict:
-    """A classifier's clean accuracy behind the purifier (`clean`) and alone (`clean_alone`), as dicts."""
-    defense = LQVAEDefense(purifier, name=DEFENSE_NAME, value_range=CLASSIFIER_VALUE_RANGE)
-    predict = functools.partial(classifier.predict, batch_size=batch_size, verbose=0)
-    return {
-        "clean": accuracy_of(predict(defense.purify(images)), labels).to_dict(),
-        "clean_alone": accuracy_of(predict(images), labels).to_dict(),
-    }
-
-
 @tfx.dsl.components.component
 def RobustnessGate(
     model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
@@ -264,11 +251,13 @@ def RobustnessGate(
 
     report, rows = measure(purifier, classifier, images, labels, checks, min_clean_accuracy, batch_size)
     report["classifier"] = classifier_path or f"the Trainer's {CLASSIFIER_FILE}"
-    report["clean_alone"] = accuracy_of(classifier.predict(images, batch_size=batch_size, verbose=0), labels).to_dict()
+    defense = LQVAEDefense(purifier, name=DEFENSE_NAME, value_range=CLASSIFIER_VALUE_RANGE)
+    report["clean_alone"] = clean_accuracies(classifier, defense, images, labels, batch_size)["clean_alone"]
     unadapted = os.path.join(serving_dir, UNADAPTED_CLASSIFIER_FILE)
     if not classifier_path and os.path.isfile(unadapted):
         # The Trainer adapted its classifier to the filter: the filter alone is reported too.
-        report["unadapted"] = clean_accuracies(purifier, keras.models.load_model(unadapted), images, labels, batch_size)
+        unadapted_classifier = keras.models.load_model(unadapted)
+        report["unadapted"] = clean_accuracies(unadapted_classifier, defense, images, labels, batch_size)
         progress.info(
             "unadapted classifier: clean %.1f%% behind the purifier (%.1f%% alone)",
             report["unadapted"]["clean"]["accuracy"],
