@@ -159,6 +159,12 @@ class LQVAEConfig:
         adversarial: an `AdversarialConfig` (or its dict form) to retrain the purifier on
             perturbed inputs; None (the default) trains on clean images as Algorithm 1 does, and
             leaves the field out of `to_dict`, so such configs serialise as before it existed.
+        init_from: start training from the networks of a trained purifier instead of random
+            weights: a `.keras` file, or the name of a preset with shipped weights
+            (`lqvae_tf.presets.trained_presets()`). Its network shapes (image shape,
+            architecture, width, latent size, bits per unit) must be these; quantizer thresholds
+            and every training setting may differ (fine-tuning, e.g. adversarially). None (the
+            default) is left out of `to_dict`, like `adversarial`.
     """
 
     image_shape: tuple[int, int, int] = (28, 28, 1)
@@ -187,6 +193,7 @@ class LQVAEConfig:
     epochs: int = 10
     seed: int = 0
     adversarial: AdversarialConfig | None = None
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         # JSON turns tuples into lists; keep the declared types so configs compare equal.
@@ -252,6 +259,8 @@ class LQVAEConfig:
             raise ValueError(f"soft_sharpness_final must be > 0 or None, got {self.soft_sharpness_final}")
         if self.adversarial is not None and not isinstance(self.adversarial, AdversarialConfig):
             raise ValueError(f"adversarial must be an AdversarialConfig, its dict or None, got {self.adversarial!r}")
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
+            raise ValueError(f"init_from must be a .keras file or a trained preset's name, got {self.init_from!r}")
 
     @property
     def code_bits(self) -> int:
@@ -263,8 +272,8 @@ class LQVAEConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict of every field (`adversarial` only when set: model stores hash
-        this dict, and a config without adversarial training must hash as it always has)."""
+        """Plain JSON-ready dict of every field (`adversarial` and `init_from` only when set: model
+        stores hash this dict, and a config without them must hash as it always has)."""
         data = dataclasses.asdict(self)
         data["image_shape"] = list(self.image_shape)
         data["value_range"] = list(self.value_range)
@@ -272,6 +281,8 @@ class LQVAEConfig:
             del data["adversarial"]
         else:
             data["adversarial"] = self.adversarial.to_dict()
+        if self.init_from is None:
+            del data["init_from"]
         return data
 
     @classmethod

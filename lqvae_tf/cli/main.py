@@ -46,6 +46,12 @@ def _add_train(subparsers) -> None:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--init-from",
+        metavar="MODEL",
+        help="fine-tune a trained purifier (a .keras file or a trained preset's name) instead of "
+        "starting from random weights; its network shapes must match",
+    )
     parser.add_argument("--limit", type=int, help="train on the first N training images only")
     parser.add_argument("--data-dir", help="dataset folder (IDX files, or tensorflow-datasets' data_dir)")
     parser.add_argument("--out", required=True, help="run folder for the model, logs and figures")
@@ -65,7 +71,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         config = preset(args.preset or dataset.preset)
     changes = dict(args.overrides)
-    for field in ("epochs", "batch_size", "seed"):
+    for field in ("epochs", "batch_size", "seed", "init_from"):
         if getattr(args, field) is not None:
             changes[field] = getattr(args, field)
     config = adversarial.apply(args, user_data.apply(dataset, config.replace(**changes)))
@@ -75,6 +81,8 @@ def _train(args: argparse.Namespace) -> int:
     print(f"figure:  {result.grid_path}")
     print(f"logs:    tensorboard --logdir {os.path.join(result.out_dir, 'logs')}")
     print("final:   " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.final.items())))
+    if result.collapsed:
+        print("WARNING: the code collapsed (val_distinct_codes); this purifier maps almost every input to one image")
     return 0
 
 

@@ -52,6 +52,8 @@ from lqvae_tf.defenses import LQVAEDefense
 from lqvae_tf.evaluation.figures import _pyplot, _save
 from lqvae_tf.evaluation.harness import Evaluation, clean_accuracies, fingerprint
 from lqvae_tf.evaluation.stats import accuracy_of
+from lqvae_tf.models.inputs import rescale
+from lqvae_tf.training.warm_start import COLLAPSED_BELOW, distinct_code_fraction
 
 CLASSIFIER_RANGE = CLASSIFIER_VALUE_RANGE  # the library's classifiers take [0, 1] pixels (the registry's)
 GRADIENTS = ("bpda", "soft", "identity")  # the adaptive attack's three backward passes
@@ -105,6 +107,8 @@ def grid_configs(grid: dict[str, Any]) -> list[LQVAEConfig]:
     [{field: value}]}` (every key optional): the cartesian product of the axes, then each
     explicit point, all over `preset` + `base`. A field may be `adversarial` (an
     `AdversarialConfig` dict). With neither axes nor points the grid is the base alone.
+    `init_from` may be `"point:N"`: fine-tune the grid's N-th configuration (0-based, an earlier
+    one) once trained (`run_frontier` resolves it).
 
     Raises:
         ValueError: an unknown key, preset or field, or an impossible value (naming it).
@@ -274,6 +278,40 @@ def measure_point(
     }
 
 
+POINT_REFERENCE = "point:"
+
+
+def resolve_point_references(
+    configs: Sequence[LQVAEConfig], out_dir: str, dataset: str, train_limit: int | None
+) -> list[LQVAEConfig]:
+    """`configs` with each `init_from="point:N"` replaced by the purifier file of configuration N.
+
+    Raises:
+        ValueError: N is not an integer naming an earlier configuration.
+    """
+    resolved: list[LQVAEConfig] = []
+    for index, config in enumerate(configs):
+        source = config.init_from
+        if source is not None and source.startswith(POINT_REFERENCE):
+            number = source[len(POINT_REFERENCE) :]
+            if not number.isdigit() or int(number) >= index:
+                raise ValueError(
+                    f"grid point {index}: init_from {source!r} must name an earlier point, point:0 to point:{index - 1}"
+                )
+            key = point_key(resolved[int(number)], dataset, train_limit)
+            path = os.path.abspath(os.path.join(out_dir, "points", key, "purifier.keras"))
+            config = config.replace(init_from=path)
+        resolved.append(config)
+    return resolved
+
+
+def _setting(name: str, value: Any) -> str:
+    """One changed field as the table shows it (a point's own purifier file by its point key)."""
+    if name == "init_from" and isinstance(value, str) and value.endswith(os.path.join("", "purifier.keras")):
+        return f"init_from=point {os.path.basename(os.path.dirname(value))}"
+    return f"{name}={json.dumps(value)}"
+
+
 def _changed(config: LQVAEConfig, base: LQVAEConfig) -> dict[str, Any]:
     """The fields where `config` differs from `base` (what names a point in the table)."""
     ours, theirs = config.to_dict(), base.to_dict()
@@ -356,6 +394,7 @@ def run_frontier(
         raise FileNotFoundError(f"classifier file {classifier_path} does not exist")
     classifier = keras.models.load_model(classifier_path)
     configs = [_with_classifier(config, classifier_path) for config in configs]
+    configs = resolve_point_references(configs, out_dir, dataset, train_limit)
     loader_args = {"value_range": CLASSIFIER_RANGE, **({"data_dir": data_dir} if data_dir else {})}
     test = list(load(dataset, "test", limit=attacks.n, **loader_args).as_numpy_iterator())
     images, labels = np.stack([image for image, _ in test]), np.array([label for _, label in test])
@@ -366,10 +405,9 @@ def run_frontier(
         trained = _train_point(
             config, dataset, folder, train_limit, data_dir, classifier_path, verbose, validation_limit
         )
-        purifier = None
+        purifier = keras.models.load_model(os.path.join(folder, "purifier.keras"))
         measured_classifier = classifier
         if adapt_epochs:
-            purifier = keras.models.load_model(os.path.join(folder, "purifier.keras"))
             measured_classifier = _adapted_classifier(
                 classifier_path, purifier, folder, adapt_epochs, dataset, train_limit, data_dir, config.seed
             )
@@ -379,7 +417,6 @@ def run_frontier(
             with open(measured_path, encoding="utf-8") as handle:
                 measured = json.load(handle)
         else:
-            purifier = purifier or keras.models.load_model(os.path.join(folder, "purifier.keras"))
             cache = os.path.join(out_dir, "cache")
             measured = measure_point(purifier, measured_classifier, images, labels, attacks, cache, verbose)
             if adapt_epochs:
@@ -396,6 +433,9 @@ def run_frontier(
                 "config": config.to_dict(),
                 "trained": trained,
                 "measured": measured,
+                "distinct_codes": distinct_code_fraction(
+                    purifier, np.asarray(rescale(images, CLASSIFIER_RANGE, purifier.config.value_range))
+                ),
             }
         )
     write_frontier(rows, out_dir, dataset, classifier_path, attacks, train_limit, command, adapt_epochs)
@@ -431,20 +471,22 @@ def _cell(accuracy: dict) -> str:
 def markdown_table(rows: Sequence[dict]) -> str:
     """The frontier as a Markdown table, one row per point."""
     header = (
-        "| point | settings | train s | clean alone | clean filtered | unadapted: alone / filtered | PGD alone "
-        "| BPDA | soft+EOT | identity | **adaptive** | Square | worst | AUC FGSM | AUC BPDA-PGD | score-evading PGD "
+        "| point | settings | train s | distinct codes | clean alone | clean filtered "
+        "| unadapted: alone / filtered | PGD alone | BPDA | soft+EOT | identity | **adaptive** | Square | worst "
+        "| AUC FGSM | AUC BPDA-PGD | score-evading PGD "
         "| AUC evading (fooling) |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for row in rows:
         m = row["measured"]
-        settings = ", ".join(f"{name}={json.dumps(value)}" for name, value in row["changed"].items()) or "(base)"
+        settings = ", ".join(_setting(name, value) for name, value in row["changed"].items()) or "(base)"
         square = _cell(m["square"]) + (" (beats gradient: masked)" if m["square_beats_gradient"] else "")
         cells = [
             row["key"],
             settings.replace("|", "/"),
             f"{row['trained']['seconds']:.0f}",
+            _codes_cell(row.get("distinct_codes")),
             _cell(m["clean_alone"]),
             _cell(m["clean_filtered"]),
             (
@@ -464,6 +506,12 @@ def markdown_table(rows: Sequence[dict]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return header + "\n".join(lines) + "\n"
+
+
+def _codes_cell(fraction: float | None) -> str:
+    if fraction is None:
+        return "-"
+    return f"{fraction:.2f}" + (" (collapsed)" if fraction < COLLAPSED_BELOW else "")
 
 
 def _evading_auc(auc: dict) -> str:
@@ -517,7 +565,9 @@ def write_frontier(rows, out_dir, dataset, classifier_path, attacks, train_limit
         "served reconstruction-error score, clean vs adversarial. Score-evading PGD: accuracy behind the filter "
         f"under BPDA-PGD (same eps, steps, starts) on a margin loss capped at {EVADING_MARGIN:g} logits plus "
         f"{EVADING_WEIGHT:g} x the score over the clean median score, i.e. an attacker who knows the detector; "
-        "its AUC over all its images and, in brackets, over those that fool the filter."
+        "its AUC over all its images and, in brackets, over those that fool the filter. Distinct codes: "
+        "distinct latent codes over images measured (near 0: a collapsed filter that maps every input to one "
+        "image; its robustness means nothing)."
         + (
             f" The classifier is adapted to each point's filter ({adapt_epochs} epochs on its purified training "
             "images) and every column is of the adapted pair, except `unadapted`: the classifier as given, alone "

@@ -28,8 +28,10 @@ from lqvae_tf.models import LQVAE
 from lqvae_tf.models.adversarial import check_classifier_shape
 from lqvae_tf.training.callbacks import PurifiedImages, SharpnessSchedule
 from lqvae_tf.training.figures import save_purification_grid
+from lqvae_tf.training.warm_start import COLLAPSED_BELOW, CodeCollapseCheck, checked_source, warm_start
 
 GRID_IMAGES = 10  # test images in purified.png and in the TensorBoard summaries
+CODE_CHECK_IMAGES = 256  # validation images whose codes tell a working code from a collapsed one
 VALIDATION_LIMIT = 2_000  # test images used for the per-epoch validation losses
 MODEL_FILE, GRID_FILE = "purifier.keras", "purified.png"
 
@@ -46,6 +48,11 @@ class TrainResult:
     @property
     def final(self) -> dict[str, float]:
         return {name: values[-1] for name, values in self.history.items()}
+
+    @property
+    def collapsed(self) -> bool:
+        """Whether the trained code collapsed (`warm_start.CodeCollapseCheck`)."""
+        return self.final.get("val_distinct_codes", 1.0) < COLLAPSED_BELOW
 
 
 def _check_resumable(out_dir: str, config: LQVAEConfig) -> None:
@@ -97,9 +104,12 @@ def fit_purifier(
 ) -> tuple[LQVAE, dict[str, list[float]]]:
     """Builds an LQVAE under `strategy` and fits it: the one training loop of the CLI and the TFX Trainer.
 
+    With `config.init_from` the networks start as that trained purifier's (`warm_start`).
+
     Callbacks: `callbacks` first (e.g. BackupAndRestore), then the sharpness schedule when the
-    config anneals it, TensorBoard scalars and input-vs-purified images of `grid_images` in
-    `log_dir`.
+    config anneals it, the code-collapse check (`val_distinct_codes` on the first validation
+    images, a `CollapsedCodeWarning` at the end when the code collapsed), TensorBoard scalars
+    and input-vs-purified images of `grid_images` in `log_dir`.
 
     Args:
         config: the model and training configuration.
@@ -115,6 +125,10 @@ def fit_purifier(
 
     Returns:
         The trained model and its per-epoch history (train and validation metrics).
+
+    Raises:
+        FileNotFoundError / ValueError: `config.init_from` names no trained purifier, or one with
+            networks of other shapes.
     """
     strategy = strategy or make_strategy("auto")
     keras.utils.set_random_seed(config.seed)
@@ -122,11 +136,14 @@ def fit_purifier(
     with strategy.scope():
         model = LQVAE(config)
         model.compile()
+        if config.init_from is not None:
+            warm_start(model, config.init_from)  # before fit, so a resumed backup still wins
     if classifier is not None:
         model.attach_classifier(classifier)
     every = list(callbacks)
     if config.soft_sharpness_final is not None:
         every.append(SharpnessSchedule(config.soft_sharpness_final, config.epochs))
+    every.append(CodeCollapseCheck(take_images(validation_images, CODE_CHECK_IMAGES)))
     every += [keras.callbacks.TensorBoard(log_dir=log_dir), PurifiedImages(grid_images, log_dir)]
     # Every worker of a cluster shuffles with the same seed, so their shares of a batch are disjoint.
     history = model.fit(
@@ -168,10 +185,15 @@ def train_purifier(
         classifier: for adversarial mode "classifier", the classifier to attack (a model or a
             `.keras` path; default the config's `adversarial.classifier`).
         validation_limit: test images used for the per-epoch validation losses.
+
+    Raises:
+        FileNotFoundError / ValueError: a missing classifier or `config.init_from`, or one that
+            does not fit the purifier (checked before any data is read).
     """
     strategy = strategy or make_strategy("auto")  # first: a multi-worker strategy starts this worker's server
     _check_resumable(out_dir, config)
     classifier = adversary_classifier(config, classifier)
+    checked_source(config)  # a missing or mismatched init_from fails now, before any data is read
     with worker_dir(out_dir, strategy) as run_dir:
         os.makedirs(run_dir, exist_ok=True)
         write_text(os.path.join(run_dir, "config.json"), config.to_json())
