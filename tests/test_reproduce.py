@@ -108,6 +108,7 @@ def test_reproduce_quick_writes_a_table_with_every_column_and_reuses_its_models(
     models = [line for line in report.splitlines() if line.startswith("| ") and "model.keras" in line]
     assert len(models) == 1 + 2 * 3 + 1  # purifier, A and B plain / Madry / FGSM-trained, the GAN
     assert all("| no |" in line for line in models)
+    assert all(line.split(" | ")[1].startswith("`<models>/") for line in models)  # not this machine's path
     assert all(line.split(" | ")[3].split(" (")[0].replace(".", "").isdigit() for line in models)  # seconds
     assert "lqvae reproduce fashion_mnist --quick" in report and "accuracy_vs_eps" in report
     for name in ("A", "B"):  # the quick study's Madry classifiers fine-tune its clean ones

@@ -213,15 +213,34 @@ def run_study(
         ),
     )
     page = page_path(out_dir, config.dataset)
-    written["report"] = write_text(page, report(config, paths, stages, written, os.path.dirname(page), command))
+    written["report"] = write_text(
+        page, report(config, paths, stages, written, os.path.dirname(page), command, models_dir)
+    )
     written["index"] = write_index(out_dir)
     return written
 
 
 def report(
-    config: StudyConfig, paths: dict[str, str], stages: Stages, written: dict[str, str], out_dir: str, command: str
+    config: StudyConfig,
+    paths: dict[str, str],
+    stages: Stages,
+    written: dict[str, str],
+    out_dir: str,
+    command: str,
+    models_dir: str | None = None,
 ) -> str:
-    """The study's Markdown page: how it was made, the models, the tables and the figures."""
+    """The study's Markdown page: how it was made, the models, the tables and the figures.
+
+    Model files are named inside the model store (`<models>/kind-hash/model.keras`, `<models>`
+    being `models_dir`, the `--models` folder), not by a path from the page that only holds on
+    the machine that ran it.
+    """
+
+    def model_file(path: str) -> str:
+        if models_dir is None:
+            return os.path.relpath(path, out_dir)
+        return "<models>/" + os.path.relpath(os.path.abspath(path), os.path.abspath(models_dir)).replace(os.sep, "/")
+
     with open(written["md"], encoding="utf-8") as handle:
         tables = handle.read()
     if config.scale:  # stated beside every table, not only once at the top
@@ -251,6 +270,7 @@ def report(
         "",
         "## Models",
         "",
+        *(["`<models>` is the model store, the `--models` folder of the command above.", ""] if models_dir else []),
         "| model | file | reused | training seconds (date) | test accuracy (first 2000 test images) |",
         "|---|---|---|---|---|",
     ]
@@ -259,13 +279,20 @@ def report(
         accuracy = summary.get("test_accuracy")
         cells = [
             name,
-            f"`{os.path.relpath(path, out_dir)}`",
+            f"`{model_file(path)}`",
             "yes" if stages.reused.get(name) else "no",
             f"{record['seconds']} ({record['date']})" if record else "",
             f"{100 * accuracy:.2f}" if isinstance(accuracy, float) else "",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"Tables and figures: {stages.seconds.get('tables and figures', '')} s.", "", "## Tables", ""]
+    lines += [
+        "",
+        f"Tables and figures, this run (rows a stopped run finished are read from its cache): "
+        f"{stages.seconds.get('tables and figures', '')} s.",
+        "",
+        "## Tables",
+        "",
+    ]
     lines.append(tables)
     figures = [(kind, path) for kind, path in sorted(written.items()) if path.endswith(".png")]
     if figures:
