@@ -7,7 +7,9 @@ one) and measures, in one run:
   called in-process, at batch 1 and 32;
 - `lqvae serve` started as its own process (as a user runs it), on loopback, under 1, 8 and 32
   concurrent clients sending batch-1 `:predict` requests, without and with server-side batching
-  (TF Serving's --enable_batching; parameters below). The clients are `bench/http_load.py`, a
+  (TF Serving's --enable_batching; parameters below), and with batching in `--workers` processes
+  (default 2) that each run TensorFlow on one thread (`--tensorflow_intra_op_parallelism 1
+  --tensorflow_inter_op_parallelism 1`). The clients are `bench/http_load.py`, a
   closed-loop keep-alive generator in a separate process (as `wrk` would be).
 
 Latency p50/p99 and images/s per row; every answer must be a 200. Run:
@@ -58,20 +60,47 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def write_bodies(path: str, images: np.ndarray, count: int = 256) -> str:
+    """One batch-1 columnar `:predict` body per line, for `http_load.py`; returns `path`."""
+    with open(path, "wb") as file:
+        for i in range(count):
+            file.write(orjson.dumps({"inputs": images[i : i + 1].tolist()}) + b"\n")
+    return path
+
+
+def write_batching_file(path: str, max_batch_size: int, batch_timeout_micros: int, num_batch_threads: int) -> str:
+    """TF Serving's batching-parameters text proto; returns `path`."""
+    with open(path, "w", encoding="ascii") as file:
+        file.write(
+            f"max_batch_size {{ value: {max_batch_size} }}\n"
+            f"batch_timeout_micros {{ value: {batch_timeout_micros} }}\n"
+            f"num_batch_threads {{ value: {num_batch_threads} }}\n"
+        )
+    return path
+
+
+def _listeners(port: int) -> int:
+    """Sockets listening on loopback TCP `port` (Linux's /proc/net/tcp): one per started worker."""
+    with open("/proc/net/tcp", encoding="ascii") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return sum(1 for row in rows if row[1].endswith(f":{port:04X}") and row[3] == "0A")
+
+
 @contextlib.contextmanager
-def server_process(base: str, batching_file: str | None):
-    """`lqvae serve` in its own process; yields its URL once the model answers."""
+def server_process(base: str, batching_file: str | None, workers: int = 1, extra: tuple[str, ...] = ()):
+    """`lqvae serve` in its own process(es); yields its URL once every worker listens and the model answers."""
     port = _free_port()
     command = [sys.executable, "-m", "lqvae_tf.cli.main", "serve", "--model_base_path", base, "--port", str(port)]
     if batching_file:
         command += ["--enable_batching", "--batching_parameters_file", batching_file]
+    command += ["--workers", str(workers), *extra]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
         while True:
             with contextlib.suppress(requests.ConnectionError):
-                if requests.get(f"{url}/v1/models/lqvae", timeout=5).status_code == 200:
+                if _listeners(port) >= workers and requests.get(f"{url}/v1/models/lqvae", timeout=5).status_code == 200:
                     break
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"lqvae serve did not start: {' '.join(command)}")
@@ -89,6 +118,7 @@ def main() -> None:
     parser.add_argument("--max_batch_size", type=int, default=32, help="server-side batching: max batch")
     parser.add_argument("--batch_timeout_micros", type=int, default=2000, help="server-side batching: wait")
     parser.add_argument("--num_batch_threads", type=int, default=1, help="server-side batching: threads")
+    parser.add_argument("--workers", type=int, default=2, help="server processes of the last configuration")
     parser.add_argument("--results", default=RESULTS)
     args = parser.parse_args()
 
@@ -111,19 +141,23 @@ def main() -> None:
                 p50, p99, rate = timed(call, images, batch, args.requests * 4)
                 best_batched = max(best_batched, rate) if batch == 32 else best_batched
                 rows.append(f"| {batch} | {label} | - | {p50 * 1000:.1f} | {p99 * 1000:.1f} | {rate:.0f} | - |")
-        bodies = os.path.join(base, "bodies.jsonl")
-        with open(bodies, "wb") as file:
-            for i in range(256):
-                file.write(orjson.dumps({"inputs": images[i : i + 1].tolist()}) + b"\n")
-        batching_file = os.path.join(base, "batching.txt")
-        with open(batching_file, "w") as file:
-            file.write(
-                f"max_batch_size {{ value: {args.max_batch_size} }}\n"
-                f"batch_timeout_micros {{ value: {args.batch_timeout_micros} }}\n"
-                f"num_batch_threads {{ value: {args.num_batch_threads} }}\n"
-            )
-        for label, parameters in (("REST, no batching", None), ("REST, --enable_batching", batching_file)):
-            with server_process(os.path.join(base, "lqvae"), parameters) as url:
+        bodies = write_bodies(os.path.join(base, "bodies.jsonl"), images)
+        batching_file = write_batching_file(
+            os.path.join(base, "batching.txt"), args.max_batch_size, args.batch_timeout_micros, args.num_batch_threads
+        )
+        one_thread = ("--tensorflow_intra_op_parallelism", "1", "--tensorflow_inter_op_parallelism", "1")
+        configurations = (
+            ("REST, no batching", None, 1, ()),
+            ("REST, --enable_batching", batching_file, 1, ()),
+            (
+                f"REST, --enable_batching --workers {args.workers}, 1 TF thread each",
+                batching_file,
+                args.workers,
+                one_thread,
+            ),
+        )
+        for label, parameters, workers, extra in configurations:
+            with server_process(os.path.join(base, "lqvae"), parameters, workers, extra) as url:
                 predict = f"{url}/v1/models/lqvae:predict"
                 run_load(predict, bodies, 8, 5)  # warm every path
                 for clients in (1, 8, 32):

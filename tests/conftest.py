@@ -71,6 +71,7 @@ LONGEST_FIRST = (
     "test_multi_worker.py",
     "test_distribute.py",
     "test_serving_batching.py",
+    "test_serving_workers.py",
 )
 
 

@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Sequence
 
 from lqvae_tf.cli import adapt, adversarial, classifiers, evaluate, frontier, reproduce, user_data
+from lqvae_tf.serving.workers import WORKER_FLAG, run_workers, worker_command
 
 DATASETS = user_data.DATASET_NAMES  # the registry's (lqvae_tf.data.registry)
 
@@ -175,12 +176,26 @@ def _add_serve(subparsers) -> None:
         help="text proto of BatchingParameters (max_batch_size, batch_timeout_micros, num_batch_threads, "
         "max_enqueued_batches); implies --enable_batching",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the port (SO_REUSEPORT), each with its own copy of the model; "
+        "on a small CPU 2 overlap HTTP work with model calls (see lqvae_tf.serving.workers). Default 1",
+    )
+    parser.add_argument(WORKER_FLAG, action="store_true", help=argparse.SUPPRESS)  # set on each worker
     lifecycle = parser.add_argument_group("version lifecycle (as tensorflow_model_server's)")
     lifecycle.add_argument("--max_num_load_retries", type=int, default=5, help="retries of a failed version load")
     lifecycle.add_argument("--load_retry_interval_micros", type=int, default=60 * 1000 * 1000)
 
 
 def _serve(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    if args.workers > 1:  # a supervisor that never loads TensorFlow; each worker is `lqvae serve`
+        if args.port == 0:
+            raise ValueError("--workers above 1 needs a fixed --rest_api_port (port 0 would differ per worker)")
+        return run_workers(worker_command(args.argv), args.workers)
     import tensorflow as tf
 
     from lqvae_tf.serving.batching import BatchingParameters, parse_batching_parameters
@@ -217,6 +232,7 @@ def _serve(args: argparse.Namespace) -> int:
         labels=dict(args.labels),
         max_num_load_retries=args.max_num_load_retries,
         load_retry_interval_s=args.load_retry_interval_micros / 1e6,
+        reuse_port=args.reuse_port,
     )
     return 0
 

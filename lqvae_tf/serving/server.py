@@ -45,6 +45,7 @@ from lqvae_tf.serving.rest_format import (
     format_predict,
     parse_predict,
 )
+from lqvae_tf.serving.workers import reuse_port_socket
 
 log = logging.getLogger(__name__)
 _MODEL_PATH = re.compile(
@@ -341,9 +342,14 @@ def serve(
     poll_seconds: float = 1.0,
     limits: ServingLimits | None = None,
     batching: BatchingParameters | None = None,
+    reuse_port: bool = False,
     **registry_options,
 ) -> None:
-    """Serves until interrupted (the `lqvae serve` command); `registry_options` go to `build_registry`."""
+    """Serves until interrupted (the `lqvae serve` command); `registry_options` go to `build_registry`.
+
+    `reuse_port` binds with SO_REUSEPORT, as each worker of `lqvae serve --workers N` does
+    (`lqvae_tf.serving.workers`).
+    """
     import uvicorn
 
     registry = build_registry(model_base_path, model_name, **registry_options)
@@ -353,8 +359,9 @@ def serve(
     # full collection walks them all on the event loop, a stall of a tenth of a second under load.
     gc.collect()
     gc.freeze()
+    sockets = [reuse_port_socket(host, port)] if reuse_port else None
     try:
-        uvicorn.Server(_uvicorn_config(app, host, port, "info")).run()
+        uvicorn.Server(_uvicorn_config(app, host, port, "info")).run(sockets=sockets)
     finally:
         registry.stop_polling()
         app.close()
