@@ -53,6 +53,11 @@ class AdversarialConfig:
         classifier: for mode "classifier", the `.keras` file of the classifier to attack, kept
             so the run can be rebuilt; a classifier may also be handed to `LQVAE.attach_classifier`.
         classifier_range: (low, high) pixel range the classifier takes.
+        clean_epochs: epochs of plain Algorithm 1 (no perturbed batches) before adversarial
+            retraining starts, within `LQVAEConfig.epochs`: a purifier must first learn a code
+            that carries the image (from random weights, perturbed batches can keep the code
+            collapsed). 0 (the default) perturbs from the first step, and is left out of
+            `to_dict`, so configs without it serialise as before it existed.
     """
 
     mode: str = "reconstruction"
@@ -63,6 +68,7 @@ class AdversarialConfig:
     code_weight: float = 1.0
     classifier: str | None = None
     classifier_range: tuple[float, float] = (0.0, 1.0)
+    clean_epochs: int = 0
 
     def __post_init__(self) -> None:
         self.classifier_range = tuple(float(v) for v in self.classifier_range)
@@ -87,6 +93,9 @@ class AdversarialConfig:
         low, high = self.classifier_range
         if not low < high:
             raise ValueError(f"adversarial classifier_range must be (low, high) with low < high, got {low, high}")
+        epochs = self.clean_epochs
+        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+            raise ValueError(f"adversarial clean_epochs must be an integer >= 0, got {self.clean_epochs!r}")
 
     @property
     def pgd_step_size(self) -> float:
@@ -96,6 +105,8 @@ class AdversarialConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["classifier_range"] = list(self.classifier_range)
+        if not self.clean_epochs:
+            del data["clean_epochs"]
         return data
 
     @classmethod
@@ -259,6 +270,11 @@ class LQVAEConfig:
             raise ValueError(f"soft_sharpness_final must be > 0 or None, got {self.soft_sharpness_final}")
         if self.adversarial is not None and not isinstance(self.adversarial, AdversarialConfig):
             raise ValueError(f"adversarial must be an AdversarialConfig, its dict or None, got {self.adversarial!r}")
+        if self.adversarial is not None and self.adversarial.clean_epochs >= self.epochs:
+            raise ValueError(
+                f"adversarial clean_epochs ({self.adversarial.clean_epochs}) must be below epochs ({self.epochs}), "
+                "or no adversarial epoch runs"
+            )
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
             raise ValueError(f"init_from must be a .keras file or a trained preset's name, got {self.init_from!r}")
 

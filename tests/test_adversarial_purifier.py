@@ -1,5 +1,7 @@
 """Adversarial retraining of the purifier: the config, the perturbations inside train_step, the CLI."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -103,3 +105,33 @@ def test_train_cli_refuses_bad_adversarial_flags_cleanly(tmp_path, capsys, flags
     assert main(["train", "--out", str(tmp_path / "run"), "--limit", "32", *flags]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run" / "purifier.keras").exists()
+
+
+def test_clean_epochs_serialise_only_when_set_and_impossible_values_are_refused():
+    assert "clean_epochs" not in AdversarialConfig().to_dict()  # older adversarial configs hash as before
+    config = tiny_config(epochs=3, adversarial={"mode": "code", "clean_epochs": 2})
+    assert config.to_dict()["adversarial"]["clean_epochs"] == 2
+    assert LQVAEConfig.from_json(config.to_json()) == config
+    for bad in (-1, True, 1.5):
+        with pytest.raises(ValueError, match="clean_epochs must be an integer >= 0"):
+            AdversarialConfig(clean_epochs=bad)
+    with pytest.raises(ValueError, match=r"clean_epochs \(2\) must be below epochs \(2\)"):
+        tiny_config(epochs=2, adversarial={"mode": "code", "clean_epochs": 2})
+
+
+def test_clean_epochs_come_first_then_batches_are_perturbed(tmp_path):
+    from lqvae_tf.training import train_purifier
+
+    config = tiny_config(epochs=2, adversarial={"mode": "reconstruction", "steps": 2, "eps": 0.3, "clean_epochs": 1})
+    result = train_purifier(config, "fashion_mnist", str(tmp_path / "run"), limit=64, verbose=0, validation_limit=64)
+    assert result.history["adversarial"] == [0.0, 1.0]
+    assert result.history["code_flip"][0] == 0.0  # the first epoch's encoder saw clean images only
+    assert keras.models.load_model(result.model_path).config == config
+
+
+def test_train_cli_takes_adv_clean_epochs(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out), "--limit", "32", "--epochs", "2", "--verbose", "0", "--set", "width=0.125"]
+    args += ["--adversarial", "code", "--adv-steps", "1", "--adv-clean-epochs", "1"]
+    assert main(args) == 0
+    assert json.loads((out / "config.json").read_text())["adversarial"]["clean_epochs"] == 1

@@ -15,6 +15,7 @@ FLAGS = {
     "adv_fraction": "fraction",
     "adv_code_weight": "code_weight",
     "adv_classifier": "classifier",
+    "adv_clean_epochs": "clean_epochs",
 }
 
 
@@ -37,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--adv-fraction", type=float, help="fraction of each batch perturbed (default 0.5)")
     group.add_argument("--adv-code-weight", type=float, help="weight of the encoder's code-keeping loss (default 1)")
     group.add_argument("--adv-classifier", help="the .keras classifier mode 'classifier' attacks")
+    group.add_argument(
+        "--adv-clean-epochs",
+        type=int,
+        help="epochs of plain training before the perturbed batches start, within --epochs (default 0)",
+    )
 
 
 def from_args(args: argparse.Namespace, base: AdversarialConfig | None) -> AdversarialConfig | None:

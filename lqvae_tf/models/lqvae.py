@@ -103,6 +103,11 @@ class LQVAE(keras.Model):
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         # Only adversarially trained models draw PGD starts, so other models keep their state.
         self.adversary_seed = keras.random.SeedGenerator(config.seed + 2) if config.adversarial else None
+        # With clean epochs first, whether this epoch perturbs (1) or not (0): set by
+        # `training.callbacks.AdversarialSchedule`, read inside the compiled step.
+        self.adversarial_active = None
+        if config.adversarial and config.adversarial.clean_epochs:
+            self.adversarial_active = keras.Variable(0.0, trainable=False, name="adversarial_active")
         self._classifier_logits = None  # a function, so Keras neither tracks nor saves the classifier
         self.decoder_hard_optimizer = None
         self.decoder_soft_optimizer = None
@@ -306,8 +311,7 @@ class LQVAE(keras.Model):
         """
         settings = self.config.adversarial
         x = self.to_internal(ops.cast(images, "float32"))
-        size = ops.cast(ops.shape(x)[0], "float32")
-        count = ops.maximum(1, ops.cast(ops.round(settings.fraction * size), "int32"))
+        count = self._perturbed_count(x)
         clean, rest = x[:count], x[count:]
         labels = None if labels is None else labels[:count]
         perturbed = pgd_linf(
@@ -333,7 +337,23 @@ class LQVAE(keras.Model):
         }
 
     def _perturbed(self, data):
-        return self.perturb(_images_of(data), _labels_of(data)) if self.config.adversarial else None
+        if not self.config.adversarial:
+            return None
+        images, labels = _images_of(data), _labels_of(data)
+        if self.adversarial_active is None:
+            return self.perturb(images, labels)
+        # A clean epoch skips the PGD loop (the graph's other branch), not only its result.
+        inputs = tf.cond(
+            self.adversarial_active > 0.5,
+            lambda: self.perturb(images, labels)[0],
+            lambda: self.to_internal(ops.cast(images, "float32")),
+        )
+        return inputs, self._perturbed_count(inputs)
+
+    def _perturbed_count(self, batch):
+        """How many images of `batch` adversarial retraining perturbs: `fraction` of it, at least 1."""
+        size = ops.cast(ops.shape(batch)[0], "float32")
+        return ops.maximum(1, ops.cast(ops.round(self.config.adversarial.fraction * size), "int32"))
 
     def _update_trackers(self, values):
         for name, tracker in self.trackers.items():

@@ -1,4 +1,4 @@
-"""Keras callbacks for LQ-VAE training: the `H~` sharpness schedule and TensorBoard images."""
+"""Keras callbacks for LQ-VAE training: the `H~` sharpness and adversarial schedules, TensorBoard images."""
 
 from __future__ import annotations
 
@@ -32,6 +32,22 @@ class SharpnessSchedule(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["sharpness"] = float(self.model.quantize_soft.sharpness.numpy())
+
+
+class AdversarialSchedule(keras.callbacks.Callback):
+    """Turns adversarial retraining on after `AdversarialConfig.clean_epochs` clean epochs.
+
+    Sets the model's `adversarial_active` at the start of every epoch (so a resumed run gets the
+    right phase too) and logs it as `adversarial` (0 or 1) at the end.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        clean = self.model.config.adversarial.clean_epochs
+        self.model.adversarial_active.assign(1.0 if epoch >= clean else 0.0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["adversarial"] = float(self.model.adversarial_active.numpy())
 
 
 class PurifiedImages(keras.callbacks.Callback):

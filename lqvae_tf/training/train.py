@@ -26,7 +26,7 @@ from lqvae_tf.data import batched, load, take_images
 from lqvae_tf.distribute import make_strategy, shard_by_example, worker_dir
 from lqvae_tf.models import LQVAE
 from lqvae_tf.models.adversarial import check_classifier_shape
-from lqvae_tf.training.callbacks import PurifiedImages, SharpnessSchedule
+from lqvae_tf.training.callbacks import AdversarialSchedule, PurifiedImages, SharpnessSchedule
 from lqvae_tf.training.figures import save_purification_grid
 from lqvae_tf.training.warm_start import COLLAPSED_BELOW, CodeCollapseCheck, checked_source, warm_start
 
@@ -107,9 +107,10 @@ def fit_purifier(
     With `config.init_from` the networks start as that trained purifier's (`warm_start`).
 
     Callbacks: `callbacks` first (e.g. BackupAndRestore), then the sharpness schedule when the
-    config anneals it, the code-collapse check (`val_distinct_codes` on the first validation
-    images, a `CollapsedCodeWarning` at the end when the code collapsed), TensorBoard scalars
-    and input-vs-purified images of `grid_images` in `log_dir`.
+    config anneals it, the adversarial schedule when adversarial retraining starts with clean
+    epochs, the code-collapse check (`val_distinct_codes` on the first validation images, a
+    `CollapsedCodeWarning` at the end when the code collapsed), TensorBoard scalars and
+    input-vs-purified images of `grid_images` in `log_dir`.
 
     Args:
         config: the model and training configuration.
@@ -143,6 +144,8 @@ def fit_purifier(
     every = list(callbacks)
     if config.soft_sharpness_final is not None:
         every.append(SharpnessSchedule(config.soft_sharpness_final, config.epochs))
+    if model.adversarial_active is not None:  # clean epochs first, then adversarial retraining
+        every.append(AdversarialSchedule())
     every.append(CodeCollapseCheck(take_images(validation_images, CODE_CHECK_IMAGES)))
     every += [keras.callbacks.TensorBoard(log_dir=log_dir), PurifiedImages(grid_images, log_dir)]
     # Every worker of a cluster shuffles with the same seed, so their shares of a batch are disjoint.
