@@ -108,3 +108,15 @@ def test_a_named_mnist_folder_without_the_files_is_an_error_not_a_download(tmp_p
     monkeypatch.setenv("LQVAE_MNIST_DIR", str(tmp_path))
     with pytest.raises(data.DatasetUnavailableError, match="LQVAE_MNIST_DIR"):
         data.mnist("test")
+
+
+def test_take_images_reads_image_only_and_labelled_datasets_alike():
+    import tensorflow as tf
+
+    from lqvae_tf.data import take_images
+
+    images = np.arange(5 * 4, dtype=np.float32).reshape(5, 2, 2, 1)
+    alone = tf.data.Dataset.from_tensor_slices(images)
+    labelled = tf.data.Dataset.from_tensor_slices((images, np.arange(5)))
+    np.testing.assert_array_equal(take_images(alone, 3), images[:3])
+    np.testing.assert_array_equal(take_images(labelled, 3), images[:3])

@@ -325,8 +325,9 @@ def batched(
 
 
 def take_images(dataset: tf.data.Dataset, count: int) -> np.ndarray:
-    """The first `count` images of an unbatched (image, label) dataset as one numpy array."""
-    return np.stack([image for image, _ in dataset.take(count).as_numpy_iterator()])
+    """The first `count` images of an unbatched dataset of images or (image, label) pairs, as one array."""
+    items = dataset.take(count).as_numpy_iterator()
+    return np.stack([item[0] if isinstance(item, tuple) else item for item in items])
 
 
 __all__ = [
