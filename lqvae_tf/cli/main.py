@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Sequence
 
 from lqvae_tf.cli import adapt, adversarial, classifiers, evaluate, frontier, reproduce, user_data
-from lqvae_tf.serving.workers import WORKER_FLAG, run_workers, worker_command
+from lqvae_tf.serving.workers import WORKER_FLAG, check_workers, run_workers, worker_command
 
 DATASETS = user_data.DATASET_NAMES  # the registry's (lqvae_tf.data.registry)
 
@@ -190,11 +190,8 @@ def _add_serve(subparsers) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    if args.workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {args.workers}")
-    if args.workers > 1:  # a supervisor that never loads TensorFlow; each worker is `lqvae serve`
-        if args.port == 0:
-            raise ValueError("--workers above 1 needs a fixed --rest_api_port (port 0 would differ per worker)")
+    check_workers(args.workers, args.port)
+    if args.workers > 1:  # a supervisor that loads no model; each worker is `lqvae serve --reuse_port`
         return run_workers(worker_command(args.argv), args.workers)
     import tensorflow as tf
 

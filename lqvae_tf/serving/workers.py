@@ -23,18 +23,25 @@ from collections.abc import Sequence
 WORKER_FLAG = "--reuse_port"  # what a worker is started with, instead of --workers
 
 
+def check_workers(workers: int, port: int) -> None:
+    """Refuses a number of workers below 1, and several workers without a fixed port or SO_REUSEPORT."""
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
+    if workers > 1 and port == 0:
+        raise ValueError("--workers above 1 needs a fixed --rest_api_port (port 0 would differ per worker)")
+    if workers > 1 and not hasattr(socket, "SO_REUSEPORT"):
+        raise ValueError("--workers above 1 needs SO_REUSEPORT, which this platform lacks")
+
+
 def reuse_port_socket(host: str, port: int) -> socket.socket:
     """A socket bound to (host, port) with SO_REUSEPORT, so other workers can bind the same port.
 
     Raises:
         ValueError: port 0 (each worker would get its own random port) or a platform without
-            SO_REUSEPORT.
+            SO_REUSEPORT (`check_workers`).
         OSError: the address cannot be bound (in use by another program, say).
     """
-    if port == 0:
-        raise ValueError("--workers above 1 needs a fixed --rest_api_port (port 0 would differ per worker)")
-    if not hasattr(socket, "SO_REUSEPORT"):
-        raise ValueError("--workers above 1 needs SO_REUSEPORT, which this platform lacks")
+    check_workers(2, port)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -73,8 +80,7 @@ def run_workers(command: Sequence[str], workers: int, poll_seconds: float = 0.2)
     Returns:
         0 after a signal; else the first worker's exit code.
     """
-    if workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {workers}")
+    check_workers(workers, port=None)
     processes = [subprocess.Popen(list(command)) for _ in range(workers)]
     stopping = []
 
