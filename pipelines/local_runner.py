@@ -203,7 +203,7 @@ def _config(args: argparse.Namespace) -> configs.PipelineConfig:
         if args.beam_arg:
             raise ValueError("give --beam-workers or --beam-arg, not both")
         changes["beam_pipeline_args"] = configs.direct_runner_args(args.beam_workers)
-    changes["adversarial"] = adversarial_flags.from_args(args, config.adversarial)
+    adversarial = adversarial_flags.from_args(args, config.adversarial)  # None: clean (--adversarial none)
     if args.epochs is not None:
         changes["purifier_overrides"] = {**config.purifier_overrides, "epochs": args.epochs}
     if args.data is None:
@@ -211,7 +211,9 @@ def _config(args: argparse.Namespace) -> configs.PipelineConfig:
             raise ValueError("--image-size is for --data (Fashion-MNIST has its own size)")
     elif args.train_limit is not None or args.eval_limit is not None:
         raise ValueError("--train-limit and --eval-limit slice Fashion-MNIST; they do not apply to --data")
-    config = config.replace(**{key: value for key, value in changes.items() if value is not None})
+    config = config.replace(
+        adversarial=adversarial, **{key: value for key, value in changes.items() if value is not None}
+    )
     return config if args.data is None else configs.with_user_data(config, args.data, args.image_size)
 
 

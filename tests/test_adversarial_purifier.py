@@ -23,7 +23,8 @@ FIELDS_BEFORE = {
 
 
 def test_config_without_adversarial_serialises_as_before_it_existed():
-    assert set(preset("fashion_mnist").to_dict()) == FIELDS_BEFORE
+    assert set(preset("paper").to_dict()) == FIELDS_BEFORE
+    assert set(tiny_config().to_dict()) == FIELDS_BEFORE
     config = tiny_config(adversarial={"mode": "code", "eps": 0.05})
     assert config.to_dict()["adversarial"]["mode"] == "code"
     assert LQVAEConfig.from_json(config.to_json()) == config
@@ -97,7 +98,10 @@ def test_fit_reports_adversarial_metrics_and_saved_model_reloads(tmp_path, fmnis
         (["--adversarial", "code", "--adv-eps", "0"], "adversarial eps must be in (0, 1]"),
         (["--adversarial", "code", "--adv-steps", "0"], "adversarial steps must be an integer >= 1"),
         (["--adversarial", "fgsm"], "adversarial mode must be one of"),
-        (["--adv-steps", "3"], "--adv-steps need --adversarial MODE"),
+        (["--preset", "paper", "--adv-steps", "3"], "--adv-steps need --adversarial MODE"),
+        (["--adversarial", "none", "--adv-steps", "3"], "--adv-steps contradict --adversarial none"),
+        # The default preset retrains after 2 clean epochs: fewer epochs are refused, saying how to fix it.
+        (["--epochs", "1"], "clean_epochs (2) must be below epochs (1), or no adversarial epoch runs"),
         (["--adversarial", "classifier", "--adv-classifier", "missing.keras"], "missing.keras does not exist"),
     ],
 )

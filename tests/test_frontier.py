@@ -17,7 +17,8 @@ from lqvae_tf.training.adapt import adapt_classifier
 
 from conftest import tiny_config
 
-TINY = {"width": 0.125, "latent_dim": 8, "batch_size": 32, "epochs": 1, "learning_rate": 1e-3}
+# One clean epoch of a tiny network (the preset retrains adversarially after 2 clean epochs).
+TINY = {"width": 0.125, "latent_dim": 8, "batch_size": 32, "epochs": 1, "learning_rate": 1e-3, "adversarial": None}
 
 
 @pytest.fixture(scope="module")

@@ -33,8 +33,8 @@ WORKER = textwrap.dedent(
 
     train.fit_purifier = catching_fit
     code = main(["train", "--dataset", "fashion_mnist", "--limit", "128", "--epochs", "1", "--batch-size", "32",
-                 "--set", "width=0.125", "--set", "latent_dim=16", "--set", "learning_rate=0.001",
-                 "--out", sys.argv[1], "--verbose", "0"])
+                 "--adversarial", "none", "--set", "width=0.125", "--set", "latent_dim=16",
+                 "--set", "learning_rate=0.001", "--out", sys.argv[1], "--verbose", "0"])
     model = trained["model"]
     weights = model.encoder.get_weights() + model.decoder_hard.get_weights() + model.decoder_soft.get_weights()
     digest = hashlib.sha256(b"".join(np.asarray(w, np.float32).tobytes() for w in weights)).hexdigest()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
 import pytest
 
+from lqvae_tf.config import preset
 from pipelines import configs
 
 
@@ -28,7 +30,13 @@ def test_local_runner_options_reach_the_configuration(tmp_path, monkeypatch):
 
     chosen = local_runner._parse(["--output", str(tmp_path), "--epochs", "3", "--beam-arg=--direct_num_workers=2"])
     assert chosen.output_root == str(tmp_path) and chosen.purifier_overrides["epochs"] == 3
-    assert chosen.purifier_overrides["batch_size"] == 64  # the default's other overrides are kept
+    # The default retrains the purifier as its preset does, and the Trainer is told so.
+    assert chosen.adversarial == preset("fashion_mnist").adversarial is not None
+    assert chosen.purifier_settings["overrides"]["adversarial"]["clean_epochs"] == 2
+    with pytest.raises(ValueError, match=r"clean_epochs \(2\) must be below epochs \(2\)"):
+        local_runner._parse(["--output", str(tmp_path), "--epochs", "2"])  # refused before any run
+    clean = local_runner._parse(["--output", str(tmp_path), "--epochs", "2", "--adversarial", "none"])
+    assert clean.adversarial is None and clean.purifier_settings["overrides"]["adversarial"] is None
     assert chosen.beam_pipeline_args == ("--direct_num_workers=2",)
     monkeypatch.setenv(local_runner.ARGS_ENV, f"--config small --output {tmp_path}")
     from_env = local_runner._parse([])  # as the TFX CLI runs the file: no arguments
@@ -121,12 +129,18 @@ def test_adversarial_retraining_is_a_typed_option_the_trainer_receives(tmp_path)
     from pipelines import local_runner
 
     chosen = local_runner._parse(["--output", str(tmp_path), "--adversarial", "code", "--adv-eps", "0.05"])
-    assert chosen.adversarial == AdversarialConfig(mode="code", eps=0.05)
+    # The flags change the default's retraining (the preset's), keeping what they do not name.
+    wanted = dataclasses.replace(preset("fashion_mnist").adversarial, mode="code", eps=0.05)
+    assert chosen.adversarial == wanted
     settings = chosen.pipeline_arguments()["purifier_settings"]
     # What the Trainer's run_fn builds from its custom_config: the preset with the adversarial settings.
     trained = preset(settings["preset"]).replace(**settings["overrides"])
-    assert trained.adversarial == AdversarialConfig(mode="code", eps=0.05) and trained.epochs == 2
-    assert local_runner._parse(["--output", str(tmp_path)]).purifier_settings["overrides"].get("adversarial") is None
+    assert trained.adversarial == wanted and trained.epochs == preset("fashion_mnist").epochs
+    clean = local_runner._parse(["--output", str(tmp_path), "--adversarial", "none"])
+    assert preset("fashion_mnist").replace(**clean.purifier_settings["overrides"]).adversarial is None
+    # From scratch (a preset without retraining), the flags build the whole setting.
+    small = configs.small_test_config(str(tmp_path), adversarial=AdversarialConfig(mode="code", eps=0.05))
+    assert small.adversarial == AdversarialConfig(mode="code", eps=0.05)
     # A dict works as the dataclass does (a config written as JSON), and is checked the same way.
     assert configs.small_test_config(str(tmp_path), adversarial={"mode": "reconstruction"}).adversarial.steps == 5
 
@@ -144,7 +158,8 @@ def test_adversarial_retraining_is_a_typed_option_the_trainer_receives(tmp_path)
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--adv-eps", "0.05"], "--adv-eps need --adversarial MODE"),
+        (["--adversarial", "none", "--adv-eps", "0.05"], "--adv-eps contradict --adversarial none"),
+        (["--epochs", "2"], r"clean_epochs \(2\) must be below epochs \(2\).*--adversarial none"),
         (["--adversarial", "code", "--adv-eps", "0"], r"adversarial eps must be in \(0, 1\]"),
         (["--adversarial", "code", "--adv-steps", "0"], "adversarial steps must be an integer >= 1"),
         (["--adversarial", "madry"], "adversarial mode must be one of"),

@@ -64,7 +64,11 @@ def test_untrained_path_gives_random_weights_of_the_same_networks():
 
 
 def test_training_settings_may_change_but_not_the_filter():
-    assert LQVAE.from_preset("fashion_mnist", epochs=1, learning_rate=1e-4).config.epochs == 1
+    tuned = LQVAE.from_preset("fashion_mnist", epochs=1, learning_rate=1e-4, adversarial=None).config
+    assert (tuned.epochs, tuned.adversarial) == (1, None)
+    # The preset retrains adversarially after 2 clean epochs: a shorter run must say how it retrains.
+    with pytest.raises(ValueError, match=r"clean_epochs \(2\) must be below epochs \(1\)"):
+        LQVAE.from_preset("fashion_mnist", epochs=1)
     assert "width" in FILTER_FIELDS
     with pytest.raises(ValueError, match="preset 'mnist'.s weights were trained with other width \\(width=0.5\\)"):
         LQVAE.from_preset("mnist", width=0.25)

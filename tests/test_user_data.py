@@ -144,7 +144,18 @@ def test_the_paper_sizes_keep_the_paper_networks():
 def test_lqvae_train_on_a_folder_records_the_shape_in_the_resolved_config(tmp_path, capsys):
     root = class_folders(tmp_path / "pets", classes=5, per_class=6)
     out = tmp_path / "run"
-    tiny = ["--set", "width=0.125", "--set", "latent_dim=16", "--batch-size", "16", "--epochs", "1"]
+    tiny = [
+        "--set",
+        "width=0.125",
+        "--set",
+        "latent_dim=16",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "1",
+        "--adversarial",
+        "none",
+    ]
     assert main(["train", "--data", str(root), "--out", str(out), "--verbose", "0", *tiny]) == 0
     config = json.loads((out / "config.json").read_text())
     assert (config["image_shape"], config["architecture"]) == ([32, 32, 3], "conv")

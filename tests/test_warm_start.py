@@ -101,6 +101,7 @@ def test_a_bad_init_from_fails_before_the_run_folder_is_written(tmp_path):
 def test_cli_init_from_flag_reaches_the_config(source_path, tmp_path):
     out = tmp_path / "run"
     args = ["train", "--out", str(out), "--limit", "64", "--epochs", "1", "--verbose", "0", "--init-from", source_path]
+    args += ["--adversarial", "none"]
     args += [f"--set={name}={json.dumps(value)}" for name, value in (("width", 0.125), ("latent_dim", 16))]
     assert main(args) == 0
     assert json.loads((out / "config.json").read_text())["init_from"] == source_path

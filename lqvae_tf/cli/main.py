@@ -75,7 +75,9 @@ def _train(args: argparse.Namespace) -> int:
     for field in ("epochs", "batch_size", "seed", "init_from"):
         if getattr(args, field) is not None:
             changes[field] = getattr(args, field)
-    config = adversarial.apply(args, user_data.apply(dataset, config.replace(**changes)))
+    # One replace, so that --epochs and --adversarial / --adv-clean-epochs are validated together.
+    changes["adversarial"] = adversarial.from_args(args, config.adversarial)
+    config = user_data.apply(dataset, config.replace(**changes))
     verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
     result = train_purifier(config, dataset, args.out, limit=args.limit, data_dir=args.data_dir, verbose=verbose)
     print(f"model:   {result.model_path}")
