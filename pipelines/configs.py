@@ -309,10 +309,13 @@ class PipelineConfig:
 
 # -------------------------------------------------------------------- the named configurations
 # Attack strengths of the gate: eps 0.1 (L-inf, [0, 1] pixels) is a common Fashion-MNIST budget;
-# BPDA-PGD with 10 steps of 0.02 keeps the end-to-end attack to a few minutes on 2 CPU cores.
+# the adaptive attack is BPDA-PGD (the strongest of the frontier's gradient attacks on the default
+# purifier) with 40 steps of 0.01, a few minutes on 2 CPU cores. The thresholds sit a few points
+# under what the default run measured (README, "What the default run measured"), so that a
+# purifier that regresses is refused while the default's run-to-run noise passes.
 DEFAULT_ATTACK_SUITE = (
-    AttackCheck("fgsm", min_accuracy=50.0, params={"eps": 0.1}),
-    AttackCheck("bpda-pgd", min_accuracy=20.0, params={"eps": 0.1, "eps_iter": 0.02, "nb_iter": 10}),
+    AttackCheck("fgsm", min_accuracy=65.0, params={"eps": 0.1}),
+    AttackCheck("bpda-pgd", min_accuracy=45.0, params={"eps": 0.1, "eps_iter": 0.01, "nb_iter": 40}),
 )
 
 
@@ -328,7 +331,7 @@ def default_config() -> PipelineConfig:
         adversarial=preset("fashion_mnist").adversarial,
         classifier_epochs=1,
         attack_suite=DEFAULT_ATTACK_SUITE,
-        min_clean_accuracy=60.0,
+        min_clean_accuracy=75.0,
     )
 
 
