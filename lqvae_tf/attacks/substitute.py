@@ -21,16 +21,27 @@ PAPERNOT_STEP = 0.1
 
 
 def jacobian_augmentation(
-    substitute: keras.Model, images: np.ndarray, labels: np.ndarray, step: float, clip: tuple[float, float] = (0.0, 1.0)
+    substitute: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    step: float,
+    clip: tuple[float, float] = (0.0, 1.0),
+    batch_size: int = 256,
 ) -> np.ndarray:
-    """`x + step * sign(d substitute_y(x) / dx)` for each image and its oracle label y."""
-    x = tf.constant(images, tf.float32)
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
-        tape.watch(x)
-        outputs = substitute(x, training=False)
-        chosen = tf.gather(outputs, tf.constant(labels, tf.int64), axis=1, batch_dims=1)
-    gradient = tape.gradient(chosen, x)
-    return np.clip(images + step * np.sign(gradient.numpy()), *clip).astype(np.float32)
+    """`x + step * sign(d substitute_y(x) / dx)` for each image and its oracle label y.
+
+    The gradients are taken `batch_size` images at a time: the set doubles every round, and one
+    pass over 2,400 CelebA faces holds activations of 5 GB per convolution.
+    """
+    gradients = []
+    for start in range(0, len(images), batch_size):
+        x = tf.constant(images[start : start + batch_size], tf.float32)
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(x)
+            outputs = substitute(x, training=False)
+            chosen = tf.gather(outputs, tf.constant(labels[start : start + batch_size], tf.int64), axis=1, batch_dims=1)
+        gradients.append(np.sign(tape.gradient(chosen, x).numpy()))
+    return np.clip(images + step * np.concatenate(gradients), *clip).astype(np.float32)
 
 
 def train_substitute(
