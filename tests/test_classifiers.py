@@ -7,6 +7,7 @@ import os
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from lqvae_tf.classifiers import (
     build_classifier,
@@ -15,6 +16,7 @@ from lqvae_tf.classifiers import (
     summary_path,
     train_classifier,
 )
+from lqvae_tf.classifiers.train import ONE_CLASS_SHARE, top_class_share
 from lqvae_tf.cli import classifiers as classifiers_cli
 
 # Table 1 as the authors' utils/network_builder.py builds it (kabkabm/defensegan), written out
@@ -166,6 +168,22 @@ def test_training_saves_the_trained_model_and_its_summary_atomically(trained_a, 
     model = keras.models.load_model(path)
     predicted = np.argmax(model.predict(images[:TEST_LIMIT].astype(np.float32) / 255.0, verbose=0), axis=1)
     assert np.mean(predicted == labels[:TEST_LIMIT]) == pytest.approx(summary["test_accuracy"], abs=1e-6)
+
+
+def test_top_class_share_counts_the_most_frequent_prediction(trained_a, fmnist_test_arrays):
+    summary, path = trained_a
+    images, _ = fmnist_test_arrays
+    model = keras.models.load_model(path)
+    predicted = np.argmax(model.predict(images[:TEST_LIMIT].astype(np.float32) / 255.0, verbose=0), axis=1)
+    assert summary["test_top_class_share"] == pytest.approx(np.bincount(predicted).max() / TEST_LIMIT)
+    assert summary["test_top_class_share"] < ONE_CLASS_SHARE  # a trained classifier answers many classes
+
+    constant = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, kernel_initializer="zeros")])
+    constant.layers[-1].bias.assign([0.0, 1.0, 0.0])  # class 1 for every input
+    pairs = tf.data.Dataset.from_tensor_slices((np.random.rand(10, 4).astype(np.float32), np.zeros(10, np.int64)))
+    assert top_class_share(constant, pairs, batch_size=4) == 1.0
+    with pytest.raises(ValueError, match="at least one image"):
+        top_class_share(constant, pairs.take(0))
 
 
 def lqvae_parser() -> argparse.ArgumentParser:

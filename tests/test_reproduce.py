@@ -122,6 +122,19 @@ def test_reproduce_quick_writes_a_table_with_every_column_and_reuses_its_models(
         again = [line for line in handle.read().splitlines() if line.startswith("| ") and "model.keras" in line]
     assert len(again) == len(models) and all("| yes |" in line for line in again)
 
+    # A classifier that collapsed to one class is named so in the models table, not passed off as robust.
+    (madry,) = glob.glob(str(tmp_path / "models" / "classifier_A_pgd-*" / "model.keras"))
+    with open(summary_path(madry), encoding="utf-8") as handle:
+        summary = json.load(handle)
+    assert 0.0 < summary["test_top_class_share"] <= 1.0
+    summary["test_top_class_share"] = 1.0
+    with open(summary_path(madry), "w", encoding="utf-8") as handle:
+        json.dump(summary, handle)
+    assert main(args) == 0
+    with open(tmp_path / "out" / "results" / "fashion_mnist.md", encoding="utf-8") as handle:
+        flagged = [line for line in handle.read().splitlines() if "collapsed" in line]
+    assert len(flagged) == 1 and flagged[0].startswith("| classifier A (madry) |")
+
     # The presets' command takes the study's purifier and classifier A from the same store.
     stored = sorted(os.listdir(tmp_path / "models"))
     make_presets = load_script("make_presets")

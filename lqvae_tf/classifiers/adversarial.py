@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import warnings
 
 import keras
 import tensorflow as tf
@@ -30,11 +31,13 @@ from lqvae_tf.classifiers.train import (
     BATCH_SIZE,
     EPOCHS,
     LEARNING_RATE,
+    ONE_CLASS_SHARE,
     VALUE_RANGE,
     check_training_arguments,
     compile_classifier,
     load_splits,
     save_with_summary,
+    top_class_share,
     training_summary,
 )
 from lqvae_tf.data import batched
@@ -286,6 +289,7 @@ def train_adversarial_classifier(
     test_limit: int | None = None,
     verbose: str | int = "auto",
     init_from: str | None = None,
+    clean_weight: float | None = None,
 ) -> dict:
     """Adversarially trains classifier `name` on `dataset`; saves the plain classifier and a JSON summary.
 
@@ -294,7 +298,8 @@ def train_adversarial_classifier(
     (also written to `summary_path(out_path)`) holds `train_classifier`'s keys, with
     `train_accuracy` on the adversarial batches, `test_accuracy`/`test_loss` on clean test
     images, plus `adversarial` (the method's settings) and `test_adversarial_accuracy` under the
-    training attack.
+    training attack. A classifier that collapsed to one class (`test_top_class_share` at or above
+    `ONE_CLASS_SHARE`) is saved all the same, so the study can show it, with a warning.
 
     Args:
         name: the classifier's letter, "A" to "E".
@@ -317,6 +322,8 @@ def train_adversarial_classifier(
             scratch, a few epochs of PGD at a large eps (MNIST's 0.3) can collapse to a
             near-constant classifier (11.7% clean in the first MNIST study); started from a
             trained one, the same budget keeps its accuracy.
+        clean_weight: weight of the clean images' loss (`AdversarialTrainer`); None takes the
+            method's (Madry's 0, Goodfellow's 0.5).
 
     Raises:
         ValueError: unknown classifier, dataset or method, an `out_path` not ending in `.keras`,
@@ -325,12 +332,14 @@ def train_adversarial_classifier(
             not fit the architecture; all before any data is read.
     """
     image_shape, num_classes = check_training_arguments(dataset, out_path, epochs, batch_size)
-    check_adversarial_settings(method, eps, steps, step_size)
+    check_adversarial_settings(method, eps, steps, step_size, clean_weight)
     keras.utils.set_random_seed(seed)
     classifier = build_classifier(name, image_shape, num_classes)
     if init_from is not None:
         _load_initial_weights(classifier, init_from, name)
-    trainer = AdversarialTrainer(classifier, method=method, eps=eps, steps=steps, step_size=step_size, seed=seed)
+    trainer = AdversarialTrainer(
+        classifier, method=method, eps=eps, steps=steps, step_size=step_size, clean_weight=clean_weight, seed=seed
+    )
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
 
     train, test = load_splits(dataset, limit, test_limit, data_dir)
@@ -354,9 +363,18 @@ def train_adversarial_classifier(
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
         "test_adversarial_accuracy": float(adversarial_test["accuracy"]),
+        "test_top_class_share": top_class_share(classifier, test, batch_size),
         "test_limit": test_limit,
         "init_from": init_from,
     }
+    if summary["test_top_class_share"] >= ONE_CLASS_SHARE:
+        warnings.warn(
+            f"adversarially trained classifier {name} on {dataset} ({method}, eps {eps}) gives one class to "
+            f"{100 * summary['test_top_class_share']:.1f}% of the test images: it collapsed to a constant, "
+            "whose accuracy under attack is the class's share, not robustness; use a smaller eps, a smaller "
+            "learning_rate or more epochs",
+            stacklevel=2,
+        )
     save_with_summary(classifier, out_path, summary)
     return summary
 

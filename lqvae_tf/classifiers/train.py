@@ -10,6 +10,7 @@ import json
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from lqvae_tf.atomic import atomic_path, write_text
@@ -29,6 +30,10 @@ DATASET_SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
 # The adversarial-training methods of `lqvae_tf.classifiers.adversarial`, named here so that
 # file names can be checked without importing the trainer.
 ADVERSARIAL_METHODS = ("pgd", "fgsm")
+# A classifier that gives one class to at least this share of the test images has collapsed to a
+# constant: its accuracy is that class's share of the labels under any attack, which would read as
+# robustness in a table. Adversarial training at too large an eps does this (CelebA, eps 0.1).
+ONE_CLASS_SHARE = 0.99
 
 
 def classifier_filename(name: str, adversarial: str | None = None) -> str:
@@ -95,6 +100,21 @@ def load_splits(
     return load(dataset, "train", limit=limit, **loader_args), load(dataset, "test", limit=test_limit, **loader_args)
 
 
+def top_class_share(model: keras.Model, images: tf.data.Dataset, batch_size: int = BATCH_SIZE) -> float:
+    """The share of `images` ((image, label) pairs) given `model`'s most frequent predicted class.
+
+    At `ONE_CLASS_SHARE` or above the classifier has collapsed to (nearly) one answer.
+    """
+    counts: dict[int, int] = {}
+    for batch, _ in batched(images, batch_size):
+        for label, count in zip(*np.unique(np.argmax(model(batch, training=False), axis=-1), return_counts=True)):
+            counts[int(label)] = counts.get(int(label), 0) + int(count)
+    total = sum(counts.values())
+    if total == 0:
+        raise ValueError("top_class_share needs at least one image")
+    return max(counts.values()) / total
+
+
 def training_summary(
     name: str, dataset: str, out_path: str, epochs: int, batch_size: int, learning_rate: float, limit, seed: int
 ) -> dict:
@@ -134,7 +154,8 @@ def train_classifier(
     """Trains classifier `name` on `dataset`, saves it atomically with a JSON summary; returns that.
 
     The summary (also written to `summary_path(out_path)`) holds the name, dataset, training
-    settings, seed, and the final train and test accuracy and test loss.
+    settings, seed, the final train and test accuracy and test loss, and the share of the test
+    images given the most frequent predicted class (`top_class_share`).
 
     Args:
         name: the classifier's letter, "A" to "E".
@@ -167,6 +188,7 @@ def train_classifier(
         "train_accuracy": float(history.history["accuracy"][-1]),
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
+        "test_top_class_share": top_class_share(model, test, batch_size),
         "test_limit": test_limit,
     }
     save_with_summary(model, out_path, summary)

@@ -274,6 +274,8 @@ def report(
         "| model | file | reused | training seconds (date) | test accuracy (first 2000 test images) |",
         "|---|---|---|---|---|",
     ]
+    from lqvae_tf.classifiers.train import ONE_CLASS_SHARE
+
     for name, path in paths.items():
         summary, record = _summary_of(path), ModelStore.training_record(path)
         accuracy = summary.get("test_accuracy")
@@ -284,6 +286,9 @@ def report(
             f"{record['seconds']} ({record['date']})" if record else "",
             f"{100 * accuracy:.2f}" if isinstance(accuracy, float) else "",
         ]
+        share = summary.get("test_top_class_share")
+        if isinstance(share, float) and share >= ONE_CLASS_SHARE:
+            cells[-1] += f" (one class for {100 * share:.1f}% of them: collapsed, its columns measure no robustness)"
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
