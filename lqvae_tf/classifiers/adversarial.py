@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import warnings
 
 import keras
 import tensorflow as tf
@@ -31,7 +30,6 @@ from lqvae_tf.classifiers.train import (
     BATCH_SIZE,
     EPOCHS,
     LEARNING_RATE,
-    ONE_CLASS_SHARE,
     VALUE_RANGE,
     check_training_arguments,
     compile_classifier,
@@ -298,8 +296,7 @@ def train_adversarial_classifier(
     (also written to `summary_path(out_path)`) holds `train_classifier`'s keys, with
     `train_accuracy` on the adversarial batches, `test_accuracy`/`test_loss` on clean test
     images, plus `adversarial` (the method's settings) and `test_adversarial_accuracy` under the
-    training attack. A classifier that collapsed to one class (`test_top_class_share` at or above
-    `ONE_CLASS_SHARE`) is saved all the same, so the study can show it, with a warning.
+    training attack, and `test_top_class_share` (`save_with_summary` warns when it collapsed).
 
     Args:
         name: the classifier's letter, "A" to "E".
@@ -367,14 +364,6 @@ def train_adversarial_classifier(
         "test_limit": test_limit,
         "init_from": init_from,
     }
-    if summary["test_top_class_share"] >= ONE_CLASS_SHARE:
-        warnings.warn(
-            f"adversarially trained classifier {name} on {dataset} ({method}, eps {eps}) gives one class to "
-            f"{100 * summary['test_top_class_share']:.1f}% of the test images: it collapsed to a constant, "
-            "whose accuracy under attack is the class's share, not robustness; use a smaller eps, a smaller "
-            "learning_rate or more epochs",
-            stacklevel=2,
-        )
     save_with_summary(classifier, out_path, summary)
     return summary
 

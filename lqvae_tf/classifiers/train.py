@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -132,7 +133,19 @@ def training_summary(
 
 
 def save_with_summary(model: keras.Model, out_path: str, summary: dict) -> None:
-    """Saves `model` to `out_path` and `summary` as JSON to `summary_path(out_path)`, each atomically."""
+    """Saves `model` to `out_path` and `summary` as JSON to `summary_path(out_path)`, each atomically.
+
+    A classifier that collapsed to one class (`test_top_class_share` at or above
+    `ONE_CLASS_SHARE`) is saved all the same, so a study can show it, with a warning.
+    """
+    share = summary.get("test_top_class_share", 0.0)
+    if share >= ONE_CLASS_SHARE:
+        warnings.warn(
+            f"classifier {summary.get('name')} on {summary.get('dataset')} gives one class to {100 * share:.1f}% "
+            "of the test images: it collapsed to a constant, whose accuracy under attack is that class's share, "
+            "not robustness (adversarial training: use a smaller eps, a smaller learning_rate or more epochs)",
+            stacklevel=3,
+        )
     with atomic_path(out_path) as temporary:
         model.save(temporary)
     write_text(summary_path(out_path), json.dumps(summary, indent=2) + "\n")
