@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -16,7 +17,7 @@ from lqvae_tf.classifiers import (
     summary_path,
     train_classifier,
 )
-from lqvae_tf.classifiers.train import ONE_CLASS_SHARE, top_class_share
+from lqvae_tf.classifiers.train import ONE_CLASS_SHARE, save_with_summary, top_class_share
 from lqvae_tf.cli import classifiers as classifiers_cli
 
 # Table 1 as the authors' utils/network_builder.py builds it (kabkabm/defensegan), written out
@@ -184,6 +185,21 @@ def test_top_class_share_counts_the_most_frequent_prediction(trained_a, fmnist_t
     assert top_class_share(constant, pairs, batch_size=4) == 1.0
     with pytest.raises(ValueError, match="at least one image"):
         top_class_share(constant, pairs.take(0))
+
+
+def test_save_with_summary_warns_about_a_collapsed_classifier_and_still_saves_it(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    collapsed = {"name": "A", "dataset": "celeb_a", "test_top_class_share": ONE_CLASS_SHARE}
+    with pytest.warns(UserWarning, match=r"classifier A on celeb_a gives one class to 99\.0%"):
+        save_with_summary(model, str(tmp_path / "collapsed.keras"), collapsed)
+    assert os.path.isfile(tmp_path / "collapsed.keras")
+    assert json.loads((tmp_path / "collapsed.json").read_text()) == collapsed
+
+    healthy = dict(collapsed, test_top_class_share=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        save_with_summary(model, str(tmp_path / "healthy.keras"), healthy)
+    assert os.path.isfile(tmp_path / "healthy.keras")
 
 
 def lqvae_parser() -> argparse.ArgumentParser:
