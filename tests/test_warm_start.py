@@ -92,6 +92,19 @@ def test_training_from_a_source_starts_from_its_weights(source_path, tmp_path):
     assert 0.0 < result.final["val_distinct_codes"] <= 1.0
 
 
+def test_training_reads_the_source_once_and_a_loaded_source_is_still_checked(source_path, tmp_path, monkeypatch):
+    from lqvae_tf.training import warm_start as warm_start_module
+
+    reads = []
+    real_load_source = warm_start_module.load_source
+    monkeypatch.setattr(warm_start_module, "load_source", lambda name: reads.append(name) or real_load_source(name))
+    config = tiny_config(init_from=source_path, learning_rate=1e-9)
+    train_purifier(config, "fashion_mnist", str(tmp_path / "run"), limit=64, verbose=0, validation_limit=64)
+    assert reads == [source_path]
+    with pytest.raises(ValueError, match=r"latent_dim=16 there, 32 here"):
+        warm_start(LQVAE(tiny_config(latent_dim=32)), source_path, keras.models.load_model(source_path))
+
+
 def test_a_bad_init_from_fails_before_the_run_folder_is_written(tmp_path):
     with pytest.raises(FileNotFoundError, match="init_from"):
         train_purifier(tiny_config(init_from=str(tmp_path / "none.keras")), "fashion_mnist", str(tmp_path / "run"))

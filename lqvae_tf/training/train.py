@@ -101,6 +101,7 @@ def fit_purifier(
     verbose: str | int = "auto",
     strategy: tf.distribute.Strategy | None = None,
     classifier: keras.Model | str | None = None,
+    init_source: LQVAE | None = None,
 ) -> tuple[LQVAE, dict[str, list[float]]]:
     """Builds an LQVAE under `strategy` and fits it: the one training loop of the CLI and the TFX Trainer.
 
@@ -123,6 +124,8 @@ def fit_purifier(
         strategy: the `tf.distribute` strategy (default: `make_strategy("auto")`: every local GPU).
         classifier: for adversarial mode "classifier", the classifier to attack (a model or a
             `.keras` path; default the config's `adversarial.classifier`).
+        init_source: the purifier `config.init_from` names, when the caller already loaded it
+            (`checked_source`); default: read it from `config.init_from`.
 
     Returns:
         The trained model and its per-epoch history (train and validation metrics).
@@ -138,7 +141,7 @@ def fit_purifier(
         model = LQVAE(config)
         model.compile()
         if config.init_from is not None:
-            warm_start(model, config.init_from)  # before fit, so a resumed backup still wins
+            warm_start(model, config.init_from, init_source)  # before fit, so a resumed backup still wins
     if classifier is not None:
         model.attach_classifier(classifier)
     every = list(callbacks)
@@ -196,7 +199,7 @@ def train_purifier(
     strategy = strategy or make_strategy("auto")  # first: a multi-worker strategy starts this worker's server
     _check_resumable(out_dir, config)
     classifier = adversary_classifier(config, classifier)
-    checked_source(config)  # a missing or mismatched init_from fails now, before any data is read
+    source = checked_source(config)  # a missing or mismatched init_from fails now, before any data is read
     with worker_dir(out_dir, strategy) as run_dir:
         os.makedirs(run_dir, exist_ok=True)
         write_text(os.path.join(run_dir, "config.json"), config.to_json())
@@ -218,6 +221,7 @@ def train_purifier(
             verbose=verbose,
             strategy=strategy,
             classifier=classifier,
+            init_source=source,
         )
 
         with atomic_path(os.path.join(run_dir, MODEL_FILE)) as temporary:

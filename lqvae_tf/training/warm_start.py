@@ -71,16 +71,20 @@ def checked_source(config: LQVAEConfig):
     return source
 
 
-def warm_start(model, init_from: str) -> None:
+def warm_start(model, init_from: str, source=None) -> None:
     """Copies the encoder and both decoders of the purifier `init_from` into `model`.
 
     The optimizers start afresh (the run's own learning-rate schedule); the model's own seeds
-    are kept, so the run stays reproducible from its config.
+    are kept, so the run stays reproducible from its config. `source`: that purifier already
+    loaded by `checked_source` (it is checked against `model` again, not read again).
 
     Raises:
         FileNotFoundError / ValueError: see `load_source` and `check_compatible`.
     """
-    source = checked_source(model.config.replace(init_from=init_from))
+    if source is None:
+        source = checked_source(model.config.replace(init_from=init_from))
+    else:
+        check_compatible(source.config, model.config, init_from)
     for part in PARTS:
         getattr(model, part).set_weights(getattr(source, part).get_weights())
 
