@@ -87,6 +87,9 @@ def test_eval_command_writes_tables_figures_and_resumes_from_cache(trained, tmp_
     saved = json.loads((out / "results.json").read_text())
     assert len(saved["rows"]) == 2 + 2 + 2 and saved["meta"]["n"] == 40 and saved["meta"]["seed"] == 0
     assert len((out / "results.csv").read_text().splitlines()) == 1 + 6 * 4
+    seconds = [row["seconds"] for row in saved["rows"]]
+    assert all(isinstance(s, float) and s >= 0 for s in seconds) and sum(seconds) > 0  # each row timed
+    assert table.count("Time: ") == 3 and "over 2 rows (the slowest:" in table
     for figure in ("tsne_latent.png", "bit_flips.png", "accuracy_vs_eps.png"):
         assert (out / figure).read_bytes()[:4] == b"\x89PNG"
     curve = json.loads((out / "accuracy_vs_eps.json").read_text())
@@ -95,7 +98,8 @@ def test_eval_command_writes_tables_figures_and_resumes_from_cache(trained, tmp_
     assert cached
     assert main(args) == 0  # a second run takes every adversarial batch from the cache
     assert sorted(p.name for p in (out / "cache").iterdir()) == cached
-    assert capsys.readouterr().out == first
+    untimed = lambda text: [line for line in text.splitlines() if not line.startswith("Time: ")]  # noqa: E731
+    assert untimed(capsys.readouterr().out) == untimed(first)  # the same numbers; only the times differ
 
 
 def test_eval_command_reports_missing_files(tmp_path, capsys):

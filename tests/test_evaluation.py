@@ -137,6 +137,11 @@ def test_table_numbers_are_computed_from_predictions(tmp_path):
     assert "| **average, deepfool** |  |  | 100.00 | 100.00 | 50.00 | 70.00 |  |  |" in black_box
     assert "| **average, fgsm** |  |  | 100.00 | 100.00 | 10.00 | 70.00 |  |  |" in black_box
     assert "| **average** |" not in black_box
+    assert row.seconds is None and "Time: not recorded." in table  # timed by run_suite, not by a bare row
+    timed = [dataclasses.replace(row, seconds=12.0), dataclasses.replace(row, attack="slow", seconds=30.4)]
+    assert "Time: 42 s of wall time this run over 2 rows (the slowest: slow on L, 30 s;" in markdown(timed)
+    assert "over 1 rows; 1 rows untimed (the slowest: shift on L, 12 s;" in markdown([timed[0], row])
+    assert csv_text(timed).splitlines()[1].endswith(",12.0") and csv_text([row]).splitlines()[1].endswith(",")
     lines = csv_text([row]).splitlines()
     assert lines[2].startswith("white-box,shift,L,L,undo (no attack),100.00,")
     assert lines[3].startswith("white-box,shift,L,L,no defense,50.00,23.66,76.34,5,10")

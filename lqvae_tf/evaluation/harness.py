@@ -50,6 +50,9 @@ class Row:
     defended: dict[str, Accuracy]
     clean_defended: dict[str, Accuracy] = dataclasses.field(default_factory=dict)
     distortion: dict[str, float] = dataclasses.field(default_factory=dict)
+    # Wall seconds this run spent on the row (crafting, scoring and, for a black-box row, training
+    # its substitute when it is the first to need it); a row read from the cache costs less.
+    seconds: float | None = None
 
     @property
     def n(self) -> int:
@@ -68,6 +71,7 @@ class Row:
             "clean_defended": {name: acc.to_dict() for name, acc in self.clean_defended.items()},
             "distortion": self.distortion,
             "defended": {name: acc.to_dict() for name, acc in self.defended.items()},
+            "seconds": self.seconds,
         }
 
 

@@ -134,7 +134,7 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
                 "",
             ]
             out.append("| " + " | ".join(average) + " |")
-        out.append("")
+        out += ["", _time_line(chosen), ""]
     out.append(
         "Cells: accuracy % [95% Wilson interval], with (n=...) where a column was scored on a subsample of the "
         f"row's n; '{NOT_RUN}': that defense was not attacked in that row (see the study's settings); averages "
@@ -142,6 +142,21 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
         "to the undefended classifier (pixels in [0, 1])."
     )
     return "\n".join(out) + "\n"
+
+
+def _time_line(rows: Sequence[Row]) -> str:
+    """The wall time the run spent on a table's rows, or what a run that was resumed could not time."""
+    timed = [r.seconds for r in rows if r.seconds is not None]
+    if not timed:
+        return "Time: not recorded."
+    untimed = f"; {len(rows) - len(timed)} rows untimed" if len(timed) < len(rows) else ""
+    slowest = max(rows, key=lambda r: -1.0 if r.seconds is None else r.seconds)
+    label = slowest.classifier if slowest.setting != "black-box" else f"{slowest.classifier}/{slowest.source}"
+    return (
+        f"Time: {sum(timed):,.0f} s of wall time this run over {len(timed)} rows{untimed} (the slowest: "
+        f"{slowest.attack} on {label}, {slowest.seconds:,.0f} s; each row's `seconds` in results.json; rows "
+        "read from the cache of a stopped run cost less than a full run's)."
+    )
 
 
 def csv_text(rows: Sequence[Row]) -> str:
@@ -161,6 +176,7 @@ def csv_text(rows: Sequence[Row]) -> str:
             "correct",
             "n",
             "params",
+            "row_seconds",
         ]
     )
     for row in rows:
@@ -185,6 +201,7 @@ def csv_text(rows: Sequence[Row]) -> str:
                     acc.correct,
                     acc.n,
                     json.dumps(row.params, sort_keys=True),
+                    "" if row.seconds is None else row.seconds,
                 ]
             )
     return buffer.getvalue()

@@ -24,6 +24,7 @@ import dataclasses
 import datetime
 import json
 import os
+import time
 from collections.abc import Mapping, Sequence
 
 import keras
@@ -211,13 +212,16 @@ def run_suite(
     for spec in parsed:
         attack = attacks[spec]
         for target in (n for n in names if not spec.on or n in spec.on):
+            start = time.perf_counter()
             if spec.setting == "white-box":
-                rows.append(evaluation.white_box(attack, target, spec.restarts))
+                rows.append(_timed(evaluation.white_box(attack, target, spec.restarts), start))
             elif spec.setting == "end-to-end":
                 eot = eot_samples if spec.eot is None else spec.eot
-                rows.append(evaluation.end_to_end(attack, target, spec.how, eot, spec.restarts, spec.skip))
+                row = evaluation.end_to_end(attack, target, spec.how, eot, spec.restarts, spec.skip)
+                rows.append(_timed(row, start))
             else:
                 for source in (n for n in names if n != target):
+                    start = time.perf_counter()
                     substitute = classifiers[source]
                     if spec.how == "papernot":
                         substitute = substitutes.get((target, source)) or _papernot(
@@ -226,7 +230,7 @@ def run_suite(
                         substitutes[(target, source)] = substitute
                     row = evaluation.black_box(attack, target, source, substitute, spec.restarts)
                     row.params = {**row.params, "substitute": spec.how}
-                    rows.append(row)
+                    rows.append(_timed(row, start))
     paths = write_reports(
         rows,
         out_dir,
@@ -242,6 +246,12 @@ def run_suite(
     )
     paths.update(_figures(evaluation, defense, attacks, parsed, names, out_dir, eps_grid))
     return paths
+
+
+def _timed(row: Row, start: float) -> Row:
+    """`row` with the wall seconds since `start` (a `time.perf_counter()` reading) as its `seconds`."""
+    row.seconds = round(time.perf_counter() - start, 1)
+    return row
 
 
 def _papernot(target: keras.Model, architecture: str, seeds, evaluation: Evaluation, seed: int) -> keras.Model:
