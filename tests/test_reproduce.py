@@ -73,7 +73,9 @@ def test_every_study_runs_the_papers_tables_and_its_bpda_setting_beside_adaptive
         (spec,) = [s for s in adaptive if s.how == how and dict(s.params)["eps"] == eps]
         assert dict(spec.params)["nb_iter"] >= 40 and spec.restarts >= 2
     assert any(s.how == "soft" and s.eot and s.eot > 1 for s in adaptive)  # BPDA + EOT over the sampled latent
-    assert config.n >= 1000 and 1 <= config.defense_gan_n <= config.n
+    # 1,000 images, but 500 on the CelebA subset, whose 150 minutes do not fit 1,000 (its scale text says so).
+    assert config.n >= (500 if dataset == "celeb_a" else 1000) and 1 <= config.defense_gan_n <= config.n
+    assert dataset != "celeb_a" or "500 of the 2,000" in config.scale
     assert config.classifiers == ("A", "B", "C")  # the paper's tables' classifiers (and black-box pairs)
     assert config.madry.get("warm_start")  # from scratch, short PGD training collapsed (MNIST B: 11.7% clean)
     assert bool(config.scale) == (dataset == "celeb_a")  # the subset is stated beside every CelebA table
