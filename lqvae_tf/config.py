@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import numbers
+from collections.abc import Mapping
 from typing import Any
 
 from lqvae_tf.data.registry import dataset_info
@@ -400,3 +401,15 @@ def preset(name: str) -> LQVAEConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name]()
+
+
+def config_from_settings(settings: Mapping[str, Any], **changes: Any) -> LQVAEConfig:
+    """The configuration `{"preset": name, "overrides": {field: value}}` names, with `changes` on top.
+
+    The one reading of the purifier settings the TFX Trainer's `custom_config`, the pipeline's
+    validation and the study's model store share, so all three build the same config.
+
+    Raises:
+        ValueError: an unknown preset, or an override that names no field or an impossible value.
+    """
+    return preset(settings["preset"]).replace(**{**settings.get("overrides", {}), **changes})

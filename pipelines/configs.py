@@ -14,7 +14,7 @@ import json
 import os
 from typing import Any
 
-from lqvae_tf.config import PRESETS, AdversarialConfig, preset
+from lqvae_tf.config import PRESETS, AdversarialConfig, config_from_settings, preset
 from lqvae_tf.data import DEBIAN_FASHION_MNIST
 from lqvae_tf.data.registry import DatasetInfo, dataset_info
 from lqvae_tf.distribute import STRATEGIES
@@ -185,7 +185,7 @@ class PipelineConfig:
             raise ValueError(f"accuracy thresholds are percentages in [0, 100], got {thresholds}")
         # The purifier's config as the Trainer will build it: a bad override or an adversarial
         # schedule that does not fit its epochs fails here, naming the field, not in the Trainer.
-        preset(self.purifier_preset).replace(**self.purifier_settings["overrides"])
+        config_from_settings(self.purifier_settings)
 
     def replace(self, **changes: Any) -> PipelineConfig:
         """A copy with some fields changed (validated)."""

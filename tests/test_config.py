@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from lqvae_tf.config import PRESETS, LQVAEConfig, preset
+from lqvae_tf.config import PRESETS, LQVAEConfig, config_from_settings, preset
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -53,3 +53,15 @@ def test_unknown_fields_are_an_error_not_dropped():
 def test_unknown_preset_lists_the_known_ones():
     with pytest.raises(ValueError, match="fashion_mnist"):
         preset("imagenet")
+
+
+def test_config_from_settings_applies_the_overrides_then_the_changes():
+    settings = {"preset": "fashion_mnist", "overrides": {"latent_dim": 32, "seed": 3}}
+    config = config_from_settings(settings, seed=9)
+    assert (config.latent_dim, config.seed) == (32, 9)
+    assert config.width == preset("fashion_mnist").width  # what no override names is the preset's
+    assert config_from_settings({"preset": "paper"}) == preset("paper")
+    with pytest.raises(ValueError, match="unknown preset 'nope'"):
+        config_from_settings({"preset": "nope"})
+    with pytest.raises(ValueError, match="latent_dim"):
+        config_from_settings({"preset": "paper", "overrides": {"latent_dim": 0}})

@@ -80,7 +80,7 @@ def train_models(
     """
     stages = stages or Stages(verbose=True)
     from lqvae_tf.classifiers import train_adversarial_classifier, train_classifier
-    from lqvae_tf.config import preset
+    from lqvae_tf.config import config_from_settings
     from lqvae_tf.training import train_purifier
     from lqvae_tf.training.gan import GANTrainingConfig, train_gan
 
@@ -105,7 +105,7 @@ def train_models(
         paths[name] = path
         stages.reused[name] = reused
 
-    purifier_config = preset(config.purifier["preset"]).replace(seed=seed, **config.purifier.get("overrides", {}))
+    purifier_config = config_from_settings(config.purifier, seed=seed)
 
     def purifier(path: str) -> None:
         result = train_purifier(

@@ -41,10 +41,11 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from lqvae_tf import LQVAE, preset
+from lqvae_tf import LQVAE
 from lqvae_tf.atomic import atomic_path, write_text
 from lqvae_tf.classifiers import build_classifier
 from lqvae_tf.classifiers.train import compile_classifier
+from lqvae_tf.config import config_from_settings
 from lqvae_tf.data import batched, take_images
 from lqvae_tf.data.image_folder import scale_pixels
 from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
@@ -155,7 +156,7 @@ def run_fn(fn_args) -> None:
     """TFX Trainer entry point: trains the models and saves them into `fn_args.serving_model_dir`."""
     custom = fn_args.custom_config or {}
     purifier_settings, classifier_settings = custom["purifier"], custom.get("classifier")
-    config = preset(purifier_settings["preset"]).replace(**purifier_settings.get("overrides", {}))
+    config = config_from_settings(purifier_settings)
     schema = tfx.utils.parse_pbtxt_file(fn_args.schema_path, schema_pb2.Schema())
 
     def splits(value_range) -> tuple[tf.data.Dataset, tf.data.Dataset]:
