@@ -116,6 +116,58 @@ class AdversarialConfig:
         return cls(**_known_fields(cls, data))
 
 
+@dataclasses.dataclass
+class GuidanceConfig:
+    """Classifier guidance: a loss that makes the filter keep what a classifier needs of an image.
+
+    The reconstructions are also trained to give a fixed Keras classifier the class
+    probabilities that the clean image gives it: `weight` times the KL divergence
+    `KL(p(x) || p(reconstruction))` is added to the soft path's loss (so the encoder learns a code
+    that keeps the class evidence, through `H~`) and to the hard path's (the filter's decoder).
+    The loss of Liao et al.'s high-level representation guided denoiser (HGD, 2018) on the
+    classifier's output. Pixel-wise reconstruction alone spends the code's bits on whatever has
+    the most pixel energy; the guided code keeps fine details that tell, say, a shirt from a
+    T-shirt. It ties the filter's training to one classifier (the filter still runs, and is
+    measured, in front of any other).
+
+    Args:
+        classifier: the `.keras` file of the guiding classifier (logits or a final softmax), kept
+            so the run can be rebuilt; None leaves it to the caller (`LQVAE.attach_guide` takes a
+            loaded model; `lqvae frontier` uses its `--classifier`).
+        weight: the weight of the KL term beside the reconstruction losses (`reconstruction_weight`
+            times a mean squared error).
+        classifier_range: (low, high) pixel range the classifier takes.
+    """
+
+    classifier: str | None = None
+    weight: float = 1.0
+    classifier_range: tuple[float, float] = (0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        self.classifier_range = tuple(float(v) for v in self.classifier_range)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first impossible setting."""
+        if self.classifier is not None and (not isinstance(self.classifier, str) or not self.classifier.strip()):
+            raise ValueError(f"guidance classifier must be a .keras file or None, got {self.classifier!r}")
+        if not _is_real(self.weight) or not self.weight > 0:
+            raise ValueError(f"guidance weight must be > 0, got {self.weight!r}")
+        low, high = self.classifier_range
+        if not low < high:
+            raise ValueError(f"guidance classifier_range must be (low, high) with low < high, got {low, high}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["classifier_range"] = list(self.classifier_range)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GuidanceConfig:
+        """Inverse of `to_dict`; unknown keys are an error."""
+        return cls(**_known_fields(cls, data))
+
+
 def _is_real(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -177,6 +229,9 @@ class LQVAEConfig:
             architecture, width, latent size, bits per unit) must be these; quantizer thresholds
             and every training setting may differ (fine-tuning, e.g. adversarially). None (the
             default) is left out of `to_dict`, like `adversarial`.
+        guidance: a `GuidanceConfig` (or its dict form): also train the reconstructions to keep
+            a classifier's answers; None (the default, classifier-free) is left out of
+            `to_dict`, like `adversarial`.
     """
 
     image_shape: tuple[int, int, int] = (28, 28, 1)
@@ -206,6 +261,7 @@ class LQVAEConfig:
     seed: int = 0
     adversarial: AdversarialConfig | None = None
     init_from: str | None = None
+    guidance: GuidanceConfig | None = None
 
     def __post_init__(self) -> None:
         # JSON turns tuples into lists; keep the declared types so configs compare equal.
@@ -213,6 +269,8 @@ class LQVAEConfig:
         self.value_range = tuple(float(v) for v in self.value_range)
         if isinstance(self.adversarial, dict):
             self.adversarial = AdversarialConfig.from_dict(self.adversarial)
+        if isinstance(self.guidance, dict):
+            self.guidance = GuidanceConfig.from_dict(self.guidance)
         self.validate()
 
     def validate(self) -> None:
@@ -278,6 +336,8 @@ class LQVAEConfig:
             )
         if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from.strip()):
             raise ValueError(f"init_from must be a .keras file or a trained preset's name, got {self.init_from!r}")
+        if self.guidance is not None and not isinstance(self.guidance, GuidanceConfig):
+            raise ValueError(f"guidance must be a GuidanceConfig, its dict or None, got {self.guidance!r}")
 
     @property
     def code_bits(self) -> int:
@@ -289,8 +349,8 @@ class LQVAEConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict of every field (`adversarial` and `init_from` only when set: model
-        stores hash this dict, and a config without them must hash as it always has)."""
+        """Plain JSON-ready dict of every field (`adversarial`, `init_from` and `guidance` only when
+        set: model stores hash this dict, and a config without them must hash as it always has)."""
         data = dataclasses.asdict(self)
         data["image_shape"] = list(self.image_shape)
         data["value_range"] = list(self.value_range)
@@ -300,6 +360,10 @@ class LQVAEConfig:
             data["adversarial"] = self.adversarial.to_dict()
         if self.init_from is None:
             del data["init_from"]
+        if self.guidance is None:
+            del data["guidance"]
+        else:
+            data["guidance"] = self.guidance.to_dict()
         return data
 
     @classmethod

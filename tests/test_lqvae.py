@@ -1,5 +1,8 @@
 """LQVAE: Algorithm 1's training step, the filter, serialization and input checks."""
 
+import json
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -183,6 +186,32 @@ def test_backup_and_restore_resumes_an_interrupted_fit(tmp_path, fmnist_images):
     assert int(resumed.decoder_soft_optimizer.iterations.numpy()) == 4
     for a, b in zip(resumed.get_weights(), straight.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)  # float noise only
+
+
+def test_a_resumed_training_keeps_every_epoch_in_its_history_and_counts_the_earlier_time(tmp_path, monkeypatch):
+    from lqvae_tf.training import callbacks, train_purifier
+
+    config = tiny_config(epochs=2)
+    run = str(tmp_path / "run")
+    real_end = callbacks.EpochRecord.on_epoch_end
+
+    def end_then_interrupt(self, epoch, logs=None):
+        real_end(self, epoch, logs)
+        raise KeyboardInterrupt  # killed after the first epoch was backed up and recorded
+
+    monkeypatch.setattr(callbacks.EpochRecord, "on_epoch_end", end_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train_purifier(config, "fashion_mnist", run, limit=64, verbose=0, validation_limit=64)
+    assert os.path.isfile(os.path.join(run, "backup", "epochs.json"))
+    monkeypatch.setattr(callbacks.EpochRecord, "on_epoch_end", real_end)
+
+    result = train_purifier(config, "fashion_mnist", run, limit=64, verbose=0, validation_limit=64)
+    assert result.earlier_seconds > 0.0
+    with open(os.path.join(run, "history.json"), encoding="utf-8") as handle:
+        history = json.load(handle)
+    assert history == result.history
+    assert len(history["loss_g"]) == len(history["val_loss_g"]) == len(history["val_distinct_codes"]) == 2
+    assert not os.path.exists(os.path.join(run, "backup"))  # nothing left for a new run to inherit
 
 
 def test_celeb_a_architecture_purifies_64x64x3_faces():

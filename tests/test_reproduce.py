@@ -39,6 +39,16 @@ def test_store_refuses_a_trainer_that_writes_nothing(tmp_path):
         ModelStore(str(tmp_path)).get_or_train("gan", {}, lambda path: None)
 
 
+def test_store_counts_the_earlier_seconds_a_resumed_trainer_reports(tmp_path):
+    def train(path):
+        with open(path, "w") as handle:
+            handle.write("model")
+        return 1000.0  # seconds that interrupted attempts spent before this one resumed
+
+    path, _ = ModelStore(str(tmp_path)).get_or_train("purifier", {}, train)
+    assert 1000.0 <= ModelStore.training_record(path)["seconds"] < 1060.0
+
+
 def test_study_configs_name_every_baseline_and_reject_impossible_ones():
     full = study_config("fashion_mnist")
     assert full.defense_gan == {"steps": 200, "restarts": 10, "learning_rate": 10.0, "momentum": 0.7}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -58,7 +59,25 @@ def _add_train(subparsers) -> None:
     parser.add_argument("--out", required=True, help="run folder for the model, logs and figures")
     parser.add_argument("--verbose", default="auto", help="Keras verbosity: auto, 0, 1 or 2")
     adversarial.add_arguments(parser)
+    guidance = parser.add_argument_group(
+        "classifier guidance",
+        "also train the reconstructions to keep a classifier's class probabilities (see lqvae_tf.GuidanceConfig)",
+    )
+    guidance.add_argument("--guide-classifier", metavar="MODEL", help="the guiding classifier (.keras, [0, 1] images)")
+    guidance.add_argument("--guide-weight", type=float, help="weight of its KL term (default 1)")
     user_data.add_arguments(parser)
+
+
+def _guidance(args: argparse.Namespace, base):
+    """`base` (the config's `guidance`) with the guidance flags applied."""
+    from lqvae_tf.config import GuidanceConfig
+
+    if args.guide_classifier is None:
+        if args.guide_weight is not None and base is None:
+            raise ValueError("--guide-weight needs --guide-classifier")
+        return base if args.guide_weight is None else dataclasses.replace(base, weight=args.guide_weight)
+    weight = args.guide_weight if args.guide_weight is not None else (base.weight if base else 1.0)
+    return GuidanceConfig(classifier=args.guide_classifier, weight=weight)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -77,6 +96,7 @@ def _train(args: argparse.Namespace) -> int:
             changes[field] = getattr(args, field)
     # One replace, so that --epochs and --adversarial / --adv-clean-epochs are validated together.
     changes["adversarial"] = adversarial.from_args(args, config.adversarial)
+    changes["guidance"] = _guidance(args, config.guidance)
     config = user_data.apply(dataset, config.replace(**changes))
     verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
     result = train_purifier(config, dataset, args.out, limit=args.limit, data_dir=args.data_dir, verbose=verbose)

@@ -336,17 +336,22 @@ def _train_point(config, dataset, folder, train_limit, data_dir, classifier_path
         classifier=classifier_path,
         validation_limit=validation_limit,
     )
-    summary = {"seconds": round(time.perf_counter() - start, 1), "final": result.final}
+    # The whole training time: an interrupted run's earlier epochs too, not only this call's.
+    summary = {"seconds": round(time.perf_counter() - start + result.earlier_seconds, 1), "final": result.final}
     write_text(summary_path, json.dumps(summary, indent=2))
     return summary
 
 
 def _with_classifier(config: LQVAEConfig, classifier_path: str) -> LQVAEConfig:
-    """Points in adversarial mode "classifier" attack the frontier's classifier unless they name one."""
-    adversarial = config.adversarial
-    if adversarial is None or adversarial.mode != "classifier" or adversarial.classifier:
-        return config
-    return config.replace(adversarial=dataclasses.replace(adversarial, classifier=os.path.abspath(classifier_path)))
+    """Points in adversarial mode "classifier" attack, and guided points keep the answers of, the
+    frontier's classifier unless they name one."""
+    path = os.path.abspath(classifier_path)
+    adversarial, guidance = config.adversarial, config.guidance
+    if adversarial is not None and adversarial.mode == "classifier" and not adversarial.classifier:
+        config = config.replace(adversarial=dataclasses.replace(adversarial, classifier=path))
+    if guidance is not None and not guidance.classifier:
+        config = config.replace(guidance=dataclasses.replace(guidance, classifier=path))
+    return config
 
 
 def run_frontier(

@@ -32,12 +32,22 @@ METRIC_NAMES = ("loss_f", "loss_g", "loss_h", "kl", "penalty", "grad_norm", "act
 # With `config.adversarial`: `loss_g` on the perturbed images, the encoder's code-keeping loss,
 # and the fraction of code symbols the perturbation flipped.
 ADVERSARIAL_METRIC_NAMES = ("loss_adv", "loss_code", "code_flip")
+# With `config.guidance`: the guiding classifier's KL divergence on the filter's (hard path's) and
+# the soft path's reconstructions.
+GUIDANCE_METRIC_NAMES = ("guide_hard", "guide_soft")
 ADVERSARY_SEED_KEY = "adversary_seed_state"
 
 
 def kl_divergence(mean: tf.Tensor, log_var: tf.Tensor) -> tf.Tensor:
     """Mean over batch and units of KL(N(mu, sigma^2) || N(0, 1))."""
     return -0.5 * ops.mean(1.0 + log_var - ops.square(mean) - ops.exp(log_var))
+
+
+def guidance_divergence(clean_logits: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """Mean over the batch of KL(softmax(clean_logits) || softmax(logits)); the clean side is a constant."""
+    target = ops.stop_gradient(ops.softmax(clean_logits, axis=-1))
+    log_target = ops.log(ops.maximum(target, 1e-12))
+    return ops.mean(ops.sum(target * (log_target - ops.log_softmax(logits, axis=-1)), axis=-1))
 
 
 def _images_of(data):
@@ -63,6 +73,8 @@ class LQVAE(keras.Model):
     the batch by PGD perturbations of it (see `AdversarialConfig`), feeds those to the encoder,
     and still measures every reconstruction against the clean images; `fit` then also reports
     `loss_adv`, `loss_code` and `code_flip`. Mode "classifier" needs `attach_classifier` first.
+    With `config.guidance`, the reconstructions are also trained to keep a classifier's answers
+    (`guide_hard`, `guide_soft`); that needs `attach_guide` first.
 
     Args:
         config: an `LQVAEConfig` (or its dict form) holding every setting.
@@ -100,6 +112,7 @@ class LQVAE(keras.Model):
         self.projection_seed = keras.random.SeedGenerator(config.seed + 1)
         self.quantize_soft.build((None, config.latent_dim))
         names = METRIC_NAMES + (ADVERSARIAL_METRIC_NAMES if config.adversarial else ())
+        names += GUIDANCE_METRIC_NAMES if config.guidance else ()
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         # Only adversarially trained models draw PGD starts, so other models keep their state.
         self.adversary_seed = keras.random.SeedGenerator(config.seed + 2) if config.adversarial else None
@@ -109,6 +122,7 @@ class LQVAE(keras.Model):
         if config.adversarial and config.adversarial.clean_epochs:
             self.adversarial_active = keras.Variable(0.0, trainable=False, name="adversarial_active")
         self._classifier_logits = None  # a function, so Keras neither tracks nor saves the classifier
+        self._guide_logits = None  # the same, for `config.guidance`
         self.decoder_hard_optimizer = None
         self.decoder_soft_optimizer = None
         self.built = True
@@ -214,6 +228,23 @@ class LQVAE(keras.Model):
         check_classifier_shape(classifier, self.config.image_shape)
         self._classifier_logits = logits_of(classifier)
 
+    def attach_guide(self, classifier: keras.Model) -> None:
+        """Sets the Keras classifier whose answers `config.guidance` trains the reconstructions to keep.
+
+        Like `attach_classifier`'s, it is not saved with the model: attach it again after loading
+        to continue training. It may end in a softmax.
+
+        Raises:
+            ValueError: the config has no guidance, or the classifier's input shape is not the
+                purifier's `image_shape`.
+        """
+        from lqvae_tf.attacks.base import logits_of  # the attacks import this package
+
+        if self.config.guidance is None:
+            raise ValueError("attach_guide needs config.guidance (GuidanceConfig); this purifier trains without one")
+        check_classifier_shape(classifier, self.config.image_shape)
+        self._guide_logits = logits_of(classifier)
+
     @property
     def metrics(self):
         return list(self.trackers.values())
@@ -256,6 +287,10 @@ class LQVAE(keras.Model):
         x_hard = self.decoder_hard(self.quantize_hard(z), training=training)  # line 7: x2 = g(H(z))
         loss_h = config.reconstruction_weight * ops.mean(ops.square(x - x_soft))  # line 8
         loss_g = config.reconstruction_weight * ops.mean(ops.square(x - x_hard))  # line 9
+        guided = self._guidance_terms(x, x_soft, x_hard) if config.guidance else {}
+        if guided:  # the soft path's term reaches the encoder through loss_f, as loss_h does
+            loss_h = loss_h + config.guidance.weight * guided["guide_soft"]
+            loss_g = loss_g + config.guidance.weight * guided["guide_hard"]
         kl = kl_divergence(mean, log_var)
         penalty = lipschitz_penalty(grad_norm, config.lipschitz_k)
         loss_f = loss_h + config.kl_weight * kl + config.penalty_weight * penalty  # line 10
@@ -268,6 +303,7 @@ class LQVAE(keras.Model):
             "penalty": penalty,
             "grad_norm": ops.mean(grad_norm),
             "active_bits": active_bits,
+            **guided,
         }
         if perturbed is not None:
             count = perturbed[1]
@@ -275,6 +311,19 @@ class LQVAE(keras.Model):
             if config.adversarial.mode != "classifier":  # classifier-free: keep the clean code too
                 values["loss_f"] = loss_f + config.adversarial.code_weight * values["loss_code"]
         return values
+
+    def _guidance_terms(self, x, x_soft, x_hard):
+        """`guide_soft` / `guide_hard`: the guiding classifier's KL divergence from the clean
+        image's class probabilities to each reconstruction's (internal-range images)."""
+        if self._guide_logits is None:
+            raise ValueError("config.guidance needs its classifier: call attach_guide first")
+        low_high = self.config.guidance.classifier_range
+        logits = lambda images: self._guide_logits(rescale(images, INTERNAL_RANGE, low_high))  # noqa: E731
+        clean = logits(x)
+        return {
+            "guide_soft": guidance_divergence(clean, logits(x_soft)),
+            "guide_hard": guidance_divergence(clean, logits(x_hard)),
+        }
 
     # ----------------------------------------------------------------- adversarial retraining
     def _filter_bpda(self, x):

@@ -107,11 +107,12 @@ def train_models(
 
     purifier_config = config_from_settings(config.purifier, seed=seed)
 
-    def purifier(path: str) -> None:
+    def purifier(path: str) -> float:
         result = train_purifier(
             purifier_config, dataset, os.path.dirname(path), limit=limit, data_dir=data_dir, verbose=2
         )
         os.replace(result.model_path, path)
+        return result.earlier_seconds  # a resumed training's earlier epochs count in its time
 
     limit = config.purifier.get("limit")
     keep("purifier", "purifier", {"config": purifier_config.to_dict(), "limit": limit}, purifier)

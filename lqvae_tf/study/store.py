@@ -57,7 +57,10 @@ class ModelStore:
         """The model's path, training it first with `train(path)` if it is not there yet.
 
         `train` must save the model to the path it is given (atomically, as this package's
-        trainers do), so an interrupted training leaves no file and is redone next time.
+        trainers do), so an interrupted training leaves no file and is redone next time. A
+        trainer that resumes an interrupted run instead (the purifier's) returns the seconds its
+        earlier, interrupted calls spent, and the record counts them too; any other return value
+        is ignored.
 
         Returns:
             The path, and whether the model was reused (True) or trained now (False).
@@ -68,10 +71,13 @@ class ModelStore:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         write_text(os.path.join(os.path.dirname(path), SETTINGS_FILE), json.dumps(settings, indent=2, sort_keys=True))
         start = time.perf_counter()
-        train(path)
+        earlier = train(path)
         if not os.path.isfile(path):
             raise RuntimeError(f"training {kind} did not write {path}")
-        record = {"seconds": round(time.perf_counter() - start, 1), "date": datetime.date.today().isoformat()}
+        seconds = time.perf_counter() - start
+        if isinstance(earlier, (int, float)) and not isinstance(earlier, bool):
+            seconds += earlier
+        record = {"seconds": round(seconds, 1), "date": datetime.date.today().isoformat()}
         write_text(os.path.join(os.path.dirname(path), TRAINED_FILE), json.dumps(record))
         return path, False
 

@@ -3,7 +3,7 @@
 from lqvae_tf.training.callbacks import PurifiedImages, SharpnessSchedule
 from lqvae_tf.training.figures import save_purification_grid
 from lqvae_tf.training.gan import GANTrainingConfig, train_gan
-from lqvae_tf.training.train import TrainResult, adversary_classifier, fit_purifier, train_purifier
+from lqvae_tf.training.train import TrainResult, adversary_classifier, fit_purifier, guide_classifier, train_purifier
 
 __all__ = [
     "GANTrainingConfig",
@@ -11,6 +11,7 @@ __all__ = [
     "SharpnessSchedule",
     "TrainResult",
     "adversary_classifier",
+    "guide_classifier",
     "fit_purifier",
     "save_purification_grid",
     "train_gan",

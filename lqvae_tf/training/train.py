@@ -3,10 +3,11 @@
 A run folder holds:
     config.json        the resolved LQVAEConfig (the model can be rebuilt from it)
     purifier.keras     the trained model (written atomically)
-    history.json       per-epoch metrics, train and validation
+    history.json       per-epoch metrics, train and validation, every epoch (a resumed run too)
     purified.png       test images above their purified versions
     logs/              TensorBoard scalars and input-vs-purified images
-    backup/            BackupAndRestore state while a run is unfinished (resume by re-running)
+    backup/            BackupAndRestore state and the per-epoch record while a run is unfinished
+                       (resume by re-running)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from lqvae_tf.data import batched, load, take_images
 from lqvae_tf.distribute import make_strategy, shard_by_example, worker_dir
 from lqvae_tf.models import LQVAE
 from lqvae_tf.models.adversarial import check_classifier_shape
-from lqvae_tf.training.callbacks import AdversarialSchedule, PurifiedImages, SharpnessSchedule
+from lqvae_tf.training.callbacks import AdversarialSchedule, EpochRecord, PurifiedImages, SharpnessSchedule
 from lqvae_tf.training.figures import save_purification_grid
 from lqvae_tf.training.warm_start import COLLAPSED_BELOW, CodeCollapseCheck, checked_source, warm_start
 
@@ -34,16 +35,23 @@ GRID_IMAGES = 10  # test images in purified.png and in the TensorBoard summaries
 CODE_CHECK_IMAGES = 256  # validation images whose codes tell a working code from a collapsed one
 VALIDATION_LIMIT = 2_000  # test images used for the per-epoch validation losses
 MODEL_FILE, GRID_FILE = "purifier.keras", "purified.png"
+RECORD_FILE = "epochs.json"  # inside backup/: the EpochRecord of an unfinished run
 
 
 @dataclasses.dataclass
 class TrainResult:
-    """Where a run's artifacts are, and its final metrics."""
+    """Where a run's artifacts are, its per-epoch metrics, and the time that interrupted runs spent.
+
+    `earlier_seconds` is the wall time of the epochs that earlier, interrupted calls trained
+    before this one resumed (0 for a run trained in one call): add it to a timer around the call
+    for the run's whole training time.
+    """
 
     out_dir: str
     model_path: str
     grid_path: str
     history: dict[str, list[float]]
+    earlier_seconds: float = 0.0
 
     @property
     def final(self) -> dict[str, float]:
@@ -68,6 +76,21 @@ def _check_resumable(out_dir: str, config: LQVAEConfig) -> None:
             )
 
 
+def _loaded_classifier(
+    classifier: keras.Model | str | None, config: LQVAEConfig, role: str, missing: str
+) -> keras.Model:
+    """`classifier` (a model or a `.keras` path) loaded and checked against the purifier's image
+    shape now, before any data is read; `missing` is the error when there is none."""
+    if classifier is None:
+        raise ValueError(missing)
+    if isinstance(classifier, str):
+        if not os.path.isfile(classifier):
+            raise FileNotFoundError(f"{role} file {classifier} does not exist")
+        classifier = keras.models.load_model(classifier)
+    check_classifier_shape(classifier, config.image_shape)
+    return classifier
+
+
 def adversary_classifier(config: LQVAEConfig, classifier: keras.Model | str | None = None) -> keras.Model | None:
     """The classifier adversarial mode "classifier" attacks: `classifier` (a model or a `.keras`
     path), else the config's `adversarial.classifier` path; None for every other config.
@@ -80,15 +103,31 @@ def adversary_classifier(config: LQVAEConfig, classifier: keras.Model | str | No
     adversarial = config.adversarial
     if adversarial is None or adversarial.mode != "classifier":
         return None
-    classifier = classifier if classifier is not None else adversarial.classifier
-    if classifier is None:
-        raise ValueError("adversarial mode 'classifier' needs a classifier (.keras file or model) to attack")
-    if isinstance(classifier, str):
-        if not os.path.isfile(classifier):
-            raise FileNotFoundError(f"classifier file {classifier} does not exist")
-        classifier = keras.models.load_model(classifier)
-    check_classifier_shape(classifier, config.image_shape)  # now, not after the data is read
-    return classifier
+    return _loaded_classifier(
+        classifier if classifier is not None else adversarial.classifier,
+        config,
+        "classifier",
+        "adversarial mode 'classifier' needs a classifier (.keras file or model) to attack",
+    )
+
+
+def guide_classifier(config: LQVAEConfig, guide: keras.Model | str | None = None) -> keras.Model | None:
+    """The classifier `config.guidance` trains the reconstructions to keep the answers of: `guide`
+    (a model or a `.keras` path), else the config's `guidance.classifier` file; None without guidance.
+
+    Raises:
+        ValueError: guidance without any classifier, or one whose input shape is not the
+            purifier's (checked here, before any data is read).
+        FileNotFoundError: the classifier's file is missing.
+    """
+    if config.guidance is None:
+        return None
+    return _loaded_classifier(
+        guide if guide is not None else config.guidance.classifier,
+        config,
+        "guidance classifier",
+        "guidance needs a classifier (a .keras file or model) whose answers to keep",
+    )
 
 
 def fit_purifier(
@@ -102,6 +141,8 @@ def fit_purifier(
     strategy: tf.distribute.Strategy | None = None,
     classifier: keras.Model | str | None = None,
     init_source: LQVAE | None = None,
+    epoch_record: EpochRecord | None = None,
+    guide: keras.Model | str | None = None,
 ) -> tuple[LQVAE, dict[str, list[float]]]:
     """Builds an LQVAE under `strategy` and fits it: the one training loop of the CLI and the TFX Trainer.
 
@@ -111,7 +152,7 @@ def fit_purifier(
     config anneals it, the adversarial schedule when adversarial retraining starts with clean
     epochs, the code-collapse check (`val_distinct_codes` on the first validation images, a
     `CollapsedCodeWarning` at the end when the code collapsed), TensorBoard scalars and
-    input-vs-purified images of `grid_images` in `log_dir`.
+    input-vs-purified images of `grid_images` in `log_dir`, and last `epoch_record`.
 
     Args:
         config: the model and training configuration.
@@ -126,9 +167,15 @@ def fit_purifier(
             `.keras` path; default the config's `adversarial.classifier`).
         init_source: the purifier `config.init_from` names, when the caller already loaded it
             (`checked_source`); default: read it from `config.init_from`.
+        epoch_record: keeps each epoch's metrics and seconds across an interrupted and resumed
+            fit (with BackupAndRestore among `callbacks`).
+        guide: with `config.guidance`, its classifier (a model or a `.keras` path; default the
+            config's `guidance.classifier`).
 
     Returns:
-        The trained model and its per-epoch history (train and validation metrics).
+        The trained model and its per-epoch history (train and validation metrics): with
+        `epoch_record`, every epoch's, those of interrupted earlier fits included; else this
+        fit's.
 
     Raises:
         FileNotFoundError / ValueError: `config.init_from` names no trained purifier, or one with
@@ -137,6 +184,7 @@ def fit_purifier(
     strategy = strategy or make_strategy("auto")
     keras.utils.set_random_seed(config.seed)
     classifier = adversary_classifier(config, classifier)
+    guide = guide_classifier(config, guide)
     with strategy.scope():
         model = LQVAE(config)
         model.compile()
@@ -144,6 +192,8 @@ def fit_purifier(
             warm_start(model, config.init_from, init_source)  # before fit, so a resumed backup still wins
     if classifier is not None:
         model.attach_classifier(classifier)
+    if guide is not None:
+        model.attach_guide(guide)
     every = list(callbacks)
     if config.soft_sharpness_final is not None:
         every.append(SharpnessSchedule(config.soft_sharpness_final, config.epochs))
@@ -151,6 +201,8 @@ def fit_purifier(
         every.append(AdversarialSchedule())
     every.append(CodeCollapseCheck(take_images(validation_images, CODE_CHECK_IMAGES)))
     every += [keras.callbacks.TensorBoard(log_dir=log_dir), PurifiedImages(grid_images, log_dir)]
+    if epoch_record is not None:
+        every.append(epoch_record)  # last: its logs hold what the callbacks above add
     # Every worker of a cluster shuffles with the same seed, so their shares of a batch are disjoint.
     history = model.fit(
         shard_by_example(batched(train_images, config.batch_size, shuffle=True, seed=config.seed)),
@@ -159,6 +211,8 @@ def fit_purifier(
         callbacks=every,
         verbose=verbose,
     )
+    if epoch_record is not None:
+        return model, epoch_record.history
     return model, {name: [float(v) for v in values] for name, values in history.history.items()}
 
 
@@ -175,7 +229,8 @@ def train_purifier(
 ) -> TrainResult:
     """Trains an LQ-VAE on `dataset` and writes the run folder (see module docstring).
 
-    Re-running the same call after an interruption resumes from the last finished epoch.
+    Re-running the same call after an interruption resumes from the last finished epoch; the
+    history then holds every epoch, and `TrainResult.earlier_seconds` the interrupted calls' time.
 
     Args:
         config: the model and training configuration (epochs, batch size and seed included).
@@ -199,6 +254,7 @@ def train_purifier(
     strategy = strategy or make_strategy("auto")  # first: a multi-worker strategy starts this worker's server
     _check_resumable(out_dir, config)
     classifier = adversary_classifier(config, classifier)
+    guide = guide_classifier(config)  # a missing or mismatched guide fails now too
     source = checked_source(config)  # a missing or mismatched init_from fails now, before any data is read
     with worker_dir(out_dir, strategy) as run_dir:
         os.makedirs(run_dir, exist_ok=True)
@@ -211,17 +267,21 @@ def train_purifier(
         test_images = load(dataset, "test", limit=validation_limit, **loader_args)
         grid_images = take_images(test_images, GRID_IMAGES)
 
+        backup = os.path.join(run_dir, "backup")
+        record = EpochRecord(os.path.join(backup, RECORD_FILE))  # removed with the backup when the fit ends
         model, history = fit_purifier(
             config,
             train_images,
             test_images,
             log_dir=os.path.join(run_dir, "logs"),
             grid_images=grid_images,
-            callbacks=[keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"))],
+            callbacks=[keras.callbacks.BackupAndRestore(backup)],
             verbose=verbose,
             strategy=strategy,
             classifier=classifier,
             init_source=source,
+            epoch_record=record,
+            guide=guide,
         )
 
         with atomic_path(os.path.join(run_dir, MODEL_FILE)) as temporary:
@@ -230,4 +290,6 @@ def train_purifier(
         save_purification_grid(
             grid_images, model.purify(grid_images), os.path.join(run_dir, GRID_FILE), config.value_range
         )
-    return TrainResult(out_dir, os.path.join(out_dir, MODEL_FILE), os.path.join(out_dir, GRID_FILE), history)
+    return TrainResult(
+        out_dir, os.path.join(out_dir, MODEL_FILE), os.path.join(out_dir, GRID_FILE), history, record.earlier_seconds
+    )

@@ -1,0 +1,119 @@
+"""Classifier guidance of the purifier: the config, the KL terms inside the losses, training, the CLI."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lqvae_tf import LQVAE, GuidanceConfig, LQVAEConfig
+from lqvae_tf.classifiers import build_classifier
+from lqvae_tf.cli.main import main
+from lqvae_tf.evaluation.frontier import _with_classifier
+from lqvae_tf.models.lqvae import guidance_divergence
+
+from conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def guide_path(tmp_path_factory) -> str:
+    keras.utils.set_random_seed(3)
+    path = str(tmp_path_factory.mktemp("guide") / "guide.keras")
+    build_classifier("A", (28, 28, 1), 10).save(path)
+    return path
+
+
+def test_guidance_serialises_only_when_set_and_round_trips(guide_path):
+    assert "guidance" not in tiny_config().to_dict()  # stored models hash as they did before guidance
+    config = tiny_config(guidance={"classifier": guide_path, "weight": 0.5})
+    assert config.guidance == GuidanceConfig(classifier=guide_path, weight=0.5)
+    assert config.to_dict()["guidance"] == {"classifier": guide_path, "weight": 0.5, "classifier_range": [0.0, 1.0]}
+    assert LQVAEConfig.from_json(config.to_json()) == config
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"weight": 0.0}, "guidance weight must be > 0, got 0.0"),
+        ({"weight": -1.0}, "guidance weight must be > 0"),
+        ({"weight": float("nan")}, "guidance weight must be > 0"),
+        ({"classifier": ""}, "guidance classifier must be a .keras file or None"),
+        ({"classifier_range": (1.0, 0.0)}, "guidance classifier_range must be (low, high) with low < high"),
+        ({"temperature": 2.0}, "unknown GuidanceConfig fields: ['temperature']"),
+    ],
+)
+def test_impossible_guidance_settings_are_refused_by_name(changes, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        tiny_config(guidance={"weight": 1.0, **changes})
+
+
+def test_divergence_is_zero_for_the_same_answer_and_positive_otherwise():
+    clean = tf.constant([[2.0, 0.0, -1.0], [0.0, 3.0, 0.0]])
+    assert abs(float(guidance_divergence(clean, clean))) < 1e-6
+    assert float(guidance_divergence(clean, clean[::-1])) > 0.5
+
+
+def test_the_guided_terms_enter_each_path_s_loss_and_reach_the_encoder(fmnist_images):
+    images = fmnist_images[:16]
+    plain = LQVAE(tiny_config())
+    guided = LQVAE(tiny_config(guidance={"weight": 2.0}))
+    guided.set_weights(plain.get_weights())
+    with pytest.raises(ValueError, match="call attach_guide first"):
+        guided._algorithm_losses(images, training=False)
+    with pytest.raises(ValueError, match="attach_guide needs config.guidance"):
+        plain.attach_guide(build_classifier("A", (28, 28, 1), 10))
+    with pytest.raises(ValueError, match=r"the purifier's are \(28, 28, 1\)"):
+        guided.attach_guide(build_classifier("A", (64, 64, 3), 2))
+    guided.attach_guide(build_classifier("A", (28, 28, 1), 10))
+
+    def losses_and_encoder_gradient(model):
+        with tf.GradientTape() as tape:
+            values = model._algorithm_losses(images, training=False)
+        return values, tape.gradient(values["loss_f"], model.encoder.trainable_variables)
+
+    base, base_gradient = losses_and_encoder_gradient(plain)
+    values, gradient = losses_and_encoder_gradient(guided)
+    assert float(values["guide_soft"]) > 0.0 and float(values["guide_hard"]) > 0.0
+    for path, term in (("loss_h", "guide_soft"), ("loss_g", "guide_hard")):
+        expected = float(base[path]) + 2.0 * float(values[term])
+        np.testing.assert_allclose(float(values[path]), expected, rtol=1e-5)
+    # The soft path carries the classifier's gradient back to the encoder: its code learns the classes.
+    assert max(float(tf.reduce_max(tf.abs(a - b))) for a, b in zip(gradient, base_gradient)) > 0.0
+
+
+def test_train_cli_trains_a_guided_purifier_and_the_guide_is_not_saved_with_it(tmp_path, guide_path, fmnist_images):
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out), "--limit", "32", "--epochs", "1", "--verbose", "0", "--set", "width=0.125"]
+    args += ["--adversarial", "none", "--guide-classifier", guide_path, "--guide-weight", "0.5"]
+    assert main(args) == 0
+    assert json.loads((out / "config.json").read_text())["guidance"]["weight"] == 0.5
+    history = json.loads((out / "history.json").read_text())
+    assert {"guide_hard", "guide_soft", "val_guide_hard"} <= set(history)
+    loaded = keras.models.load_model(out / "purifier.keras")
+    assert loaded.config.guidance.classifier == guide_path
+    assert len(loaded.weights) == len(LQVAE(loaded.config.replace(guidance=None)).weights)  # deploys as a plain one
+    assert loaded.purify(fmnist_images[:2]).shape == (2, 28, 28, 1)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--guide-weight", "0.5"], "--guide-weight needs --guide-classifier"),
+        (["--guide-classifier", "missing.keras"], "guidance classifier file missing.keras does not exist"),
+        (["--guide-classifier", "GUIDE", "--guide-weight", "0"], "guidance weight must be > 0"),
+    ],
+)
+def test_train_cli_refuses_bad_guidance_flags_cleanly(tmp_path, capsys, guide_path, flags, message):
+    flags = [guide_path if flag == "GUIDE" else flag for flag in flags]
+    assert main(["train", "--out", str(tmp_path / "run"), "--limit", "32", *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_frontier_points_are_guided_by_the_frontier_classifier_unless_they_name_one(tmp_path):
+    frontier_classifier = str(tmp_path / "A.keras")
+    filled = _with_classifier(tiny_config(guidance={"weight": 3.0}), frontier_classifier)
+    assert filled.guidance == GuidanceConfig(classifier=frontier_classifier, weight=3.0)
+    named = tiny_config(guidance={"classifier": "/elsewhere/B.keras"})
+    assert _with_classifier(named, frontier_classifier) == named
