@@ -130,8 +130,3 @@ class EpochRecord(keras.callbacks.Callback):
         """Every recorded epoch's metrics, as `History.history` would hold them for one unbroken fit."""
         names = dict.fromkeys(name for record in self.records for name in record["logs"])
         return {name: [record["logs"][name] for record in self.records if name in record["logs"]] for name in names}
-
-    @property
-    def epochs(self) -> list[int]:
-        """The recorded epochs (0-based); a gap means an epoch whose record an interruption lost."""
-        return [record["epoch"] for record in self.records]
