@@ -21,7 +21,8 @@ QUANTIZERS = ("band", "levels")
 SOFT_FORMS = ("softsign", "tanh")
 PENALTY_ESTIMATORS = ("sum", "projection")
 ARCHITECTURES = ("conv28", "conv64", "conv")
-ADVERSARIAL_MODES = ("classifier", "reconstruction", "code")
+ADVERSARIAL_MODES = ("classifier", "end_to_end", "reconstruction", "code")
+CLASSIFIER_MODES = ("classifier", "end_to_end")  # the modes that attack a classifier
 
 
 @dataclasses.dataclass
@@ -34,24 +35,26 @@ class AdversarialConfig:
     trained to reconstruct the CLEAN image. What the perturbation maximises is the `mode`:
 
     * "classifier": the paper's closing remark (Madry PGD): the cross-entropy of a given Keras
-      classifier on the purified image (the filter's BPDA gradient, `H~` standing in for `H`
-      on the backward pass), at the batch's true labels;
+      classifier on the perturbed image itself, at the batch's true labels;
+    * "end_to_end": the cross-entropy of that classifier behind the filter,
+      `classifier(g(H(mu(x + delta))))` (the filter's BPDA gradient, `H~` standing in for `H` on
+      the backward pass): the attack the filter meets in deployment, BPDA-PGD;
     * "reconstruction": classifier-free: the filter's reconstruction error
       `||x - g(H(mu(x + delta)))||^2` (same BPDA gradient);
     * "code": classifier-free: the change of the latent code, `||H~(mu(x + delta)) - H(mu(x))||^2`.
 
-    In the two classifier-free modes the encoder also descends `code_weight` times the distance
+    In every mode but "classifier" the encoder also descends `code_weight` times the distance
     of the perturbed image's soft code to the clean image's code, so it learns to keep the code.
 
     Args:
-        mode: "classifier", "reconstruction" or "code".
+        mode: "classifier", "end_to_end", "reconstruction" or "code".
         eps: the L-inf radius as a fraction of the pixel range (0.1 is 0.1 on [0, 1] pixels,
             0.2 on [-1, 1] ones).
         steps: PGD's iterations.
         step_size: PGD's step, in the units of `eps`; None takes Madry et al.'s `2.5 eps / steps`.
         fraction: the fraction of each batch replaced by its perturbed images (at least one).
         code_weight: the weight of the code-keeping loss in the encoder's `loss_f` (0 turns it off).
-        classifier: for mode "classifier", the `.keras` file of the classifier to attack, kept
+        classifier: for the modes "classifier" and "end_to_end", the `.keras` file of the classifier to attack, kept
             so the run can be rebuilt; a classifier may also be handed to `LQVAE.attach_classifier`.
         classifier_range: (low, high) pixel range the classifier takes.
         clean_epochs: epochs of plain Algorithm 1 (no perturbed batches) before adversarial
@@ -89,14 +92,21 @@ class AdversarialConfig:
             raise ValueError(f"adversarial fraction must be in (0, 1], got {self.fraction!r}")
         if not _is_real(self.code_weight) or self.code_weight < 0:
             raise ValueError(f"adversarial code_weight must be >= 0, got {self.code_weight!r}")
-        if self.classifier is not None and self.mode != "classifier":
-            raise ValueError(f"adversarial classifier is for mode 'classifier' only, got mode {self.mode!r}")
+        if self.classifier is not None and not self.attacks_classifier:
+            raise ValueError(
+                f"adversarial classifier is for the modes {' and '.join(CLASSIFIER_MODES)} only, got mode {self.mode!r}"
+            )
         low, high = self.classifier_range
         if not low < high:
             raise ValueError(f"adversarial classifier_range must be (low, high) with low < high, got {low, high}")
         epochs = self.clean_epochs
         if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
             raise ValueError(f"adversarial clean_epochs must be an integer >= 0, got {self.clean_epochs!r}")
+
+    @property
+    def attacks_classifier(self) -> bool:
+        """Whether the mode perturbs against a classifier (`CLASSIFIER_MODES`), so needs one."""
+        return self.mode in CLASSIFIER_MODES
 
     @property
     def pgd_step_size(self) -> float:

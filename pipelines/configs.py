@@ -14,9 +14,9 @@ import json
 import os
 from typing import Any
 
-from lqvae_tf.config import PRESETS, AdversarialConfig, config_from_settings, preset
+from lqvae_tf.config import PRESETS, AdversarialConfig, GuidanceConfig, config_from_settings, preset
 from lqvae_tf.data import DEBIAN_FASHION_MNIST
-from lqvae_tf.data.registry import DatasetInfo, dataset_info
+from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE, DatasetInfo, dataset_info
 from lqvae_tf.distribute import STRATEGIES
 from lqvae_tf.models.architectures import architecture_for
 
@@ -70,6 +70,10 @@ class PipelineConfig:
             preset's own `adversarial`; `default_config` takes the preset's). Mode "classifier"
             attacks `adversarial.classifier`, else `classifier_path` (the Trainer's own classifier
             is trained after the purifier, so it cannot be the one).
+        guidance: classifier guidance of the purifier (a `GuidanceConfig` or its dict; None: none).
+            Its classifier is `guidance.classifier` if set, else `classifier_path` (in
+            `classifier_range`), else the Trainer's own classifier, which the Trainer then trains
+            before the purifier.
         classifier_name: the Defense-GAN classifier ("A".."E") the Trainer trains; the gate
             attacks it unless `classifier_path` is given.
         classifier_path: your own `.keras` classifier for the gate to attack instead (it must take
@@ -106,6 +110,7 @@ class PipelineConfig:
     purifier_preset: str = "fashion_mnist"
     purifier_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     adversarial: AdversarialConfig | None = None
+    guidance: GuidanceConfig | None = None
     classifier_name: str = "A"
     classifier_path: str | None = None
     classifier_range: tuple[float, float] = (0.0, 1.0)
@@ -125,6 +130,8 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if isinstance(self.adversarial, dict):  # the config is frozen: set the field as dataclasses do
             object.__setattr__(self, "adversarial", AdversarialConfig.from_dict(self.adversarial))
+        if isinstance(self.guidance, dict):
+            object.__setattr__(self, "guidance", GuidanceConfig.from_dict(self.guidance))
         self.validate()
 
     def validate(self) -> None:
@@ -166,12 +173,18 @@ class PipelineConfig:
             raise ValueError(f"classifier_path {self.classifier_path} does not exist")
         if self.adversarial is not None and not isinstance(self.adversarial, AdversarialConfig):
             raise ValueError(f"adversarial must be an AdversarialConfig, its dict or None, got {self.adversarial!r}")
-        if "adversarial" in self.purifier_overrides:
-            raise ValueError("set adversarial retraining with the adversarial field, not purifier_overrides")
-        if self.adversarial is not None and self.adversarial.mode == "classifier":
+        for field in ("adversarial", "guidance"):
+            if field in self.purifier_overrides:
+                raise ValueError(f"set {field} with the pipeline's {field} field, not purifier_overrides")
+        if self.guidance is not None and not isinstance(self.guidance, GuidanceConfig):
+            raise ValueError(f"guidance must be a GuidanceConfig, its dict or None, got {self.guidance!r}")
+        if self.guidance is not None and self.guidance.classifier is not None:
+            if not os.path.isfile(self.guidance.classifier):
+                raise ValueError(f"the guidance classifier {self.guidance.classifier} does not exist")
+        if self.adversarial is not None and self.adversarial.attacks_classifier:
             if self.adversarial.classifier is None and self.classifier_path is None:
                 raise ValueError(
-                    "adversarial mode 'classifier' needs a classifier to attack: give its .keras file "
+                    f"adversarial mode {self.adversarial.mode!r} needs a classifier to attack: give its .keras file "
                     "(--adv-classifier, or --classifier for the gate's); the Trainer's own classifier is "
                     "trained after the purifier"
                 )
@@ -229,6 +242,12 @@ class PipelineConfig:
                 from lqvae_tf.pipeline_components.gate import file_digest
 
                 settings["adversarial_classifier_digest"] = file_digest(adversarial.classifier)
+        guidance = self.trainer_guidance
+        overrides["guidance"] = None if guidance is None else guidance.to_dict()
+        if guidance is not None and guidance.classifier is not None:
+            from lqvae_tf.pipeline_components.gate import file_digest
+
+            settings["guidance_classifier_digest"] = file_digest(guidance.classifier)
         if self.data_path is not None:
             shape = self.dataset.image_shape
             overrides.update(image_shape=list(shape), architecture=architecture_for(shape))
@@ -239,13 +258,29 @@ class PipelineConfig:
         """`adversarial` as the Trainer applies it: mode "classifier" with no classifier of its own
         attacks the gate's (`classifier_path`, in its pixel range), by absolute path."""
         adversarial = self.adversarial
-        if adversarial is None or adversarial.mode != "classifier":
+        if adversarial is None or not adversarial.attacks_classifier:
             return adversarial
         if adversarial.classifier is None:
             return dataclasses.replace(
                 adversarial, classifier=os.path.abspath(self.classifier_path), classifier_range=self.classifier_range
             )
         return dataclasses.replace(adversarial, classifier=os.path.abspath(adversarial.classifier))
+
+    @property
+    def trainer_guidance(self) -> GuidanceConfig | None:
+        """`guidance` as the Trainer applies it: its own classifier by absolute path, else the
+        gate's `classifier_path` (in its pixel range), else none (`classifier` None: the Trainer
+        guides with the classifier it trains, in `CLASSIFIER_VALUE_RANGE`)."""
+        guidance = self.guidance
+        if guidance is None:
+            return None
+        if guidance.classifier is not None:
+            return dataclasses.replace(guidance, classifier=os.path.abspath(guidance.classifier))
+        if self.classifier_path is not None:
+            return dataclasses.replace(
+                guidance, classifier=os.path.abspath(self.classifier_path), classifier_range=self.classifier_range
+            )
+        return dataclasses.replace(guidance, classifier_range=CLASSIFIER_VALUE_RANGE)
 
     @property
     def classifier_settings(self) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ and per gate check, and the gate's verdict; the full log (TFX, Beam, TensorFlow,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -54,6 +55,7 @@ try:
     from lqvae_tf.atomic import write_text
     from lqvae_tf.cli import adversarial as adversarial_flags
     from lqvae_tf.cli import user_data
+    from lqvae_tf.config import GuidanceConfig
     from lqvae_tf.pipeline_components.gate import REPORT_FILE, load_user_classifier, verdict_markdown
     from lqvae_tf.pipeline_components.records import write_fashion_mnist_records
     from pipelines import configs, console
@@ -174,6 +176,19 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         help="fine-tune the Trainer's classifier N epochs on purified images (the gate reports it both ways)",
     )
     adversarial_flags.add_arguments(parser)
+    guidance = parser.add_argument_group(
+        "classifier guidance",
+        "also train the purifier to keep a classifier's answers (see lqvae_tf.GuidanceConfig)",
+    )
+    guidance.add_argument(
+        "--guide-weight",
+        type=float,
+        metavar="W",
+        help="guide with weight W: by --guide-classifier, else --classifier, else the Trainer's own "
+        "classifier (then trained before the purifier)",
+    )
+    guidance.add_argument("--guide-classifier", metavar="MODEL", help="the guiding classifier (.keras, [0, 1] images)")
+    guidance.add_argument("--no-guidance", action="store_true", help="no guidance, whatever the configuration has")
     parser.add_argument("--verbose", action="store_true", help="every log line on the terminal, no log file")
     return parser.parse_args(argv or shlex.split(os.environ.get(ARGS_ENV, "")))
 
@@ -204,6 +219,7 @@ def _config(args: argparse.Namespace) -> configs.PipelineConfig:
             raise ValueError("give --beam-workers or --beam-arg, not both")
         changes["beam_pipeline_args"] = configs.direct_runner_args(args.beam_workers)
     adversarial = adversarial_flags.from_args(args, config.adversarial)  # None: clean (--adversarial none)
+    guidance = _guidance(args, config.guidance)  # None: unguided (--no-guidance)
     if args.epochs is not None:
         changes["purifier_overrides"] = {**config.purifier_overrides, "epochs": args.epochs}
     if args.data is None:
@@ -212,9 +228,23 @@ def _config(args: argparse.Namespace) -> configs.PipelineConfig:
     elif args.train_limit is not None or args.eval_limit is not None:
         raise ValueError("--train-limit and --eval-limit slice Fashion-MNIST; they do not apply to --data")
     config = config.replace(
-        adversarial=adversarial, **{key: value for key, value in changes.items() if value is not None}
+        adversarial=adversarial,
+        guidance=guidance,
+        **{key: value for key, value in changes.items() if value is not None},
     )
     return config if args.data is None else configs.with_user_data(config, args.data, args.image_size)
+
+
+def _guidance(args: argparse.Namespace, base: GuidanceConfig | None) -> GuidanceConfig | None:
+    """`base` (the configuration's guidance) with the guidance flags applied."""
+    if args.no_guidance:
+        if args.guide_weight is not None or args.guide_classifier is not None:
+            raise ValueError("--guide-weight and --guide-classifier contradict --no-guidance")
+        return None
+    if args.guide_weight is None and args.guide_classifier is None:
+        return base
+    changes = {"weight": args.guide_weight, "classifier": args.guide_classifier and os.path.abspath(args.guide_classifier)}
+    return dataclasses.replace(base or GuidanceConfig(), **{k: v for k, v in changes.items() if v is not None})
 
 
 def _write_import_notices() -> None:

@@ -39,7 +39,7 @@ def test_config_without_adversarial_serialises_as_before_it_existed():
         ({"mode": "madry"}, "mode must be one of"),
         ({"fraction": 0.0}, "fraction must be in (0, 1]"),
         ({"step_size": 0.5}, "step_size must be in (0, eps=0.1]"),
-        ({"classifier": "c.keras"}, "for mode 'classifier' only"),
+        ({"classifier": "c.keras"}, "for the modes classifier and end_to_end only"),
         ({"colour": 1}, "unknown AdversarialConfig fields: ['colour']"),
     ],
 )
@@ -61,7 +61,7 @@ def test_classifier_mode_without_a_classifier_says_so(fmnist_images):
         model.fit(fmnist_images[:32], np.zeros(32, np.int64), batch_size=32, epochs=1, verbose=0)
 
 
-@pytest.mark.parametrize("mode", ["reconstruction", "code", "classifier"])
+@pytest.mark.parametrize("mode", ["reconstruction", "code", "classifier", "end_to_end"])
 def test_perturbations_stay_in_the_eps_ball_and_the_rest_of_the_batch_stays_clean(mode, fmnist_images):
     model = LQVAE(tiny_config(adversarial=AdversarialConfig(mode=mode, eps=0.1, steps=2, fraction=0.25)))
     model.attach_classifier(build_classifier("A", (28, 28, 1), 10))
@@ -73,6 +73,28 @@ def test_perturbations_stay_in_the_eps_ball_and_the_rest_of_the_batch_stays_clea
     assert delta.max() <= 0.2 + 1e-5  # eps 0.1 of the pixel range is 0.2 in the internal [-1, 1]
     assert delta[:4].max() > 0 and delta[4:].max() == 0
     assert np.asarray(inputs).min() >= -1.0 and np.asarray(inputs).max() <= 1.0
+
+
+def test_end_to_end_mode_attacks_the_classifier_behind_the_filter(fmnist_images):
+    """Mode "end_to_end" maximises the classifier's loss on the purified image; "classifier" on the
+    perturbed image itself (the paper's Madry PGD)."""
+    from lqvae_tf.attacks.base import logits_of
+
+    classifier = build_classifier("A", (28, 28, 1), 10)
+    logits = logits_of(classifier)
+    images, labels = fmnist_images[:8], np.arange(8) % 10
+
+    def loss(pixels):
+        return float(np.mean(keras.losses.sparse_categorical_crossentropy(labels, logits(pixels), from_logits=True)))
+
+    model = LQVAE(tiny_config(adversarial=AdversarialConfig(mode="end_to_end", steps=1)))
+    model.attach_classifier(classifier)
+    x = model.to_internal(images)
+    behind = loss(model.from_internal(model._filter_bpda(x)))
+    assert float(model._objective(x, labels)(x)) == pytest.approx(behind, rel=1e-4)
+    model.config.adversarial.mode = "classifier"  # the same weights, the paper's mode
+    assert float(model._objective(x, labels)(x)) == pytest.approx(loss(images), rel=1e-4)
+    assert abs(behind - loss(images)) > 1e-3
 
 
 def test_fit_reports_adversarial_metrics_and_saved_model_reloads(tmp_path, fmnist_images):

@@ -207,3 +207,53 @@ def test_adapting_the_trainers_classifier_is_an_option_it_receives(tmp_path):
         configs.small_test_config(str(tmp_path), classifier_path=str(mine), classifier_adapt_epochs=1)
     with pytest.raises(ValueError, match="classifier_adapt_epochs must be an integer >= 0, got 1.5"):
         configs.small_test_config(str(tmp_path), classifier_adapt_epochs=1.5)
+
+
+def test_classifier_guidance_is_an_option_the_trainer_receives(tmp_path):
+    from lqvae_tf import GuidanceConfig
+    from pipelines import local_runner
+
+    unguided = local_runner._parse(["--output", str(tmp_path)])
+    assert unguided.purifier_settings["overrides"]["guidance"] is None  # written, so a preset's guidance never leaks in
+    # Guided by the Trainer's own classifier: no file; the Trainer trains it first, in [0, 1].
+    own = local_runner._parse(["--output", str(tmp_path), "--guide-weight", "3"])
+    assert own.guidance == GuidanceConfig(weight=3.0)
+    guidance = own.pipeline_arguments()["purifier_settings"]["overrides"]["guidance"]
+    assert guidance == {"classifier": None, "weight": 3.0, "classifier_range": [0.0, 1.0]}
+    assert own.classifier_settings is not None
+    # Guided by the user's gate classifier (in its own pixel range), by absolute path and digest.
+    mine = tmp_path / "mine.keras"
+    mine.write_bytes(b"a model")
+    users = local_runner._parse(["--classifier", str(mine), "--classifier-range", "0,255", "--guide-weight", "2"])
+    guidance = users.purifier_settings["overrides"]["guidance"]
+    assert (guidance["classifier"], guidance["classifier_range"]) == (str(mine), [0.0, 255.0])
+    assert len(users.purifier_settings["guidance_classifier_digest"]) == 64
+    # Or by a file of its own; the Trainer's config is the preset with that guidance.
+    other = tmp_path / "other.keras"
+    other.write_bytes(b"another model")
+    named = local_runner._parse(["--output", str(tmp_path), "--guide-classifier", str(other)])
+    settings = named.purifier_settings
+    assert preset(settings["preset"]).replace(**settings["overrides"]).guidance == GuidanceConfig(str(other), 1.0)
+    # --no-guidance turns off the guidance of a configuration that has one; the weight flag keeps its classifier.
+    guided = GuidanceConfig(str(other), 3.0)
+    assert local_runner._guidance(local_runner._arguments(["--no-guidance"]), guided) is None
+    assert local_runner._guidance(local_runner._arguments(["--guide-weight", "5"]), guided) == GuidanceConfig(str(other), 5.0)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--guide-weight", "0"], "guidance weight must be > 0, got 0.0"),
+        (["--guide-weight", "2", "--no-guidance"], "--guide-weight and --guide-classifier contradict --no-guidance"),
+        (["--guide-classifier", "nowhere.keras"], "the guidance classifier .*nowhere.keras does not exist"),
+    ],
+)
+def test_impossible_guidance_settings_are_refused_by_name(tmp_path, argv, message, capsys):
+    from pipelines import local_runner
+
+    assert local_runner.main(["--output", str(tmp_path / "run"), *argv]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and re.search(message, error), error
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="set guidance with the pipeline's guidance field"):
+        configs.small_test_config(str(tmp_path), purifier_overrides={"guidance": {"weight": 1.0}})

@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--adversarial",
         metavar="MODE",
         help=f"what PGD maximises: one of {', '.join(ADVERSARIAL_MODES)} (classifier: the paper's "
-        "Madry PGD against --adv-classifier; the others need no classifier), or none: clean training "
+        "Madry PGD against --adv-classifier; end_to_end: PGD against --adv-classifier behind the filter, "
+        "through its BPDA gradient; the others need no classifier), or none: clean training "
         "only, the paper's (the default presets of 28x28 datasets retrain with mode reconstruction)",
     )
     group.add_argument("--adv-eps", type=float, help="L-inf radius, a fraction of the pixel range (default 0.1)")
@@ -40,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--adv-step-size", type=float, help="PGD step (default 2.5 eps / steps)")
     group.add_argument("--adv-fraction", type=float, help="fraction of each batch perturbed (default 0.5)")
     group.add_argument("--adv-code-weight", type=float, help="weight of the encoder's code-keeping loss (default 1)")
-    group.add_argument("--adv-classifier", help="the .keras classifier mode 'classifier' attacks")
+    group.add_argument("--adv-classifier", help="the .keras classifier the modes classifier and end_to_end attack")
     group.add_argument(
         "--adv-clean-epochs",
         type=int,

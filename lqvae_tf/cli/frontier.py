@@ -31,6 +31,10 @@ def add_parser(subparsers) -> None:
         help='a JSON file or text: {"preset": ..., "base": {...}, "axes": {field: [values]}, "points": [{...}]}',
     )
     parser.add_argument("--classifier", required=True, help="the classifier behind every filter (.keras, [0, 1])")
+    parser.add_argument(
+        "--guide-classifier",
+        help="the classifier guided points (guidance without a classifier) keep the answers of (default --classifier)",
+    )
     parser.add_argument("--out", required=True, help="the frontier's folder")
     parser.add_argument("--dataset", choices=sorted(DATASET_SHAPES), default="fashion_mnist")
     parser.add_argument("--train-limit", type=int, help="train each purifier on the first N training images")
@@ -92,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         command="lqvae " + shlex.join(getattr(args, "argv", [])),
         validation_limit=args.validation_limit,
         adapt_epochs=args.adapt_epochs,
+        guide_classifier=args.guide_classifier,
     )
     print(f"frontier: {args.out}/frontier.md ({len(rows)} points), frontier.json, frontier.png")
     return 0

@@ -215,7 +215,7 @@ class LQVAE(keras.Model):
             self.adversary_seed.state.assign(store[ADVERSARY_SEED_KEY])
 
     def attach_classifier(self, classifier: keras.Model) -> None:
-        """Sets the Keras classifier that adversarial mode "classifier" perturbs its inputs against.
+        """Sets the Keras classifier that the adversarial modes "classifier" and "end_to_end" attack.
 
         The classifier is not part of the model (not saved with it); attach it again after
         loading to continue training. It may end in a softmax (its logits are attacked).
@@ -308,7 +308,7 @@ class LQVAE(keras.Model):
         if perturbed is not None:
             count = perturbed[1]
             values.update(self._adversarial_terms(x[:count], mean[:count], x_hard[:count], training))
-            if config.adversarial.mode != "classifier":  # classifier-free: keep the clean code too
+            if config.adversarial.mode != "classifier":  # the filter is attacked: keep the clean code too
                 values["loss_f"] = loss_f + config.adversarial.code_weight * values["loss_code"]
         return values
 
@@ -338,14 +338,15 @@ class LQVAE(keras.Model):
     def _objective(self, clean, labels):
         """The function of perturbed internal-range images that the mode's PGD maximises."""
         mode = self.config.adversarial.mode
-        if mode == "classifier":
+        if self.config.adversarial.attacks_classifier:
             if self._classifier_logits is None:
-                raise ValueError("adversarial mode 'classifier' needs a classifier: call attach_classifier first")
+                raise ValueError(f"adversarial mode {mode!r} needs a classifier: call attach_classifier first")
             logits = self._classifier_logits
             if labels is None:  # unlabelled batches: the classifier's own answers on clean images
                 labels = ops.argmax(logits(self._to_classifier(clean)), axis=-1)
             cross_entropy = keras.losses.sparse_categorical_crossentropy
-            return lambda x: ops.mean(cross_entropy(labels, logits(self._to_classifier(x)), from_logits=True))
+            seen = self._filter_bpda if mode == "end_to_end" else (lambda x: x)  # the classifier's input
+            return lambda x: ops.mean(cross_entropy(labels, logits(self._to_classifier(seen(x))), from_logits=True))
         if mode == "reconstruction":
             return lambda x: ops.mean(ops.square(clean - self._filter_bpda(x)))
         clean_mean, _ = self.encoder(clean, training=False)

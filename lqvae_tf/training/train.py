@@ -92,22 +92,22 @@ def _loaded_classifier(
 
 
 def adversary_classifier(config: LQVAEConfig, classifier: keras.Model | str | None = None) -> keras.Model | None:
-    """The classifier adversarial mode "classifier" attacks: `classifier` (a model or a `.keras`
+    """The classifier the adversarial modes "classifier" and "end_to_end" attack: `classifier` (a model or a `.keras`
     path), else the config's `adversarial.classifier` path; None for every other config.
 
     Raises:
-        ValueError: mode "classifier" without any classifier, or one whose input shape is not
+        ValueError: such a mode without any classifier, or one whose input shape is not
             the purifier's (checked here, before any data is read).
         FileNotFoundError: the classifier's file is missing.
     """
     adversarial = config.adversarial
-    if adversarial is None or adversarial.mode != "classifier":
+    if adversarial is None or not adversarial.attacks_classifier:
         return None
     return _loaded_classifier(
         classifier if classifier is not None else adversarial.classifier,
         config,
         "classifier",
-        "adversarial mode 'classifier' needs a classifier (.keras file or model) to attack",
+        f"adversarial mode {adversarial.mode!r} needs a classifier (.keras file or model) to attack",
     )
 
 

@@ -11,7 +11,9 @@ flat `image` feature's length), never held whole in memory. Everything else it n
                       the data's image shape among them
     classifier        {"name": "A".."E", "epochs", "batch_size", "learning_rate", "image_shape",
                       "num_classes", "adapt_epochs"}, or None when the gate attacks the user's own
-                      classifier; "adapt_epochs" > 0 then fine-tunes it on purified training images
+                      classifier; trained before the purifier, which it guides when the purifier's
+                      `guidance` names no classifier; "adapt_epochs" > 0 then fine-tunes it on
+                      purified training images
     distribute        the tf.distribute strategy (`lqvae_tf.distribute.make_strategy`): "auto" (default:
                       the workers of TF_CONFIG when it names two or more, else mirrored over every local
                       GPU when there are two or more), "multi_worker", "mirrored", "default"
@@ -110,11 +112,22 @@ def _save(model: keras.Model, path: str) -> None:
         model.save(temporary)
 
 
-def train_purifier(config, train_set, eval_set, log_dir: str, strategy) -> tuple[LQVAE, dict]:
-    """Fits an LQVAE of `config` on the train split (validation on the eval split), TensorBoard in `log_dir`."""
+def train_purifier(
+    config, train_set, eval_set, log_dir: str, strategy, guide: keras.Model | None = None
+) -> tuple[LQVAE, dict]:
+    """Fits an LQVAE of `config` on the train split (validation on the eval split), TensorBoard in
+    `log_dir`; `guide` is the classifier of `config.guidance` when the config names none."""
     grid = take_images(eval_set, GRID_IMAGES)
     return fit_purifier(
-        config, train_set, eval_set, log_dir, grid, callbacks=[EpochProgress("purifier")], verbose=2, strategy=strategy
+        config,
+        train_set,
+        eval_set,
+        log_dir,
+        grid,
+        callbacks=[EpochProgress("purifier")],
+        verbose=2,
+        strategy=strategy,
+        guide=guide,
     )
 
 
@@ -166,28 +179,36 @@ def run_fn(fn_args) -> None:
         )
 
     strategy = make_strategy(custom.get("distribute", "auto"))
-    purifier, purifier_history = train_purifier(
-        config, *splits(config.value_range), os.path.join(fn_args.model_run_dir, "purifier"), strategy
+    history = {}
+    classifier = None
+    if classifier_settings:  # None: the gate attacks the user's classifier, so none is trained here
+        # Trained first: a guided purifier (`guidance` without a classifier of its own) keeps its answers.
+        classifier, classifier_history = train_classifier(
+            classifier_settings,
+            *splits(CLASSIFIER_VALUE_RANGE),
+            os.path.join(fn_args.model_run_dir, "classifier"),
+            seed=config.seed,
+            strategy=strategy,
+        )
+        history["classifier"] = {name: [float(v) for v in values] for name, values in classifier_history.items()}
+    guide = None
+    if config.guidance is not None and config.guidance.classifier is None:
+        if classifier is None:
+            raise ValueError("the purifier's guidance names no classifier and the Trainer trains none to guide it")
+        guide = classifier
+    purifier, history["purifier"] = train_purifier(
+        config, *splits(config.value_range), os.path.join(fn_args.model_run_dir, "purifier"), strategy, guide
     )
     # Under several workers (TF_CONFIG) every worker saves, and only the chief's files are kept.
     with worker_dir(fn_args.serving_model_dir, strategy) as out:
         os.makedirs(out, exist_ok=True)
         _save(purifier, os.path.join(out, PURIFIER_FILE))
         write_text(os.path.join(out, "config.json"), purifier.config.to_json())
-        history = {"purifier": purifier_history}
-        if classifier_settings:  # None: the gate attacks the user's classifier, so none is trained here
-            classifier, classifier_history = train_classifier(
-                classifier_settings,
-                *splits(CLASSIFIER_VALUE_RANGE),
-                os.path.join(fn_args.model_run_dir, "classifier"),
-                seed=purifier.config.seed,
-                strategy=strategy,
-            )
-            history["classifier"] = {name: [float(v) for v in values] for name, values in classifier_history.items()}
+        if classifier is not None:
             if classifier_settings.get("adapt_epochs", 0) > 0:
                 _save(classifier, os.path.join(out, UNADAPTED_CLASSIFIER_FILE))
                 history["classifier_adapt"] = adapt_classifier(
-                    classifier, purifier, splits(CLASSIFIER_VALUE_RANGE)[0], classifier_settings, purifier.config.seed
+                    classifier, purifier, splits(CLASSIFIER_VALUE_RANGE)[0], classifier_settings, config.seed
                 )
             _save(classifier, os.path.join(out, CLASSIFIER_FILE))
         write_text(os.path.join(out, "history.json"), json.dumps(history, indent=2))
