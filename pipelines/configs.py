@@ -67,9 +67,9 @@ class PipelineConfig:
         purifier_overrides: `LQVAEConfig` fields over the preset (epochs, width, latent_dim...).
         adversarial: adversarial retraining of the purifier inside the Trainer (an
             `AdversarialConfig` or its dict; None: clean training, the paper's, whatever the
-            preset's own `adversarial`; `default_config` takes the preset's). Mode "classifier"
-            attacks `adversarial.classifier`, else `classifier_path` (the Trainer's own classifier
-            is trained after the purifier, so it cannot be the one).
+            preset's own `adversarial`; `default_config` takes the preset's). The modes that
+            attack a classifier ("classifier", "end_to_end") attack `adversarial.classifier`, else
+            `classifier_path`, else the Trainer's own classifier (trained before the purifier).
         guidance: classifier guidance of the purifier (a `GuidanceConfig` or its dict; None: none).
             Its classifier is `guidance.classifier` if set, else `classifier_path` (in
             `classifier_range`), else the Trainer's own classifier, which the Trainer then trains
@@ -182,14 +182,8 @@ class PipelineConfig:
             if not os.path.isfile(self.guidance.classifier):
                 raise ValueError(f"the guidance classifier {self.guidance.classifier} does not exist")
         if self.adversarial is not None and self.adversarial.attacks_classifier:
-            if self.adversarial.classifier is None and self.classifier_path is None:
-                raise ValueError(
-                    f"adversarial mode {self.adversarial.mode!r} needs a classifier to attack: give its .keras file "
-                    "(--adv-classifier, or --classifier for the gate's); the Trainer's own classifier is "
-                    "trained after the purifier"
-                )
-            path = self.adversarial.classifier or self.classifier_path
-            if not os.path.isfile(path):
+            path = self.adversarial.classifier or self.classifier_path  # None: the Trainer's own
+            if path is not None and not os.path.isfile(path):
                 raise ValueError(f"the adversarial classifier {path} does not exist")
         if not self.attack_suite:
             raise ValueError("the attack suite is empty: the gate would bless a defense never attacked")
@@ -255,16 +249,19 @@ class PipelineConfig:
 
     @property
     def trainer_adversarial(self) -> AdversarialConfig | None:
-        """`adversarial` as the Trainer applies it: mode "classifier" with no classifier of its own
-        attacks the gate's (`classifier_path`, in its pixel range), by absolute path."""
+        """`adversarial` as the Trainer applies it: a mode that attacks a classifier, with none of
+        its own, attacks the gate's (`classifier_path`, in its pixel range, by absolute path), else
+        the Trainer's own (`classifier` stays None)."""
         adversarial = self.adversarial
         if adversarial is None or not adversarial.attacks_classifier:
             return adversarial
-        if adversarial.classifier is None:
+        if adversarial.classifier is not None:
+            return dataclasses.replace(adversarial, classifier=os.path.abspath(adversarial.classifier))
+        if self.classifier_path is not None:
             return dataclasses.replace(
                 adversarial, classifier=os.path.abspath(self.classifier_path), classifier_range=self.classifier_range
             )
-        return dataclasses.replace(adversarial, classifier=os.path.abspath(adversarial.classifier))
+        return dataclasses.replace(adversarial, classifier_range=CLASSIFIER_VALUE_RANGE)
 
     @property
     def trainer_guidance(self) -> GuidanceConfig | None:

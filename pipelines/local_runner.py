@@ -243,7 +243,8 @@ def _guidance(args: argparse.Namespace, base: GuidanceConfig | None) -> Guidance
         return None
     if args.guide_weight is None and args.guide_classifier is None:
         return base
-    changes = {"weight": args.guide_weight, "classifier": args.guide_classifier and os.path.abspath(args.guide_classifier)}
+    classifier = args.guide_classifier and os.path.abspath(args.guide_classifier)
+    changes = {"weight": args.guide_weight, "classifier": classifier}
     return dataclasses.replace(base or GuidanceConfig(), **{k: v for k, v in changes.items() if v is not None})
 
 

@@ -56,13 +56,18 @@ def _node_id(store, execution) -> str:
 def refused_run(pipelines_api, tmp_path_factory):
     """A run whose gate demands 100% accuracy under FGSM: the model must not be pushed. Its
     Trainer trains classifier A first, guides the purifier with it (`guidance` without a
-    classifier), and adapts it to the purifier for one epoch, so the gate reports it both ways."""
+    classifier) and retrains the purifier against it (mode end_to_end, one PGD step), then adapts
+    it to the purifier for one epoch, so the gate reports it both ways."""
     configs, local_runner, _ = pipelines_api
     root = str(tmp_path_factory.mktemp("pipeline"))
     strict = configs.small_test_config(root)
     impossible = (configs.AttackCheck("fgsm", min_accuracy=100.0, params={"eps": 0.3}),) + strict.attack_suite[1:]
     config = strict.replace(
-        attack_suite=impossible, min_clean_accuracy=100.0, classifier_adapt_epochs=1, guidance={"weight": 1.0}
+        attack_suite=impossible,
+        min_clean_accuracy=100.0,
+        classifier_adapt_epochs=1,
+        guidance={"weight": 1.0},
+        adversarial={"mode": "end_to_end", "steps": 1},
     )
     local_runner.run(config)
     return config, _versions(config)
@@ -129,14 +134,14 @@ def test_every_component_leaves_its_artifacts(pipelines_api, pushed_run):
     )
     assert {"purifier.keras", "classifier.keras", "classifier_unadapted.keras", "config.json"} <= refused
     assert {"purifier.keras", "config.json"} <= pushed and "classifier.keras" not in pushed
-    # The refused run's purifier was guided by the classifier its Trainer trained: the guidance
-    # losses are in its history; the pushed run's, unguided, has none.
+    # The refused run's purifier was guided by, and retrained against, the classifier its Trainer
+    # trained: the guidance and adversarial losses are in its history; the pushed run's has neither.
     histories = [
         json.load(open(os.path.join(model.uri, "Format-Serving", "history.json"), encoding="utf-8"))
         for model in sorted(store.get_artifacts_by_type("Model"), key=lambda a: a.id)
     ]
-    assert "guide_hard" in histories[0]["purifier"] and "classifier" in histories[0]
-    assert "guide_hard" not in histories[1]["purifier"] and "classifier" not in histories[1]
+    assert {"guide_hard", "loss_adv"} <= set(histories[0]["purifier"]) and "classifier" in histories[0]
+    assert not {"guide_hard", "loss_adv"} & set(histories[1]["purifier"]) and "classifier" not in histories[1]
     for run in store.get_artifacts_by_type("ModelRun"):
         assert any("tfevents" in name for _, _, files in os.walk(run.uri) for name in files), "no TensorBoard logs"
 

@@ -153,6 +153,15 @@ def test_adversarial_retraining_is_a_typed_option_the_trainer_receives(tmp_path)
     adversarial = madry.pipeline_arguments()["purifier_settings"]["overrides"]["adversarial"]
     assert adversarial["classifier"] == str(mine) and adversarial["classifier_range"] == [0.0, 255.0]
     assert len(madry.purifier_settings["adversarial_classifier_digest"]) == 64
+    # Without any file, the modes that attack a classifier attack the one the Trainer trains first.
+    own = local_runner._parse(["--output", str(tmp_path), "--adversarial", "end_to_end"])
+    adversarial = own.purifier_settings["overrides"]["adversarial"]
+    assert (adversarial["mode"], adversarial["classifier"], adversarial["classifier_range"]) == (
+        "end_to_end",
+        None,
+        [0.0, 1.0],
+    )
+    assert own.classifier_settings is not None and "adversarial_classifier_digest" not in own.purifier_settings
 
 
 @pytest.mark.parametrize(
@@ -163,7 +172,6 @@ def test_adversarial_retraining_is_a_typed_option_the_trainer_receives(tmp_path)
         (["--adversarial", "code", "--adv-eps", "0"], r"adversarial eps must be in \(0, 1\]"),
         (["--adversarial", "code", "--adv-steps", "0"], "adversarial steps must be an integer >= 1"),
         (["--adversarial", "madry"], "adversarial mode must be one of"),
-        (["--adversarial", "classifier"], "adversarial mode 'classifier' needs a classifier to attack"),
         (["--adversarial", "classifier", "--adv-classifier", "nowhere.keras"], "nowhere.keras does not exist"),
         (["--adapt-epochs", "-1"], "classifier_adapt_epochs must be an integer >= 0, got -1"),
     ],
@@ -237,7 +245,8 @@ def test_classifier_guidance_is_an_option_the_trainer_receives(tmp_path):
     # --no-guidance turns off the guidance of a configuration that has one; the weight flag keeps its classifier.
     guided = GuidanceConfig(str(other), 3.0)
     assert local_runner._guidance(local_runner._arguments(["--no-guidance"]), guided) is None
-    assert local_runner._guidance(local_runner._arguments(["--guide-weight", "5"]), guided) == GuidanceConfig(str(other), 5.0)
+    reweighted = local_runner._guidance(local_runner._arguments(["--guide-weight", "5"]), guided)
+    assert reweighted == GuidanceConfig(str(other), 5.0)
 
 
 @pytest.mark.parametrize(

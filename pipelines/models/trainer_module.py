@@ -11,9 +11,10 @@ flat `image` feature's length), never held whole in memory. Everything else it n
                       the data's image shape among them
     classifier        {"name": "A".."E", "epochs", "batch_size", "learning_rate", "image_shape",
                       "num_classes", "adapt_epochs"}, or None when the gate attacks the user's own
-                      classifier; trained before the purifier, which it guides when the purifier's
-                      `guidance` names no classifier; "adapt_epochs" > 0 then fine-tunes it on
-                      purified training images
+                      classifier; trained before the purifier, which it guides (`guidance`) and
+                      which the adversarial modes "classifier" / "end_to_end" attack when the
+                      purifier's config names no classifier; "adapt_epochs" > 0 then fine-tunes it
+                      on purified training images
     distribute        the tf.distribute strategy (`lqvae_tf.distribute.make_strategy`): "auto" (default:
                       the workers of TF_CONFIG when it names two or more, else mirrored over every local
                       GPU when there are two or more), "multi_worker", "mirrored", "default"
@@ -113,10 +114,17 @@ def _save(model: keras.Model, path: str) -> None:
 
 
 def train_purifier(
-    config, train_set, eval_set, log_dir: str, strategy, guide: keras.Model | None = None
+    config,
+    train_set,
+    eval_set,
+    log_dir: str,
+    strategy,
+    guide: keras.Model | None = None,
+    adversary: keras.Model | None = None,
 ) -> tuple[LQVAE, dict]:
     """Fits an LQVAE of `config` on the train split (validation on the eval split), TensorBoard in
-    `log_dir`; `guide` is the classifier of `config.guidance` when the config names none."""
+    `log_dir`; `guide` / `adversary`: the classifiers of `config.guidance` / of an adversarial
+    mode that attacks one, where the config names none."""
     grid = take_images(eval_set, GRID_IMAGES)
     return fit_purifier(
         config,
@@ -127,6 +135,7 @@ def train_purifier(
         callbacks=[EpochProgress("purifier")],
         verbose=2,
         strategy=strategy,
+        classifier=adversary,
         guide=guide,
     )
 
@@ -191,13 +200,17 @@ def run_fn(fn_args) -> None:
             strategy=strategy,
         )
         history["classifier"] = {name: [float(v) for v in values] for name, values in classifier_history.items()}
-    guide = None
-    if config.guidance is not None and config.guidance.classifier is None:
-        if classifier is None:
-            raise ValueError("the purifier's guidance names no classifier and the Trainer trains none to guide it")
-        guide = classifier
+    # Guidance, and adversarial modes that attack a classifier, naming none: the Trainer's own.
+    adversarial = config.adversarial
+    wanted = {
+        "guide": config.guidance is not None and config.guidance.classifier is None,
+        "adversary": adversarial is not None and adversarial.attacks_classifier and adversarial.classifier is None,
+    }
+    if any(wanted.values()) and classifier is None:
+        raise ValueError("the purifier's guidance or adversarial mode names no classifier, and the Trainer trains none")
+    own = {role: classifier if needed else None for role, needed in wanted.items()}
     purifier, history["purifier"] = train_purifier(
-        config, *splits(config.value_range), os.path.join(fn_args.model_run_dir, "purifier"), strategy, guide
+        config, *splits(config.value_range), os.path.join(fn_args.model_run_dir, "purifier"), strategy, **own
     )
     # Under several workers (TF_CONFIG) every worker saves, and only the chief's files are kept.
     with worker_dir(fn_args.serving_model_dir, strategy) as out:
