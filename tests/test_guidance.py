@@ -117,15 +117,17 @@ def test_frontier_points_are_guided_by_the_frontier_classifier_unless_they_name_
     assert filled.guidance == GuidanceConfig(classifier=frontier_classifier, weight=3.0)
     named = tiny_config(guidance={"classifier": "/elsewhere/B.keras"})
     assert _with_classifier(named, frontier_classifier) == named
-    # `--guide-classifier`: guided by A, measured behind B.
-    guide = str(tmp_path / "guide.keras")
-    by_guide = _with_classifier(tiny_config(guidance={"weight": 3.0}), frontier_classifier, guide)
-    assert by_guide.guidance == GuidanceConfig(classifier=guide, weight=3.0)
-    assert _with_classifier(named, frontier_classifier, guide) == named
+    # `--training-classifier`: guided by and retrained against A, measured behind B.
+    trainer = str(tmp_path / "trainer.keras")
+    point = tiny_config(guidance={"weight": 3.0}, adversarial={"mode": "end_to_end"})
+    by_trainer = _with_classifier(point, frontier_classifier, trainer)
+    assert by_trainer.guidance == GuidanceConfig(classifier=trainer, weight=3.0)
+    assert by_trainer.adversarial.classifier == trainer
+    assert _with_classifier(named, frontier_classifier, trainer) == named
 
 
-def test_frontier_cli_refuses_a_missing_guide_classifier(tmp_path, capsys, guide_path):
+def test_frontier_cli_refuses_a_missing_training_classifier(tmp_path, capsys, guide_path):
     grid = json.dumps({"preset": "fashion_mnist", "points": [{"guidance": {"weight": 1.0}}]})
-    args = ["frontier", "--grid", grid, "--classifier", guide_path, "--guide-classifier", "nowhere.keras"]
+    args = ["frontier", "--grid", grid, "--classifier", guide_path, "--training-classifier", "nowhere.keras"]
     assert main([*args, "--out", str(tmp_path / "frontier")]) == 2
-    assert "guide classifier file nowhere.keras does not exist" in capsys.readouterr().err
+    assert "training classifier file nowhere.keras does not exist" in capsys.readouterr().err

@@ -32,8 +32,9 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--classifier", required=True, help="the classifier behind every filter (.keras, [0, 1])")
     parser.add_argument(
-        "--guide-classifier",
-        help="the classifier guided points (guidance without a classifier) keep the answers of (default --classifier)",
+        "--training-classifier",
+        help="the classifier points train with where they name none: guided points keep its answers, the "
+        "adversarial modes classifier and end_to_end attack it (default --classifier)",
     )
     parser.add_argument("--out", required=True, help="the frontier's folder")
     parser.add_argument("--dataset", choices=sorted(DATASET_SHAPES), default="fashion_mnist")
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         command="lqvae " + shlex.join(getattr(args, "argv", [])),
         validation_limit=args.validation_limit,
         adapt_epochs=args.adapt_epochs,
-        guide_classifier=args.guide_classifier,
+        training_classifier=args.training_classifier,
     )
     print(f"frontier: {args.out}/frontier.md ({len(rows)} points), frontier.json, frontier.png")
     return 0

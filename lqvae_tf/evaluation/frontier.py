@@ -342,16 +342,15 @@ def _train_point(config, dataset, folder, train_limit, data_dir, classifier_path
     return summary
 
 
-def _with_classifier(config: LQVAEConfig, classifier_path: str, guide_path: str | None = None) -> LQVAEConfig:
-    """Points in an adversarial mode that attacks a classifier attack the frontier's, and guided points
-    keep the answers of `guide_path` (default the frontier's classifier), unless they name one."""
-    path = os.path.abspath(classifier_path)
+def _with_classifier(config: LQVAEConfig, classifier_path: str, training_path: str | None = None) -> LQVAEConfig:
+    """Points in an adversarial mode that attacks a classifier attack, and guided points keep the
+    answers of, `training_path` (default the frontier's classifier), unless they name one."""
+    path = os.path.abspath(training_path or classifier_path)
     adversarial, guidance = config.adversarial, config.guidance
     if adversarial is not None and adversarial.attacks_classifier and not adversarial.classifier:
         config = config.replace(adversarial=dataclasses.replace(adversarial, classifier=path))
     if guidance is not None and not guidance.classifier:
-        guide = os.path.abspath(guide_path) if guide_path else path
-        config = config.replace(guidance=dataclasses.replace(guidance, classifier=guide))
+        config = config.replace(guidance=dataclasses.replace(guidance, classifier=path))
     return config
 
 
@@ -367,7 +366,7 @@ def run_frontier(
     command: str | None = None,
     validation_limit: int = 2_000,
     adapt_epochs: int = 0,
-    guide_classifier: str | None = None,
+    training_classifier: str | None = None,
 ) -> list[dict[str, Any]]:
     """Trains (or reuses) a purifier per configuration, measures each, and writes the frontier.
 
@@ -386,9 +385,10 @@ def run_frontier(
         validation_limit: test images of each training run's per-epoch validation.
         adapt_epochs: adapt the classifier to each point's filter for this many epochs first and
             measure the adapted pair (0: the classifier as given).
-        guide_classifier: the `.keras` classifier guided points (`guidance` without a classifier)
-            keep the answers of; default `classifier_path`. Another one measures how a filter
-            guided by one classifier serves another.
+        training_classifier: the `.keras` classifier that points train with where they name none:
+            guided points keep its answers, the adversarial modes "classifier" and "end_to_end"
+            attack it; default `classifier_path`. Another one measures how a filter trained with
+            one classifier serves another.
 
     Returns:
         One row per configuration: key, changed fields, config, training summary, measurements.
@@ -402,10 +402,10 @@ def run_frontier(
         raise ValueError(f"adapt_epochs must be an integer >= 0, got {adapt_epochs!r}")
     if not os.path.isfile(classifier_path):
         raise FileNotFoundError(f"classifier file {classifier_path} does not exist")
-    if guide_classifier is not None and not os.path.isfile(guide_classifier):
-        raise FileNotFoundError(f"guide classifier file {guide_classifier} does not exist")
+    if training_classifier is not None and not os.path.isfile(training_classifier):
+        raise FileNotFoundError(f"training classifier file {training_classifier} does not exist")
     classifier = keras.models.load_model(classifier_path)
-    configs = [_with_classifier(config, classifier_path, guide_classifier) for config in configs]
+    configs = [_with_classifier(config, classifier_path, training_classifier) for config in configs]
     configs = resolve_point_references(configs, out_dir, dataset, train_limit)
     loader_args = {"value_range": CLASSIFIER_RANGE, **({"data_dir": data_dir} if data_dir else {})}
     test = list(load(dataset, "test", limit=attacks.n, **loader_args).as_numpy_iterator())
