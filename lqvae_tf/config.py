@@ -54,8 +54,9 @@ class AdversarialConfig:
         step_size: PGD's step, in the units of `eps`; None takes Madry et al.'s `2.5 eps / steps`.
         fraction: the fraction of each batch replaced by its perturbed images (at least one).
         code_weight: the weight of the code-keeping loss in the encoder's `loss_f` (0 turns it off).
-        classifier: for the modes "classifier" and "end_to_end", the `.keras` file of the classifier to attack, kept
-            so the run can be rebuilt; a classifier may also be handed to `LQVAE.attach_classifier`.
+        classifier: for the modes "classifier" and "end_to_end", the `.keras` file of the
+            classifier to attack, kept so the run can be rebuilt; a classifier may also be handed
+            to `LQVAE.attach_classifier`.
         classifier_range: (low, high) pixel range the classifier takes.
         clean_epochs: epochs of plain Algorithm 1 (no perturbed batches) before adversarial
             retraining starts, within `LQVAEConfig.epochs`: a purifier must first learn a code

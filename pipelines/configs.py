@@ -227,21 +227,13 @@ class PipelineConfig:
         architecture for that size (`architecture_for`)."""
         overrides = dict(self.purifier_overrides)
         settings: dict[str, Any] = {"preset": self.purifier_preset, "overrides": overrides}
-        # Always written: None trains clean even where the preset retrains adversarially.
-        overrides["adversarial"] = None
-        if self.adversarial is not None:
-            adversarial = self.trainer_adversarial
-            overrides["adversarial"] = adversarial.to_dict()
-            if adversarial.classifier is not None:  # a changed file at the same path re-runs the Trainer
+        # Always written: None trains clean (unguided) even where the preset retrains (guides).
+        for field, resolved in (("adversarial", self.trainer_adversarial), ("guidance", self.trainer_guidance)):
+            overrides[field] = None if resolved is None else resolved.to_dict()
+            if resolved is not None and resolved.classifier is not None:  # a changed file re-runs the Trainer
                 from lqvae_tf.pipeline_components.gate import file_digest
 
-                settings["adversarial_classifier_digest"] = file_digest(adversarial.classifier)
-        guidance = self.trainer_guidance
-        overrides["guidance"] = None if guidance is None else guidance.to_dict()
-        if guidance is not None and guidance.classifier is not None:
-            from lqvae_tf.pipeline_components.gate import file_digest
-
-            settings["guidance_classifier_digest"] = file_digest(guidance.classifier)
+                settings[f"{field}_classifier_digest"] = file_digest(resolved.classifier)
         if self.data_path is not None:
             shape = self.dataset.image_shape
             overrides.update(image_shape=list(shape), architecture=architecture_for(shape))
@@ -249,35 +241,28 @@ class PipelineConfig:
 
     @property
     def trainer_adversarial(self) -> AdversarialConfig | None:
-        """`adversarial` as the Trainer applies it: a mode that attacks a classifier, with none of
-        its own, attacks the gate's (`classifier_path`, in its pixel range, by absolute path), else
-        the Trainer's own (`classifier` stays None)."""
+        """`adversarial` as the Trainer applies it (`_trainer_classifier` for the modes that attack
+        a classifier)."""
         adversarial = self.adversarial
         if adversarial is None or not adversarial.attacks_classifier:
             return adversarial
-        if adversarial.classifier is not None:
-            return dataclasses.replace(adversarial, classifier=os.path.abspath(adversarial.classifier))
-        if self.classifier_path is not None:
-            return dataclasses.replace(
-                adversarial, classifier=os.path.abspath(self.classifier_path), classifier_range=self.classifier_range
-            )
-        return dataclasses.replace(adversarial, classifier_range=CLASSIFIER_VALUE_RANGE)
+        return self._trainer_classifier(adversarial)
 
     @property
     def trainer_guidance(self) -> GuidanceConfig | None:
-        """`guidance` as the Trainer applies it: its own classifier by absolute path, else the
-        gate's `classifier_path` (in its pixel range), else none (`classifier` None: the Trainer
-        guides with the classifier it trains, in `CLASSIFIER_VALUE_RANGE`)."""
-        guidance = self.guidance
-        if guidance is None:
-            return None
-        if guidance.classifier is not None:
-            return dataclasses.replace(guidance, classifier=os.path.abspath(guidance.classifier))
+        """`guidance` as the Trainer applies it (`_trainer_classifier`)."""
+        return None if self.guidance is None else self._trainer_classifier(self.guidance)
+
+    def _trainer_classifier(self, settings: AdversarialConfig | GuidanceConfig) -> AdversarialConfig | GuidanceConfig:
+        """`settings` with the classifier the Trainer trains it with: its own file by absolute
+        path, else the gate's `classifier_path` (in its pixel range), else none: the Trainer's own
+        classifier, in `CLASSIFIER_VALUE_RANGE`."""
+        if settings.classifier is not None:
+            return dataclasses.replace(settings, classifier=os.path.abspath(settings.classifier))
         if self.classifier_path is not None:
-            return dataclasses.replace(
-                guidance, classifier=os.path.abspath(self.classifier_path), classifier_range=self.classifier_range
-            )
-        return dataclasses.replace(guidance, classifier_range=CLASSIFIER_VALUE_RANGE)
+            path = os.path.abspath(self.classifier_path)
+            return dataclasses.replace(settings, classifier=path, classifier_range=self.classifier_range)
+        return dataclasses.replace(settings, classifier_range=CLASSIFIER_VALUE_RANGE)
 
     @property
     def classifier_settings(self) -> dict[str, Any] | None:

@@ -92,8 +92,9 @@ def _loaded_classifier(
 
 
 def adversary_classifier(config: LQVAEConfig, classifier: keras.Model | str | None = None) -> keras.Model | None:
-    """The classifier the adversarial modes "classifier" and "end_to_end" attack: `classifier` (a model or a `.keras`
-    path), else the config's `adversarial.classifier` path; None for every other config.
+    """The classifier the adversarial modes "classifier" and "end_to_end" attack: `classifier` (a
+    model or a `.keras` path), else the config's `adversarial.classifier` path; None for every
+    other config.
 
     Raises:
         ValueError: such a mode without any classifier, or one whose input shape is not
