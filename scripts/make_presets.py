@@ -1,10 +1,11 @@
 """Makes the shipped purifiers behind `LQVAE.from_preset(name)`: the studies' own, measured.
 
-A preset's weights are the purifier of `lqvae reproduce NAME` (the study's settings: the
-preset's config for the study's epochs on the full training split, seed 0), taken from, or
-trained into, the study's model store (`--models`, the folder `lqvae reproduce --models` uses),
-so the filter that ships is the one whose LQ-VAE column the study reports. Classifier A of the
-same store measures it. Into `lqvae_tf/presets/<name>/` go the filter's weights only
+A preset's weights are a purifier of `lqvae reproduce DATASET`'s model store (the study's
+settings with the preset's config: the full training split, seed 0; a guided preset is trained
+with the study's classifier A), taken from, or trained into, that store (`--models`, the folder
+`lqvae reproduce --models` uses), so the preset that is the study's purifier (`*_guided`) ships
+the filter whose LQ-VAE column the study reports. Classifier A of the same store measures it.
+Into `lqvae_tf/presets/<name>/` go the filter's weights only
 (`lqvae_tf.presets.WEIGHT_FILES`, float32, no optimizer state), its config, `metrics.json` and
 `README.md`: clean accuracy of classifier A alone and behind the filter, and the reconstruction
 error of the trained and the untrained filter, on the first `--test-images` test images, with
@@ -30,14 +31,22 @@ import numpy as np
 
 from lqvae_tf import LQVAE
 from lqvae_tf.atomic import write_text
+from lqvae_tf.config import config_from_settings
 from lqvae_tf.data import load
 from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
 from lqvae_tf.evaluation.stats import accuracy_of
 from lqvae_tf.models.inputs import rescale
 from lqvae_tf.presets import METRICS_FILE, PRESET_ROOT, save_filter_weights
-from lqvae_tf.study import ModelStore, study_config, train_models
+from lqvae_tf.study import ModelStore, StudyConfig, study_config, train_models
 
-CLASSIFIER = "A"  # the Defense-GAN classifier the metrics put behind the filter
+CLASSIFIER = "A"  # the Defense-GAN classifier the metrics put behind the filter (and guided presets train with)
+# Each preset's study: the dataset whose `lqvae reproduce` settings (and model store) it is made with.
+PRESET_STUDIES = {
+    "fashion_mnist": "fashion_mnist",
+    "mnist": "mnist",
+    "fashion_mnist_guided": "fashion_mnist",
+    "mnist_guided": "mnist",
+}
 MAX_FILE_BYTES = 16 * 1024 * 1024  # the most any shipped file may weigh
 
 
@@ -79,8 +88,8 @@ def markdown(metrics: dict) -> str:
     trained = f"{seconds / 60:.0f} minutes of training" if seconds else "training time not recorded"
     return f"""# Preset `{metrics["preset"]}`
 
-The LQ-VAE filter behind `LQVAE.from_preset("{metrics["preset"]}")`: the purifier of the
-`lqvae reproduce {metrics["dataset"]}` study (its LQ-VAE column), trained on {split}
+The LQ-VAE filter behind `LQVAE.from_preset("{metrics["preset"]}")`: a purifier of the
+`lqvae reproduce {metrics["dataset"]}` study's model store (`metrics.json` has its settings), trained on {split}
 {metrics["dataset"]} training split for {metrics["epochs"]} epochs with the preset's config
 (`config.json`, seed 0; {trained} on a shared 2-core CPU); float32 weights of the encoder and
 Decoder1 only (no optimizer state).
@@ -105,10 +114,22 @@ model store's keys of the purifier and the classifier.
 """
 
 
+def preset_study(name: str, quick: bool = False) -> StudyConfig:
+    """The study of preset `name`'s dataset with `name` as its purifier's preset (trained with
+    classifier A where the preset needs a classifier); the study itself where that is its purifier."""
+    study = study_config(PRESET_STUDIES[name], quick=quick)
+    purifier = {key: value for key, value in study.purifier.items() if key != "classifier"}
+    purifier["preset"] = name
+    if config_from_settings(purifier).needs_classifier:
+        purifier["classifier"] = CLASSIFIER
+    return study.replace(purifier=purifier)
+
+
 def make_preset(name: str, args: argparse.Namespace) -> dict:
     """The study's purifier and classifier A of preset `name` (trained if missing); writes its folder and metrics."""
     started = time.monotonic()
-    study = study_config(name, quick=args.quick)
+    study = preset_study(name, quick=args.quick)
+    dataset = study.dataset
     store = ModelStore(args.models)
     paths = train_models(study, store, only=("purifier", f"classifier {CLASSIFIER}"))
     model = keras.models.load_model(paths["purifier"])
@@ -117,7 +138,7 @@ def make_preset(name: str, args: argparse.Namespace) -> dict:
     record = store.training_record(paths["purifier"])
     metrics = {
         "preset": name,
-        "dataset": name,
+        "dataset": dataset,
         "epochs": config.epochs,
         "train_limit": study.purifier.get("limit"),
         "value_range": list(config.value_range),
@@ -125,7 +146,7 @@ def make_preset(name: str, args: argparse.Namespace) -> dict:
         "store": {part: os.path.basename(os.path.dirname(path)) for part, path in paths.items()},
         "training_seconds": record.get("seconds"),
         "classifier": {"name": CLASSIFIER, "epochs": study.classifier["epochs"]},
-        **measure(model, classifier, name, args.test_images),
+        **measure(model, classifier, dataset, args.test_images),
     }
     folder = os.path.join(args.out, name)
     paths = save_filter_weights(model, folder)
@@ -142,7 +163,7 @@ def make_preset(name: str, args: argparse.Namespace) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("presets", nargs="+", choices=("fashion_mnist", "mnist"), help="presets to make")
+    parser.add_argument("presets", nargs="+", choices=tuple(PRESET_STUDIES), help="presets to make")
     parser.add_argument("--models", required=True, help="the studies' model store (lqvae reproduce --models)")
     parser.add_argument("--test-images", type=int, default=2000, help="test images the metrics are measured on")
     parser.add_argument("--quick", action="store_true", help="the --quick studies' tiny models (a smoke check)")

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lqvae_tf import LQVAE, GuidanceConfig, LQVAEConfig
+from lqvae_tf import LQVAE, GuidanceConfig, LQVAEConfig, preset
 from lqvae_tf.classifiers import build_classifier
 from lqvae_tf.cli.main import main
-from lqvae_tf.evaluation.frontier import _with_classifier
 from lqvae_tf.models.lqvae import guidance_divergence
 
 from conftest import tiny_config
@@ -111,19 +110,31 @@ def test_train_cli_refuses_bad_guidance_flags_cleanly(tmp_path, capsys, guide_pa
     assert not (tmp_path / "run").exists()
 
 
-def test_frontier_points_are_guided_by_the_frontier_classifier_unless_they_name_one(tmp_path):
-    frontier_classifier = str(tmp_path / "A.keras")
-    filled = _with_classifier(tiny_config(guidance={"weight": 3.0}), frontier_classifier)
-    assert filled.guidance == GuidanceConfig(classifier=frontier_classifier, weight=3.0)
+def test_with_classifier_fills_in_the_guide_and_the_adversary_only_where_the_config_names_none(tmp_path):
+    classifier = str(tmp_path / "A.keras")
+    filled = tiny_config(guidance={"weight": 3.0}).with_classifier(classifier)
+    assert filled.guidance == GuidanceConfig(classifier=classifier, weight=3.0)
+    assert not filled.needs_classifier
     named = tiny_config(guidance={"classifier": "/elsewhere/B.keras"})
-    assert _with_classifier(named, frontier_classifier) == named
-    # `--training-classifier`: guided by and retrained against A, measured behind B.
-    trainer = str(tmp_path / "trainer.keras")
+    assert named.with_classifier(classifier) == named
     point = tiny_config(guidance={"weight": 3.0}, adversarial={"mode": "end_to_end"})
-    by_trainer = _with_classifier(point, frontier_classifier, trainer)
-    assert by_trainer.guidance == GuidanceConfig(classifier=trainer, weight=3.0)
-    assert by_trainer.adversarial.classifier == trainer
-    assert _with_classifier(named, frontier_classifier, trainer) == named
+    assert point.needs_classifier
+    both = point.with_classifier(classifier, classifier_range=(-1.0, 1.0))
+    assert both.guidance == GuidanceConfig(classifier=classifier, weight=3.0, classifier_range=(-1.0, 1.0))
+    assert both.adversarial.classifier == classifier and both.adversarial.classifier_range == (-1.0, 1.0)
+    # A mode that attacks no classifier gets none (AdversarialConfig would refuse one).
+    free = tiny_config(adversarial={"mode": "reconstruction"})
+    assert not free.needs_classifier and free.with_classifier(classifier) == free
+
+
+def test_the_guided_presets_need_a_classifier_and_differ_from_theirs_only_by_it():
+    for name in ("fashion_mnist", "mnist"):
+        guided = preset(f"{name}_guided")
+        assert guided.needs_classifier and not preset(name).needs_classifier
+        assert guided.adversarial.mode == "end_to_end" and guided.guidance.weight == 3.0
+        assert guided.replace(adversarial=preset(name).adversarial, guidance=None) == preset(name)
+    # No two presets share a mutable part.
+    assert preset("mnist_guided").guidance is not preset("fashion_mnist_guided").guidance
 
 
 def test_frontier_cli_refuses_a_missing_training_classifier(tmp_path, capsys, guide_path):

@@ -30,8 +30,13 @@ def test_local_runner_options_reach_the_configuration(tmp_path, monkeypatch):
 
     chosen = local_runner._parse(["--output", str(tmp_path), "--epochs", "3", "--beam-arg=--direct_num_workers=2"])
     assert chosen.output_root == str(tmp_path) and chosen.purifier_overrides["epochs"] == 3
-    # The default retrains the purifier as its preset does, and the Trainer is told so.
-    assert chosen.adversarial == preset("fashion_mnist").adversarial is not None
+    # The default retrains and guides the purifier as its preset (`fashion_mnist_guided`) does,
+    # and the Trainer is told so: with no classifier given, its own, trained first, for both.
+    guided = preset("fashion_mnist_guided")
+    assert chosen.purifier_preset == "fashion_mnist_guided" and chosen.adversarial == guided.adversarial
+    assert chosen.adversarial.mode == "end_to_end" and chosen.guidance == guided.guidance is not None
+    assert chosen.trainer_guidance.classifier is None and chosen.trainer_adversarial.classifier is None
+    assert chosen.classifier_settings is not None  # the Trainer's own classifier
     assert chosen.purifier_settings["overrides"]["adversarial"]["clean_epochs"] == 2
     with pytest.raises(ValueError, match=r"clean_epochs \(2\) must be below epochs \(2\)"):
         local_runner._parse(["--output", str(tmp_path), "--epochs", "2"])  # refused before any run
@@ -130,14 +135,14 @@ def test_adversarial_retraining_is_a_typed_option_the_trainer_receives(tmp_path)
 
     chosen = local_runner._parse(["--output", str(tmp_path), "--adversarial", "code", "--adv-eps", "0.05"])
     # The flags change the default's retraining (the preset's), keeping what they do not name.
-    wanted = dataclasses.replace(preset("fashion_mnist").adversarial, mode="code", eps=0.05)
+    wanted = dataclasses.replace(preset("fashion_mnist_guided").adversarial, mode="code", eps=0.05)
     assert chosen.adversarial == wanted
     settings = chosen.pipeline_arguments()["purifier_settings"]
     # What the Trainer's run_fn builds from its custom_config: the preset with the adversarial settings.
     trained = preset(settings["preset"]).replace(**settings["overrides"])
-    assert trained.adversarial == wanted and trained.epochs == preset("fashion_mnist").epochs
+    assert trained.adversarial == wanted and trained.epochs == preset("fashion_mnist_guided").epochs
     clean = local_runner._parse(["--output", str(tmp_path), "--adversarial", "none"])
-    assert preset("fashion_mnist").replace(**clean.purifier_settings["overrides"]).adversarial is None
+    assert preset("fashion_mnist_guided").replace(**clean.purifier_settings["overrides"]).adversarial is None
     # From scratch (a preset without retraining), the flags build the whole setting.
     small = configs.small_test_config(str(tmp_path), adversarial=AdversarialConfig(mode="code", eps=0.05))
     assert small.adversarial == AdversarialConfig(mode="code", eps=0.05)
@@ -221,9 +226,10 @@ def test_classifier_guidance_is_an_option_the_trainer_receives(tmp_path):
     from lqvae_tf import GuidanceConfig
     from pipelines import local_runner
 
-    unguided = local_runner._parse(["--output", str(tmp_path)])
+    unguided = local_runner._parse(["--output", str(tmp_path), "--no-guidance"])
     assert unguided.purifier_settings["overrides"]["guidance"] is None  # written, so a preset's guidance never leaks in
-    # Guided by the Trainer's own classifier: no file; the Trainer trains it first, in [0, 1].
+    # The default is guided (weight 3) by the Trainer's own classifier: no file; the Trainer trains it first, in [0, 1].
+    assert local_runner._parse(["--output", str(tmp_path)]).guidance == GuidanceConfig(weight=3.0)
     own = local_runner._parse(["--output", str(tmp_path), "--guide-weight", "3"])
     assert own.guidance == GuidanceConfig(weight=3.0)
     guidance = own.pipeline_arguments()["purifier_settings"]["overrides"]["guidance"]
@@ -241,7 +247,7 @@ def test_classifier_guidance_is_an_option_the_trainer_receives(tmp_path):
     other.write_bytes(b"another model")
     named = local_runner._parse(["--output", str(tmp_path), "--guide-classifier", str(other)])
     settings = named.purifier_settings
-    assert preset(settings["preset"]).replace(**settings["overrides"]).guidance == GuidanceConfig(str(other), 1.0)
+    assert preset(settings["preset"]).replace(**settings["overrides"]).guidance == GuidanceConfig(str(other), 3.0)
     # --no-guidance turns off the guidance of a configuration that has one; the weight flag keeps its classifier.
     guided = GuidanceConfig(str(other), 3.0)
     assert local_runner._guidance(local_runner._arguments(["--no-guidance"]), guided) is None

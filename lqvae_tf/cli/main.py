@@ -65,6 +65,13 @@ def _add_train(subparsers) -> None:
     )
     guidance.add_argument("--guide-classifier", metavar="MODEL", help="the guiding classifier (.keras, [0, 1] images)")
     guidance.add_argument("--guide-weight", type=float, help="weight of its KL term (default 1)")
+    parser.add_argument(
+        "--classifier",
+        metavar="MODEL",
+        help="the classifier (.keras, [0, 1] images) the purifier trains with where its config names "
+        "none: the guide of the guided presets, and the target of the adversarial modes classifier "
+        "and end_to_end",
+    )
     user_data.add_arguments(parser)
 
 
@@ -97,7 +104,16 @@ def _train(args: argparse.Namespace) -> int:
     # One replace, so that --epochs and --adversarial / --adv-clean-epochs are validated together.
     changes["adversarial"] = adversarial.from_args(args, config.adversarial)
     changes["guidance"] = _guidance(args, config.guidance)
-    config = user_data.apply(dataset, config.replace(**changes))
+    config = config.replace(**changes)
+    if args.classifier is not None:
+        config = config.with_classifier(args.classifier)
+    elif config.needs_classifier:
+        raise ValueError(
+            f"{args.preset or args.config or dataset.preset} trains with a classifier (guidance, or "
+            f"adversarial mode {config.adversarial.mode if config.adversarial else None}) and names none: "
+            f"give --classifier MODEL, or train the classifier-free preset {dataset.preset!r}"
+        )
+    config = user_data.apply(dataset, config)
     verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
     result = train_purifier(config, dataset, args.out, limit=args.limit, data_dir=args.data_dir, verbose=verbose)
     print(f"model:   {result.model_path}")

@@ -342,18 +342,6 @@ def _train_point(config, dataset, folder, train_limit, data_dir, classifier_path
     return summary
 
 
-def _with_classifier(config: LQVAEConfig, classifier_path: str, training_path: str | None = None) -> LQVAEConfig:
-    """Points in an adversarial mode that attacks a classifier attack, and guided points keep the
-    answers of, `training_path` (default the frontier's classifier), unless they name one."""
-    path = os.path.abspath(training_path or classifier_path)
-    adversarial, guidance = config.adversarial, config.guidance
-    if adversarial is not None and adversarial.attacks_classifier and not adversarial.classifier:
-        config = config.replace(adversarial=dataclasses.replace(adversarial, classifier=path))
-    if guidance is not None and not guidance.classifier:
-        config = config.replace(guidance=dataclasses.replace(guidance, classifier=path))
-    return config
-
-
 def run_frontier(
     configs: Sequence[LQVAEConfig],
     dataset: str,
@@ -405,7 +393,10 @@ def run_frontier(
     if training_classifier is not None and not os.path.isfile(training_classifier):
         raise FileNotFoundError(f"training classifier file {training_classifier} does not exist")
     classifier = keras.models.load_model(classifier_path)
-    configs = [_with_classifier(config, classifier_path, training_classifier) for config in configs]
+    # Guided points keep the answers of, and the modes that attack a classifier attack, the
+    # training classifier (default the measured one), unless a point names its own.
+    trained_with = os.path.abspath(training_classifier or classifier_path)
+    configs = [config.with_classifier(trained_with) for config in configs]
     configs = resolve_point_references(configs, out_dir, dataset, train_limit)
     loader_args = {"value_range": CLASSIFIER_RANGE, **({"data_dir": data_dir} if data_dir else {})}
     test = list(load(dataset, "test", limit=attacks.n, **loader_args).as_numpy_iterator())

@@ -44,7 +44,9 @@ class StudyConfig:
         seed: the sample's and every model's seed.
         classifiers: the Defense-GAN architectures evaluated ("A".."E").
         classifier: `train_classifier` settings (epochs, limit, batch_size).
-        purifier: the LQ-VAE: {"preset": name, "overrides": {LQVAEConfig fields}, "limit": train images}.
+        purifier: the LQ-VAE: {"preset": name, "overrides": {LQVAEConfig fields}, "limit": train
+            images}, plus "classifier": the name of the study's classifier a guided or
+            classifier-attacking purifier is trained with (`LQVAEConfig.needs_classifier`).
         gan: `GANTrainingConfig` fields of Defense-GAN's generator.
         defense_gan: `DefenseGANDefense` settings (steps L, restarts R, learning_rate, momentum).
         madry: `train_adversarial_classifier` settings of Madry PGD training (method "pgd"), plus
@@ -87,6 +89,9 @@ class StudyConfig:
             raise ValueError("black-box rows need at least two classifiers (a target and a substitute)")
         if any(spec.startswith("papernot-") for spec in self.attacks) and self.held_out < 1:
             raise ValueError("Papernot substitutes need held-out seed images (held_out > 0)")
+        guide = self.purifier.get("classifier")
+        if guide is not None and guide not in self.classifiers:
+            raise ValueError(f"the purifier's classifier {guide!r} is not one of the study's {self.classifiers}")
 
     def replace(self, **changes: Any) -> StudyConfig:
         return dataclasses.replace(self, **changes)
@@ -153,7 +158,8 @@ def _mnist_study() -> StudyConfig:
     # from the references, each to fit that budget:
     # - classifiers A, B and C, 3 epochs of the full 60k each (the authors' whitebox.py trains
     #   10; 3 already reach the paper's No Attack column within a point);
-    # - the purifier: the `mnist` preset as it ships (4 epochs, the last 2 adversarial);
+    # - the purifier: the `mnist_guided` preset (4 epochs, the last 2 adversarial, guided by and
+    #   retrained against the study's classifier A), the pipeline's default;
     # - Madry PGD training: eps 0.3 as Madry et al., but 5 steps of 0.1 for 1 epoch of 30k
     #   (Madry et al.: 40 steps of 0.01 for about 83 epochs), fine-tuning the clean classifier
     #   (from scratch that budget collapsed: B 11.7% clean); FGSM training 1 epoch of 30k;
@@ -170,7 +176,7 @@ def _mnist_study() -> StudyConfig:
         seed=0,
         classifiers=("A", "B", "C"),
         classifier={"epochs": 3, "limit": None, "batch_size": 128},
-        purifier={"preset": "mnist", "overrides": {}, "limit": None},
+        purifier={"preset": "mnist_guided", "overrides": {}, "limit": None, "classifier": "A"},
         gan={"width": 0.5, "latent_dim": 128, "batch_size": 64, "epochs": 20, "limit": None},
         defense_gan=_DEFENSE_GAN,
         madry={
@@ -192,7 +198,8 @@ def _fashion_mnist_study() -> StudyConfig:
     # Table 3 (black-box DeepFool from Papernot substitutes: the paper's six pairs of A, B, C),
     # white-box rows and Table 5. Departures, to fit the same budget as MNIST's: classifiers 10
     # epochs of the full 60k (the paper's No Attack column is 89-93%; 3 or 4 epochs gave A 91%);
-    # the purifier its preset as it ships; Madry PGD at eps 0.1 (eps 0.3, Madry's MNIST budget,
+    # the purifier the `fashion_mnist_guided` preset, guided by and retrained against A; Madry
+    # PGD at eps 0.1 (eps 0.3, Madry's MNIST budget,
     # left Madry-A at 54% clean on Fashion-MNIST: README), 5 steps of 0.03 for 1 epoch of 30k,
     # fine-tuning the clean classifier; FGSM training at eps 0.1 for 1 epoch of 30k; the generator
     # at half width, 20 epochs of the full 60k (as MNIST's); Defense-GAN on the first 100 images
@@ -205,7 +212,7 @@ def _fashion_mnist_study() -> StudyConfig:
         seed=0,
         classifiers=("A", "B", "C"),
         classifier={"epochs": 10, "limit": None, "batch_size": 128},
-        purifier={"preset": "fashion_mnist", "overrides": {}, "limit": None},
+        purifier={"preset": "fashion_mnist_guided", "overrides": {}, "limit": None, "classifier": "A"},
         gan={"width": 0.5, "latent_dim": 128, "batch_size": 64, "epochs": 20, "limit": None},
         defense_gan=_DEFENSE_GAN,
         madry={

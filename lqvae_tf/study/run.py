@@ -106,16 +106,28 @@ def train_models(
         stages.reused[name] = reused
 
     purifier_config = config_from_settings(config.purifier, seed=seed)
+    limit = config.purifier.get("limit")
+    purifier_key: dict = {"config": purifier_config.to_dict(), "limit": limit}
+    guide = config.purifier.get("classifier")  # the classifier a guided purifier is trained with
+    if purifier_config.needs_classifier:
+        if guide is None:
+            raise ValueError(
+                f"the purifier preset {config.purifier['preset']!r} trains with a classifier: name one of "
+                f"the study's classifiers {config.classifiers} as the purifier's 'classifier'"
+            )
+        # Keyed by the classifier's settings, not its path, so another store finds the same model.
+        purifier_key["classifier"] = {"name": guide, **config.classifier}
+        if "purifier" in needed:
+            needed.add(f"classifier {guide}")
 
     def purifier(path: str) -> float:
-        result = train_purifier(
-            purifier_config, dataset, os.path.dirname(path), limit=limit, data_dir=data_dir, verbose=2
-        )
+        trained_with = purifier_config
+        if "classifier" in purifier_key:
+            trained_with = purifier_config.with_classifier(paths[f"classifier {guide}"])
+        result = train_purifier(trained_with, dataset, os.path.dirname(path), limit=limit, data_dir=data_dir, verbose=2)
         os.replace(result.model_path, path)
         return result.earlier_seconds  # a resumed training's earlier epochs count in its time
 
-    limit = config.purifier.get("limit")
-    keep("purifier", "purifier", {"config": purifier_config.to_dict(), "limit": limit}, purifier)
     for name in config.classifiers:
         settings = dict(config.classifier)
         keep(
@@ -141,9 +153,11 @@ def train_models(
                     name, dataset, path, method=method, seed=seed, data_dir=data_dir, verbose=2, test_limit=2000, **s
                 ),
             )
+    # After the classifiers: a guided purifier is trained with one of them.
+    keep("purifier", "purifier", purifier_key, purifier)
     gan_config = GANTrainingConfig(dataset=dataset, seed=seed, **config.gan)
     keep("gan", "gan", {"config": gan_config.to_dict()}, lambda path: train_gan(gan_config, path, data_dir=data_dir))
-    return paths
+    return {name: paths[name] for name in sorted(paths, key=lambda name: name != "purifier")}  # purifier first
 
 
 def run_study(
