@@ -125,7 +125,10 @@ def test_fit_reports_adversarial_metrics_and_saved_model_reloads(tmp_path, fmnis
         # The default preset retrains after 2 clean epochs: fewer epochs are refused, saying how to fix it.
         (["--epochs", "1"], "clean_epochs (2) must be below epochs (1), or no adversarial epoch runs"),
         (["--adversarial", "classifier", "--adv-classifier", "missing.keras"], "missing.keras does not exist"),
-        (["--adversarial", "end_to_end"], "adversarial mode 'end_to_end' needs a classifier (.keras file or model)"),
+        (
+            ["--adversarial", "end_to_end"],
+            "(adversarial mode 'end_to_end' attacks one) and names none: give --classifier",
+        ),
     ],
 )
 def test_train_cli_refuses_bad_adversarial_flags_cleanly(tmp_path, capsys, flags, message):

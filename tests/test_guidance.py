@@ -110,6 +110,23 @@ def test_train_cli_refuses_bad_guidance_flags_cleanly(tmp_path, capsys, guide_pa
     assert not (tmp_path / "run").exists()
 
 
+def test_train_cli_trains_a_guided_preset_with_the_classifier_it_is_given(tmp_path, capsys, guide_path):
+    out = tmp_path / "run"
+    args = ["train", "--preset", "fashion_mnist_guided", "--out", str(out), "--limit", "32", "--verbose", "0"]
+    assert main(args) == 2  # no classifier: refused before the run folder exists, saying what to give
+    reasons = "adversarial mode 'end_to_end' attacks one and its guidance keeps one's answers"
+    message = f"fashion_mnist_guided trains with a classifier ({reasons}) and names none: give --classifier MODEL"
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+    args += ["--classifier", guide_path, "--epochs", "3", "--set", "width=0.125", "--set", "latent_dim=16"]
+    assert main(args) == 0
+    config = LQVAEConfig.from_json((out / "config.json").read_text())
+    assert config.guidance.classifier == guide_path and config.guidance.weight == 3.0
+    assert config.adversarial.classifier == guide_path and config.adversarial.mode == "end_to_end"
+    history = json.loads((out / "history.json").read_text())
+    assert {"guide_hard", "guide_soft", "loss_adv"} <= set(history) and len(history["loss_f"]) == 3
+
+
 def test_with_classifier_fills_in_the_guide_and_the_adversary_only_where_the_config_names_none(tmp_path):
     classifier = str(tmp_path / "A.keras")
     filled = tiny_config(guidance={"weight": 3.0}).with_classifier(classifier)

@@ -61,6 +61,42 @@ def test_study_configs_name_every_baseline_and_reject_impossible_ones():
         full.replace(held_out=0)
     with pytest.raises(ValueError, match="defense_gan_n must be between 1 and n"):
         full.replace(defense_gan_n=full.n + 1)
+    with pytest.raises(ValueError, match="the purifier's classifier 'Z' is not one of the study's"):
+        full.replace(purifier={**full.purifier, "classifier": "Z"})
+
+
+def test_a_guided_study_purifier_is_trained_after_and_with_its_classifier(tmp_path, monkeypatch):
+    """The MNIST and Fashion-MNIST studies' purifier is the guided preset, trained with classifier A:
+    A first, the purifier guided by and retrained against A's file, keyed by A's settings."""
+    import keras
+
+    from lqvae_tf.study import train_models
+
+    quick = study_config("fashion_mnist", quick=True)
+    tiny = {**quick.purifier["overrides"], "epochs": 2, "adversarial": {"mode": "end_to_end", "clean_epochs": 1}}
+    purifier = {"preset": "fashion_mnist_guided", "overrides": tiny, "limit": 64}
+    with pytest.raises(ValueError, match="trains with a classifier: name one of the study's classifiers"):
+        train_models(quick.replace(purifier=purifier), ModelStore(str(tmp_path / "models")), only=("purifier",))
+    assert not (tmp_path / "models").exists()
+    guided = quick.replace(purifier={**purifier, "classifier": "A"}, classifier={**quick.classifier, "limit": 256})
+    paths = train_models(guided, ModelStore(str(tmp_path / "models")), only=("purifier",))
+    assert list(paths) == ["purifier", "classifier A"]  # A trained too (and first), B not at all
+    config = keras.models.load_model(paths["purifier"]).config
+    assert config.guidance.classifier == paths["classifier A"] == config.adversarial.classifier
+    with open(os.path.join(os.path.dirname(paths["purifier"]), "settings.json"), encoding="utf-8") as handle:
+        key = json.load(handle)
+    assert key["classifier"] == {"name": "A", **guided.classifier}  # A's settings, not its path
+    assert key["config"]["guidance"]["classifier"] is None
+
+
+def test_each_preset_is_made_from_its_datasets_study_and_the_guided_ones_are_its_purifier():
+    make_presets = load_script("make_presets")
+    for dataset in ("fashion_mnist", "mnist"):
+        study = study_config(dataset)
+        assert make_presets.preset_study(f"{dataset}_guided").purifier == study.purifier
+        assert study.purifier["classifier"] == "A"
+        # The classifier-free preset: the settings (and so the store key) it was first made with.
+        assert make_presets.preset_study(dataset).purifier == {"preset": dataset, "overrides": {}, "limit": None}
 
 
 @pytest.mark.parametrize(

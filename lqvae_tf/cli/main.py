@@ -108,10 +108,14 @@ def _train(args: argparse.Namespace) -> int:
     if args.classifier is not None:
         config = config.with_classifier(args.classifier)
     elif config.needs_classifier:
+        attack, reasons = config.adversarial, []
+        if attack is not None and attack.attacks_classifier and not attack.classifier:
+            reasons.append(f"adversarial mode {attack.mode!r} attacks one")
+        if config.guidance is not None and not config.guidance.classifier:
+            reasons.append("its guidance keeps one's answers")
         raise ValueError(
-            f"{args.preset or args.config or dataset.preset} trains with a classifier (guidance, or "
-            f"adversarial mode {config.adversarial.mode if config.adversarial else None}) and names none: "
-            f"give --classifier MODEL, or train the classifier-free preset {dataset.preset!r}"
+            f"{args.preset or args.config or dataset.preset} trains with a classifier ({' and '.join(reasons)}) "
+            f"and names none: give --classifier MODEL (the preset {dataset.preset!r} needs none)"
         )
     config = user_data.apply(dataset, config)
     verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
