@@ -331,8 +331,8 @@ class PipelineConfig:
 # under what the default run measured (README, "What the default run measured"), so that a
 # purifier that regresses is refused while the default's run-to-run noise passes.
 DEFAULT_ATTACK_SUITE = (
-    AttackCheck("fgsm", min_accuracy=65.0, params={"eps": 0.1}),
-    AttackCheck("bpda-pgd", min_accuracy=45.0, params={"eps": 0.1, "eps_iter": 0.01, "nb_iter": 40}),
+    AttackCheck("fgsm", min_accuracy=68.0, params={"eps": 0.1}),
+    AttackCheck("bpda-pgd", min_accuracy=56.0, params={"eps": 0.1, "eps_iter": 0.01, "nb_iter": 40}),
 )
 
 
@@ -352,7 +352,7 @@ def default_config() -> PipelineConfig:
         guidance=guided.guidance,
         classifier_epochs=1,
         attack_suite=DEFAULT_ATTACK_SUITE,
-        min_clean_accuracy=75.0,
+        min_clean_accuracy=80.0,
     )
 
 
