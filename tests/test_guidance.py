@@ -98,7 +98,8 @@ def test_train_cli_trains_a_guided_purifier_and_the_guide_is_not_saved_with_it(t
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--guide-weight", "0.5"], "--guide-weight needs --guide-classifier"),
+        (["--guide-weight", "0.5"], "--guide-weight needs --guide-classifier (or --classifier)"),
+        (["--classifier", "GUIDE"], "--classifier is for a config that trains with one"),
         (["--guide-classifier", "missing.keras"], "guidance classifier file missing.keras does not exist"),
         (["--guide-classifier", "GUIDE", "--guide-weight", "0"], "guidance weight must be > 0"),
     ],
@@ -125,6 +126,18 @@ def test_train_cli_trains_a_guided_preset_with_the_classifier_it_is_given(tmp_pa
     assert config.adversarial.classifier == guide_path and config.adversarial.mode == "end_to_end"
     history = json.loads((out / "history.json").read_text())
     assert {"guide_hard", "guide_soft", "loss_adv"} <= set(history) and len(history["loss_f"]) == 3
+
+
+def test_guide_weight_with_classifier_guides_by_that_classifier(tmp_path):
+    import argparse
+
+    from lqvae_tf.cli.main import _guidance
+
+    flags = argparse.Namespace(guide_classifier=None, guide_weight=2.0, classifier=str(tmp_path / "c.keras"))
+    guidance = _guidance(flags, None)
+    assert guidance == GuidanceConfig(weight=2.0)  # no file yet: --classifier fills it in
+    filled = tiny_config(guidance=guidance).with_classifier(flags.classifier)
+    assert filled.guidance.classifier == flags.classifier
 
 
 def test_with_classifier_fills_in_the_guide_and_the_adversary_only_where_the_config_names_none(tmp_path):

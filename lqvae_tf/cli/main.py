@@ -81,7 +81,9 @@ def _guidance(args: argparse.Namespace, base):
 
     if args.guide_classifier is None:
         if args.guide_weight is not None and base is None:
-            raise ValueError("--guide-weight needs --guide-classifier")
+            if args.classifier is None:
+                raise ValueError("--guide-weight needs --guide-classifier (or --classifier)")
+            return GuidanceConfig(weight=args.guide_weight)  # guided by --classifier
         return base if args.guide_weight is None else dataclasses.replace(base, weight=args.guide_weight)
     weight = args.guide_weight if args.guide_weight is not None else (base.weight if base else 1.0)
     return GuidanceConfig(classifier=args.guide_classifier, weight=weight)
@@ -106,6 +108,12 @@ def _train(args: argparse.Namespace) -> int:
     changes["guidance"] = _guidance(args, config.guidance)
     config = config.replace(**changes)
     if args.classifier is not None:
+        if not config.needs_classifier:
+            raise ValueError(
+                f"--classifier is for a config that trains with one (a guided preset, --guide-weight, or "
+                f"--adversarial classifier / end_to_end); {args.preset or args.config or dataset.preset} "
+                "as given names its own or needs none"
+            )
         config = config.with_classifier(args.classifier)
     elif config.needs_classifier:
         attack, reasons = config.adversarial, []

@@ -199,8 +199,8 @@ def _fashion_mnist_study() -> StudyConfig:
     # white-box rows and Table 5. Departures, to fit the same budget as MNIST's: classifiers 10
     # epochs of the full 60k (the paper's No Attack column is 89-93%; 3 or 4 epochs gave A 91%);
     # the purifier the `fashion_mnist_guided` preset, guided by and retrained against A; Madry
-    # PGD at eps 0.1 (eps 0.3, Madry's MNIST budget,
-    # left Madry-A at 54% clean on Fashion-MNIST: README), 5 steps of 0.03 for 1 epoch of 30k,
+    # PGD at eps 0.1 (eps 0.3, Madry's MNIST budget, left Madry-A at 54% clean on Fashion-MNIST:
+    # README), 5 steps of 0.03 for 1 epoch of 30k,
     # fine-tuning the clean classifier; FGSM training at eps 0.1 for 1 epoch of 30k; the generator
     # at half width, 20 epochs of the full 60k (as MNIST's); Defense-GAN on the first 100 images
     # (its L x R search costs about 0.4 s per image here); adaptive rows on A.
