@@ -76,8 +76,12 @@ def test_training_settings_may_change_but_not_the_filter():
 
 
 def test_unknown_presets_and_presets_without_weights_are_refused_by_name():
-    with pytest.raises(ValueError, match=r"unknown preset 'svhn'; choose one of \['celeb_a', 'fashion_mnist', 'mnist'"):
+    names = r"\['celeb_a', 'fashion_mnist', 'fashion_mnist_guided', 'mnist', 'mnist_guided', 'paper'\]"
+    with pytest.raises(ValueError, match=rf"unknown preset 'svhn'; choose one of {names}"):
         LQVAE.from_preset("svhn")
+    # The guided default ships no weights (it is best trained with the classifier it protects).
+    with pytest.raises(ValueError, match=r"no trained weights ship for preset 'fashion_mnist_guided'"):
+        LQVAE.from_preset("fashion_mnist_guided")
     with pytest.raises(
         ValueError, match=r"no trained weights ship for preset 'celeb_a' \(trained presets: fashion_mnist"
     ):
