@@ -445,3 +445,14 @@ def test_batching_server_answers_concurrent_clients_and_swaps_versions_without_f
         for thread in threads:
             thread.join()
         assert failures == [] and answered[0] > 0
+
+
+@pytest.mark.parametrize("depth", [2, 600, 1000])
+def test_string_inputs_nested_deeper_than_their_rank_are_a_400(served, depth):
+    # A purify_png body nested hundreds of levels deep once ended in a RecursionError and a 500.
+    url, _ = served
+    leaf = '{"b64": "AAAA"}'
+    body = '{"signature_name": "purify_png", "instances": ' + "[" * depth + leaf + "]" * depth + "}"
+    response = requests.post(f"{url}/v1/models/lqvae:predict", data=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert "error" in response.json()

@@ -31,9 +31,16 @@ class RequestError(ValueError):
         self.status = status
 
 
-def _decode_strings(value: Any, name: str) -> Any:
+def _decode_strings(value: Any, name: str, rank: int) -> Any:
+    """A string tensor's JSON value with `{"b64": ...}` leaves decoded, nested at most `rank` lists deep.
+
+    The depth bound is checked on the way down, so a body nested hundreds of levels deep (JSON
+    parsers accept about a thousand) is a 400 naming the shape, not a RecursionError.
+    """
     if isinstance(value, list):
-        return [_decode_strings(item, name) for item in value]
+        if rank <= 0:
+            raise RequestError(f"input {name!r} is nested deeper than the signature's rank")
+        return [_decode_strings(item, name, rank - 1) for item in value]
     if isinstance(value, Mapping):
         if set(value) != {"b64"} or not isinstance(value["b64"], str):
             raise RequestError(f'input {name!r}: a binary value must be {{"b64": "<base64>"}}')
@@ -96,7 +103,7 @@ def to_array(value: Any, name: str, dtype: np.dtype, shape: tuple[int | None, ..
     if fast is not None:
         array = fast
     elif dtype == np.object_:
-        array = np.array(_decode_strings(value, name), dtype=object)
+        array = np.array(_decode_strings(value, name, len(shape)), dtype=object)
     else:
         try:
             inferred = np.asarray(value)
