@@ -128,3 +128,31 @@ def test_a_worker_that_cannot_start_stops_the_server_with_its_exit_code(tmp_path
     finally:
         if supervisor.poll() is None:
             supervisor.kill()
+
+
+def _wait_for_line(lines: list[str], stream, needle: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not any(needle in line for line in lines):
+        assert time.monotonic() < deadline, f"no log line with {needle!r}; the server wrote: {''.join(lines)}"
+        line = stream.readline()
+        if line:
+            lines.append(line)
+
+
+def test_loads_and_unloads_are_logged_one_line_each(tmp_path):
+    keras.utils.set_random_seed(3)
+    purifier = LQVAE(tiny_config())
+    export_purifier(purifier, str(tmp_path), "lqvae", version=1, warmup=False)
+    command = [sys.executable, "-m", "lqvae_tf.cli.main", "serve", "--model_base_path", str(tmp_path / "lqvae")]
+    command += ["--port", str(_free_port()), "--file_system_poll_wait_seconds", "1"]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ})
+    lines: list[str] = []
+    try:
+        _wait_for_line(lines, server.stderr, "loaded lqvae version 1: AVAILABLE", 180)
+        export_purifier(purifier, str(tmp_path), "lqvae", version=2, warmup=False)  # the newer version replaces 1
+        _wait_for_line(lines, server.stderr, "loaded lqvae version 2: AVAILABLE", 120)
+        _wait_for_line(lines, server.stderr, "unloaded lqvae version 1: END", 60)
+        assert sum("loaded lqvae version 1: AVAILABLE" in line for line in lines) == 1
+    finally:
+        server.kill()
+        server.wait(timeout=30)

@@ -334,6 +334,20 @@ def _uvicorn_config(app: ServingApp, host: str, port: int, log_level: str, http_
     )
 
 
+def _log_lifecycle_to_stderr() -> None:
+    """Sends the serving loggers' INFO lines (each load, unload and failure of a version) to stderr.
+
+    uvicorn configures only its own loggers, so without a handler here Python's last-resort handler
+    would drop every INFO line, the loads and unloads that TF Serving's own log shows.
+    """
+    logger = logging.getLogger("lqvae_tf.serving")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def serve(
     model_base_path: str,
     model_name: str,
@@ -352,6 +366,7 @@ def serve(
     """
     import uvicorn
 
+    _log_lifecycle_to_stderr()
     registry = build_registry(model_base_path, model_name, **registry_options)
     registry.start_polling(poll_seconds)
     app = ServingApp(registry, limits, batching)
