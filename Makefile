@@ -31,6 +31,7 @@ test: setup data lint
 lint: setup
 	$(VENV)/bin/ruff check lqvae_tf pipelines tests bench
 	$(VENV)/bin/ruff format --check lqvae_tf pipelines tests bench
+	$(VENV)/bin/lint-imports
 
 format: setup
 	$(VENV)/bin/ruff format lqvae_tf pipelines tests bench

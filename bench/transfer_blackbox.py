@@ -72,8 +72,8 @@ from lqvae_tf.classifiers import (  # noqa: E402
     train_classifier,
 )
 from lqvae_tf.evaluation.harness import distortion  # noqa: E402
-from lqvae_tf.evaluation.stats import Accuracy, accuracy_of  # noqa: E402
 from lqvae_tf.evaluation.suite import AttackSpec, load_test_arrays, sample_indices, split_specs  # noqa: E402
+from lqvae_tf.stats import Accuracy, accuracy_of  # noqa: E402
 
 # The paper's black-box pairs, target X / substitute architecture Y (its Fashion-MNIST black-box table).
 PAPER_PAIRS = ("A/B", "A/C", "B/A", "B/C", "C/A", "C/B")

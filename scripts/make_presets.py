@@ -34,9 +34,9 @@ from lqvae_tf.atomic import write_text
 from lqvae_tf.config import config_from_settings
 from lqvae_tf.data import load
 from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
-from lqvae_tf.evaluation.stats import accuracy_of
 from lqvae_tf.models.inputs import rescale
 from lqvae_tf.presets import METRICS_FILE, PRESET_ROOT, save_filter_weights
+from lqvae_tf.stats import accuracy_of
 from lqvae_tf.study import ModelStore, StudyConfig, study_config, train_models
 
 CLASSIFIER = "A"  # the Defense-GAN classifier the metrics put behind the filter (and guided presets train with)

@@ -270,6 +270,9 @@ class AdversarialTrainer(keras.Model):
         return self._update_metrics(loss, labels, adversarial_logits, clean_logits, sample_weight)
 
 
+# The parameters below repeat `train_classifier`'s on purpose: the same names, defaults and meaning,
+# so a study passes one settings dict to either; folding them into an object would change both
+# public signatures for no saved fact (the defaults already live once, in train.py's constants).
 def train_adversarial_classifier(
     name: str,
     dataset: str,

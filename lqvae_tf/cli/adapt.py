@@ -9,6 +9,7 @@ import argparse
 import json
 
 from lqvae_tf.classifiers.train import DATASET_SHAPES
+from lqvae_tf.data.registry import DEFAULT_DATASET
 from lqvae_tf.training.adapt import BATCH_SIZE, EPOCHS, LEARNING_RATE
 
 
@@ -24,7 +25,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--classifier", required=True, help="the classifier to adapt (.keras)")
     parser.add_argument("--purifier", required=True, help="the purifier it will sit behind (.keras)")
     parser.add_argument("--out", required=True, help="the adapted classifier's file (.keras)")
-    parser.add_argument("--dataset", choices=sorted(DATASET_SHAPES), default="fashion_mnist")
+    parser.add_argument("--dataset", choices=sorted(DATASET_SHAPES), default=DEFAULT_DATASET)
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE, help="Adam's (fine-tuning) rate")

@@ -12,6 +12,7 @@ import os
 
 from lqvae_tf.classifiers.adversarial import EPS, PGD_STEP_SIZE, PGD_STEPS
 from lqvae_tf.classifiers.train import ADVERSARIAL_METHODS, BATCH_SIZE, DATASET_SHAPES, EPOCHS
+from lqvae_tf.data.registry import DEFAULT_DATASET
 
 NO_ADVERSARIAL = "none"
 
@@ -44,7 +45,7 @@ def add_parser(subparsers) -> None:
         "fgsm, train it on adversarial examples instead (Madry et al. 2018; Goodfellow et al. 2015) and "
         "write <out>/classifier_<name>_<method>.keras and .json.",
     )
-    train.add_argument("--dataset", choices=sorted(DATASET_SHAPES), default="fashion_mnist")
+    train.add_argument("--dataset", choices=sorted(DATASET_SHAPES), default=DEFAULT_DATASET)
     train.add_argument(
         "--names",
         type=_names,

@@ -9,7 +9,7 @@ import argparse
 import json
 import os
 
-from lqvae_tf.data.registry import DATASET_NAMES
+from lqvae_tf.data.registry import DATASET_NAMES, DEFAULT_DATASET
 
 
 def _attack_param(text: str) -> tuple[str, str, object]:
@@ -34,7 +34,7 @@ def add_parser(subparsers) -> None:
         "black-box transfer X/Y, end-to-end BPDA); writes results.md/.csv/.json and figures. "
         "Adversarials are cached in OUT/cache, so an interrupted run resumes.",
     )
-    parser.add_argument("--dataset", default="fashion_mnist", choices=DATASET_NAMES)
+    parser.add_argument("--dataset", default=DEFAULT_DATASET, choices=DATASET_NAMES)
     parser.add_argument("--purifier", required=True, help="the purifier's .keras file")
     parser.add_argument(
         "--classifiers",

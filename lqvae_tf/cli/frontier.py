@@ -10,6 +10,7 @@ import json
 import shlex
 
 from lqvae_tf.classifiers.train import DATASET_SHAPES
+from lqvae_tf.data.registry import DEFAULT_DATASET
 
 
 def add_parser(subparsers) -> None:
@@ -37,7 +38,7 @@ def add_parser(subparsers) -> None:
         "adversarial modes classifier and end_to_end attack it (default --classifier)",
     )
     parser.add_argument("--out", required=True, help="the frontier's folder")
-    parser.add_argument("--dataset", choices=sorted(DATASET_SHAPES), default="fashion_mnist")
+    parser.add_argument("--dataset", choices=sorted(DATASET_SHAPES), default=DEFAULT_DATASET)
     parser.add_argument("--train-limit", type=int, help="train each purifier on the first N training images")
     parser.add_argument(
         "--validation-limit", type=int, default=2_000, help="test images of each training run's validation"

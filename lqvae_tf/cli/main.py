@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Sequence
 
 from lqvae_tf.cli import adapt, adversarial, classifiers, evaluate, frontier, reproduce, user_data
+from lqvae_tf.data.registry import DEFAULT_DATASET
 from lqvae_tf.serving.workers import WORKER_FLAG, check_workers, run_workers, worker_command
 
 DATASETS = user_data.DATASET_NAMES  # the registry's (lqvae_tf.data.registry)
@@ -33,7 +34,7 @@ def _add_train(subparsers) -> None:
         help="train a purifier on a dataset",
         description="Train an LQ-VAE purifier. Re-running the same command resumes an interrupted run.",
     )
-    parser.add_argument("--dataset", choices=DATASETS, default="fashion_mnist")
+    parser.add_argument("--dataset", choices=DATASETS, default=DEFAULT_DATASET)
     parser.add_argument("--preset", help="named configuration (default: the dataset's)")
     parser.add_argument("--config", help="a config.json to start from instead of a preset")
     parser.add_argument(

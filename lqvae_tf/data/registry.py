@@ -96,6 +96,8 @@ DATASETS: dict[str, DatasetInfo] = {
     ),
 }
 DATASET_NAMES = tuple(DATASETS)
+# The dataset every command and the pipeline use when none is named.
+DEFAULT_DATASET = "fashion_mnist"
 
 
 def dataset_info(name: str) -> DatasetInfo:

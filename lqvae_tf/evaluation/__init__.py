@@ -2,7 +2,7 @@
 
 from lqvae_tf.evaluation.harness import SETTINGS, Evaluation, Row, fingerprint
 from lqvae_tf.evaluation.report import csv_text, markdown, write_reports
-from lqvae_tf.evaluation.stats import Accuracy, accuracy_of
+from lqvae_tf.stats import Accuracy, accuracy_of
 
 __all__ = [
     "SETTINGS",

@@ -51,8 +51,8 @@ from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
 from lqvae_tf.defenses import LQVAEDefense
 from lqvae_tf.evaluation.figures import _pyplot, _save
 from lqvae_tf.evaluation.harness import Evaluation, clean_accuracies, fingerprint
-from lqvae_tf.evaluation.stats import accuracy_of
 from lqvae_tf.models.inputs import rescale
+from lqvae_tf.stats import accuracy_of
 from lqvae_tf.training.warm_start import COLLAPSED_BELOW, distinct_code_fraction
 
 CLASSIFIER_RANGE = CLASSIFIER_VALUE_RANGE  # the library's classifiers take [0, 1] pixels (the registry's)

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from lqvae_tf.atomic import atomic_path
 from lqvae_tf.attacks import logits_of
 from lqvae_tf.defenses import Defense
-from lqvae_tf.evaluation.stats import Accuracy, accuracy_of
+from lqvae_tf.stats import Accuracy, accuracy_of
 
 SETTINGS = ("white-box", "black-box", "end-to-end")
 

@@ -223,7 +223,7 @@ class LQVAE(keras.Model):
         Raises:
             ValueError: its input shape is not the purifier's `image_shape`.
         """
-        from lqvae_tf.attacks.base import logits_of  # the attacks import this package
+        from lqvae_tf.models.logits import logits_of
 
         check_classifier_shape(classifier, self.config.image_shape)
         self._classifier_logits = logits_of(classifier)
@@ -238,7 +238,7 @@ class LQVAE(keras.Model):
             ValueError: the config has no guidance, or the classifier's input shape is not the
                 purifier's `image_shape`.
         """
-        from lqvae_tf.attacks.base import logits_of  # the attacks import this package
+        from lqvae_tf.models.logits import logits_of
 
         if self.config.guidance is None:
             raise ValueError("attach_guide needs config.guidance (GuidanceConfig); this purifier trains without one")

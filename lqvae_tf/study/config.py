@@ -33,6 +33,24 @@ _ADAPTIVE_BPDA = tuple(
 )
 
 
+def _budget_madry(eps: float, step_size: float, limit: int | None, batch_size: int) -> dict[str, Any]:
+    """The studies' Madry PGD settings: 5 steps for 1 epoch, fine-tuning the clean classifier."""
+    return {
+        "eps": eps,
+        "steps": 5,
+        "step_size": step_size,
+        "epochs": 1,
+        "limit": limit,
+        "batch_size": batch_size,
+        "warm_start": True,
+    }
+
+
+def _budget_adv_tr(eps: float, limit: int | None, batch_size: int) -> dict[str, Any]:
+    """The studies' FGSM adversarial-training settings: 1 epoch at Madry's eps."""
+    return {"eps": eps, "epochs": 1, "limit": limit, "batch_size": batch_size}
+
+
 @dataclasses.dataclass(frozen=True)
 class StudyConfig:
     """Every setting of one study.
@@ -154,7 +172,7 @@ def study_config(dataset: str, quick: bool = False) -> StudyConfig:
 
 def _mnist_study() -> StudyConfig:
     # Sized so that the MNIST and Fashion-MNIST studies run side by side on one 2-core CPU within
-    # a working session (README, "Reproducing the paper", has the measured stages). Departures
+    # a working session (docs/results/, written by `lqvae reproduce`, has the measured stages). Departures
     # from the references, each to fit that budget:
     # - classifiers A, B and C, 3 epochs of the full 60k each (the authors' whitebox.py trains
     #   10; 3 already reach the paper's No Attack column within a point);
@@ -179,16 +197,8 @@ def _mnist_study() -> StudyConfig:
         purifier={"preset": "mnist_guided", "overrides": {}, "limit": None, "classifier": "A"},
         gan={"width": 0.5, "latent_dim": 128, "batch_size": 64, "epochs": 20, "limit": None},
         defense_gan=_DEFENSE_GAN,
-        madry={
-            "eps": 0.3,
-            "steps": 5,
-            "step_size": 0.1,
-            "epochs": 1,
-            "limit": 30_000,
-            "batch_size": 128,
-            "warm_start": True,
-        },
-        adv_tr={"eps": 0.3, "epochs": 1, "limit": 30_000, "batch_size": 128},
+        madry=_budget_madry(eps=0.3, step_size=0.1, limit=30_000, batch_size=128),
+        adv_tr=_budget_adv_tr(eps=0.3, limit=30_000, batch_size=128),
         attacks=("fgsm", "deepfool", "cw", _PAPER_BPDA, *_ADAPTIVE_BPDA),
         eps_grid=(0.05, 0.1, 0.2, 0.3),
     )
@@ -199,8 +209,8 @@ def _fashion_mnist_study() -> StudyConfig:
     # white-box rows and Table 5. Departures, to fit the same budget as MNIST's: classifiers 10
     # epochs of the full 60k (the paper's No Attack column is 89-93%; 3 or 4 epochs gave A 91%);
     # the purifier the `fashion_mnist_guided` preset, guided by and retrained against A; Madry
-    # PGD at eps 0.1 (eps 0.3, Madry's MNIST budget, left Madry-A at 54% clean on Fashion-MNIST:
-    # README), 5 steps of 0.03 for 1 epoch of 30k,
+    # PGD at eps 0.1 (eps 0.3, Madry's MNIST budget, left Madry-A far below the clean classifier
+    # on Fashion-MNIST in an earlier study run), 5 steps of 0.03 for 1 epoch of 30k,
     # fine-tuning the clean classifier; FGSM training at eps 0.1 for 1 epoch of 30k; the generator
     # at half width, 20 epochs of the full 60k (as MNIST's); Defense-GAN on the first 100 images
     # (its L x R search costs about 0.4 s per image here); adaptive rows on A.
@@ -215,16 +225,8 @@ def _fashion_mnist_study() -> StudyConfig:
         purifier={"preset": "fashion_mnist_guided", "overrides": {}, "limit": None, "classifier": "A"},
         gan={"width": 0.5, "latent_dim": 128, "batch_size": 64, "epochs": 20, "limit": None},
         defense_gan=_DEFENSE_GAN,
-        madry={
-            "eps": 0.1,
-            "steps": 5,
-            "step_size": 0.03,
-            "epochs": 1,
-            "limit": 30_000,
-            "batch_size": 128,
-            "warm_start": True,
-        },
-        adv_tr={"eps": 0.1, "epochs": 1, "limit": 30_000, "batch_size": 128},
+        madry=_budget_madry(eps=0.1, step_size=0.03, limit=30_000, batch_size=128),
+        adv_tr=_budget_adv_tr(eps=0.1, limit=30_000, batch_size=128),
         # Beside the paper's black-box DeepFool, the attack Defense-GAN's blackbox.py crafts on the
         # same substitutes (FGSM eps 0.3): minimal DeepFool barely transfers (bench/RESULTS.md,
         # bench/transfer_blackbox.py), and only a large perturbation reaches the paper's numbers.

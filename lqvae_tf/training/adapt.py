@@ -23,9 +23,9 @@ from lqvae_tf.classifiers.train import (
 )
 from lqvae_tf.data import batched
 from lqvae_tf.defenses import LQVAEDefense
-from lqvae_tf.evaluation.stats import accuracy_of
 from lqvae_tf.models import LQVAE
 from lqvae_tf.models.adversarial import check_classifier_shape
+from lqvae_tf.stats import accuracy_of
 
 EPOCHS = 2
 BATCH_SIZE = 128
