@@ -24,6 +24,7 @@ from lqvae_tf.models.adversarial import (
 from lqvae_tf.models.architectures import build_decoder, build_encoder
 from lqvae_tf.models.inputs import check_images, rescale
 from lqvae_tf.models.lipschitz import encode_with_input_gradient_norm, lipschitz_penalty
+from lqvae_tf.models.logits import logits_of
 from lqvae_tf.models.quantizers import PACKAGE, HardQuantizer, SoftQuantizer
 from lqvae_tf.models.sampling import Sampling, load_seed_state, save_seed_state
 from lqvae_tf.presets import check_filter_fields, load_filter_weights, trained_config
@@ -223,8 +224,6 @@ class LQVAE(keras.Model):
         Raises:
             ValueError: its input shape is not the purifier's `image_shape`.
         """
-        from lqvae_tf.models.logits import logits_of
-
         check_classifier_shape(classifier, self.config.image_shape)
         self._classifier_logits = logits_of(classifier)
 
@@ -238,8 +237,6 @@ class LQVAE(keras.Model):
             ValueError: the config has no guidance, or the classifier's input shape is not the
                 purifier's `image_shape`.
         """
-        from lqvae_tf.models.logits import logits_of
-
         if self.config.guidance is None:
             raise ValueError("attach_guide needs config.guidance (GuidanceConfig); this purifier trains without one")
         check_classifier_shape(classifier, self.config.image_shape)
