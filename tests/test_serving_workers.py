@@ -124,7 +124,7 @@ def _listen_table(pid: int) -> str:
 def test_a_worker_that_cannot_start_stops_the_server_with_its_exit_code(tmp_path):
     supervisor = _serve(tmp_path / "nothing", _free_port())
     try:
-        assert supervisor.wait(timeout=180) == 2  # "no servable version": every worker's error exit
+        assert supervisor.wait(timeout=180) == 2  # "--model_base_path ... is not a folder": every worker's error exit
     finally:
         if supervisor.poll() is None:
             supervisor.kill()

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from lqvae_tf.cli import adapt, adversarial, classifiers, evaluate, frontier, reproduce, user_data
 from lqvae_tf.data.registry import DEFAULT_DATASET
+from lqvae_tf.serving.limits import ServingLimits
 from lqvae_tf.serving.workers import WORKER_FLAG, check_workers, run_workers, worker_command
 
 DATASETS = user_data.DATASET_NAMES  # the registry's (lqvae_tf.data.registry)
@@ -175,6 +176,31 @@ def _label(text: str) -> tuple[str, int]:
     return name, int(version)
 
 
+# `lqvae serve`'s limit flags: (flag, ServingLimits field, flag units per field unit, what it does).
+# The defaults shown in --help are read from ServingLimits, so each is written once.
+LIMIT_FLAGS = (
+    ("--max_body_bytes", "max_body_bytes", 1, "413 for a request body above this"),
+    ("--max_images_per_request", "max_images_per_request", 1, "413 for more examples in one request"),
+    ("--rest_api_timeout_in_ms", "request_read_timeout_s", 1000, "408 for a request not fully received in time"),
+    (
+        "--max_connections",
+        "max_connections",
+        1,
+        "open connections; beyond it a new one replaces the one waiting longest without a request "
+        "in progress, or gets 503 if every one has a request",
+    ),
+    ("--max_header_bytes", "max_header_bytes", 1, "431 for a request line and headers above this"),
+    (
+        "--linger_ms",
+        "linger_s",
+        1000,
+        "after an answer sent before its request body arrived, how long what the client still sends "
+        "is read and dropped before the connection is closed",
+    ),
+    ("--linger_bytes", "linger_bytes", 1, "the most bytes read and dropped so"),
+)
+
+
 def _add_serve(subparsers) -> None:
     parser = subparsers.add_parser(
         "serve",
@@ -213,13 +239,9 @@ def _add_serve(subparsers) -> None:
         help="a version label, e.g. --label stable=1",
     )
     limits = parser.add_argument_group('limits (each refused request gets a 4xx with {"error": ...})')
-    # Defaults (None here) are ServingLimits's, so they are written once.
-    limits.add_argument("--max_body_bytes", type=int, help="413 above this (default 64 MiB)")
-    limits.add_argument("--max_images_per_request", type=int, help="413 above this (default 1024)")
-    limits.add_argument(
-        "--rest_api_timeout_in_ms", type=int, help="408 for a request not fully received in time (default 30000)"
-    )
-    limits.add_argument("--max_connections", type=int, help="503 for connections beyond this (default 256)")
+    defaults = ServingLimits()
+    for flag, field, per_unit, text in LIMIT_FLAGS:
+        limits.add_argument(flag, type=int, help=f"{text} (default {round(getattr(defaults, field) * per_unit)})")
     batching = parser.add_argument_group("batching (as tensorflow_model_server's)")
     batching.add_argument("--enable_batching", action="store_true", help="merge concurrent predicts into batches")
     batching.add_argument(
@@ -247,7 +269,6 @@ def _serve(args: argparse.Namespace) -> int:
     import tensorflow as tf
 
     from lqvae_tf.serving.batching import BatchingParameters, parse_batching_parameters
-    from lqvae_tf.serving.limits import ServingLimits
     from lqvae_tf.serving.server import serve
 
     for flag in ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism"):
@@ -261,20 +282,18 @@ def _serve(args: argparse.Namespace) -> int:
             batching = parse_batching_parameters(file.read())
     elif args.enable_batching:
         batching = BatchingParameters()
-    timeout_ms = args.rest_api_timeout_in_ms
-    limits = {
-        "max_body_bytes": args.max_body_bytes,
-        "max_images_per_request": args.max_images_per_request,
-        "request_read_timeout_s": None if timeout_ms is None else timeout_ms / 1000,
-        "max_connections": args.max_connections,
-    }
+    limits = {}
+    for flag, field, per_unit, _ in LIMIT_FLAGS:
+        value = getattr(args, flag.removeprefix("--"))
+        if value is not None:
+            limits[field] = value / per_unit if per_unit != 1 else value
     serve(
         args.model_base_path,
         args.model_name,
         host=args.host,
         port=args.port,
         poll_seconds=args.file_system_poll_wait_seconds,
-        limits=ServingLimits(**{name: value for name, value in limits.items() if value is not None}),
+        limits=ServingLimits(**limits),
         batching=batching,
         version_policy=args.version_policy,
         labels=dict(args.labels),

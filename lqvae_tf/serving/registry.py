@@ -15,6 +15,8 @@ afresh when its folder changes (a re-export, or the files of a copy that was sti
 from __future__ import annotations
 
 import dataclasses
+import functools
+import gc
 import logging
 import os
 import threading
@@ -25,6 +27,8 @@ import numpy as np
 import tensorflow as tf
 
 from lqvae_tf.serving.export import list_versions
+from lqvae_tf.serving.memory import return_freed_memory
+from lqvae_tf.serving.rest_format import values_per_example
 
 log = logging.getLogger(__name__)
 POLICIES = ("latest", "all")
@@ -61,6 +65,14 @@ class LoadedVersion:
             if len(shape) == 4 and None not in shape[1:]:
                 return tuple(shape[1:])
         return None
+
+    @functools.cached_property
+    def values_per_example(self) -> tuple[int | None, int]:
+        """The most JSON values one example of any signature holds (None if unbounded), and the
+        most inputs of any signature: the bound `check_count_before_parsing` needs."""
+        counts = [values_per_example(s.inputs) for s in self.signatures.values()]
+        inputs = max((len(s.inputs) for s in self.signatures.values()), default=1)
+        return (None if None in counts or not counts else max(counts)), inputs
 
 
 def _numpy_dtype(dtype: tf.DType) -> np.dtype:
@@ -188,8 +200,15 @@ class ModelRegistry:
                             break
                 loaded = sorted(current)[-1:]  # keep serving the last good version
             self._versions = {v: current[v] for v in sorted(set(loaded))}
-            for version in sorted(set(current) - set(self._versions)):
+            dropped = sorted(set(current) - set(self._versions))
+            for version in dropped:
                 self._unload(version)
+            del current
+            if dropped:
+                # A SavedModel is a graph of objects with reference cycles: only a collection frees
+                # it, and only a trim gives its pages back (else each swap would keep its memory).
+                gc.collect()
+                return_freed_memory()
             for version, state in self.states.items():
                 if version not in present and state.state in ("START", "LOADING"):
                     state.state = "END"  # its folder went away before it could be served

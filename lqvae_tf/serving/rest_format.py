@@ -141,6 +141,44 @@ def _batch_length(value: Any, name: str, max_images: int | None) -> None:
         raise RequestError(f"input {name!r} holds {len(value)} images; at most {max_images} per request", status=413)
 
 
+def values_per_example(specs: Mapping[str, tuple[np.dtype, tuple]]) -> int | None:
+    """The JSON values one example of a signature holds: numbers, or one string per string input.
+
+    None when a per-example dimension is unknown (the count cannot be bounded before parsing).
+    """
+    total = 0
+    for _, shape in specs.values():
+        if any(d is None for d in shape[1:]):
+            return None
+        total += int(np.prod(shape[1:], dtype=np.int64))  # a string is one value, as a number is
+    return total
+
+
+def check_count_before_parsing(body: bytes, per_example: int | None, max_images: int, inputs: int) -> None:
+    """413 for a body that holds more than `max_images` examples, counted on the raw bytes.
+
+    JSON separates values with commas, and a `:predict` body of n examples holds at most
+    n * (values per example + inputs) of them outside strings (the keys and `signature_name` add
+    a few). So a body with more commas than that bound holds more than `max_images` examples,
+    or is malformed; either way it is refused here, in one pass of C over the bytes, before
+    orjson builds millions of Python objects out of it. Base64 PNGs hold no commas, so for
+    string inputs the bound is as tight.
+
+    Args:
+        body: the raw request body.
+        per_example: the largest `values_per_example` of the version's signatures (None: no bound).
+        max_images: the limit on examples per request.
+        inputs: the most inputs of any of the version's signatures.
+    """
+    if per_example is None:
+        return
+    if body.count(b",") > max_images * (per_example + inputs) + 16:
+        raise RequestError(
+            f"the request holds more values than {max_images} examples can (at most {max_images} per request)",
+            status=413,
+        )
+
+
 def parse_predict(
     body: Any, specs: Mapping[str, tuple[np.dtype, tuple]], max_images: int | None = None
 ) -> tuple[dict, bool]:

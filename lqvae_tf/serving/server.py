@@ -23,6 +23,7 @@ import contextlib
 import functools
 import gc
 import logging
+import os
 import re
 import threading
 import time
@@ -36,9 +37,11 @@ from starlette.responses import Response
 
 from lqvae_tf.serving.batching import BatchingParameters, BatchScheduler, QueueFullError, batch_size_of
 from lqvae_tf.serving.limits import ServingLimits, protocol_for
+from lqvae_tf.serving.memory import return_freed_memory
 from lqvae_tf.serving.registry import LoadedVersion, ModelRegistry, Signature
 from lqvae_tf.serving.rest_format import (
     RequestError,
+    check_count_before_parsing,
     check_png_sizes,
     decode_json,
     encode_json,
@@ -56,6 +59,8 @@ _MODEL_PATH = re.compile(
 _MAX_VERSION = 2**63 - 1  # TF Serving's versions are int64
 # Below this many bytes, parsing or writing JSON takes less time than a hop to a worker thread.
 INLINE_JSON_BYTES = 256 * 1024
+# After a body this large, the memory of its parse is handed back to the OS (see serving.memory).
+TRIM_AFTER_BYTES = 4 * 1024 * 1024
 
 
 def _json(content, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -103,12 +108,17 @@ class ServingApp:
         """The ASGI application: one dispatcher for every method and path, so every answer is ours."""
         if scope["type"] != "http":
             return
-        request = Request(scope, receive)
+        received = _BodyTracker(scope, receive)
+        request = Request(scope, received)
         try:
             response = await self.dispatch(request)
         except Exception as error:  # a server fault still answers {"error": ...}
             log.error("server fault on %s %s", request.method, request.url.path, exc_info=error)
             response = _error(f"Internal error: {type(error).__name__}", 500)
+        if not received.complete:
+            # Answered before the body arrived (404, 413, ...): say the connection ends with this
+            # answer; the protocol then drains what is still on its way, bounded, and closes.
+            response.headers["connection"] = "close"
         await response(scope, receive, send)
 
     def close(self) -> None:
@@ -175,7 +185,7 @@ class ServingApp:
         if self.scheduler is None:
             return _json_bytes(await run_in_threadpool(self._predict_now, loaded, body))
         if len(body) > INLINE_JSON_BYTES:
-            signature, arrays, row_format = await run_in_threadpool(self._prepare, loaded, body)
+            signature, arrays, row_format = await run_in_threadpool(self._prepare_large, loaded, body)
         else:
             signature, arrays, row_format = self._prepare(loaded, body)
         future = self.scheduler.submit(functools.partial(run_signature, signature), arrays, key=id(signature))
@@ -190,6 +200,8 @@ class ServingApp:
 
     def _prepare(self, loaded: LoadedVersion, body: bytes) -> tuple[Signature, dict, bool]:
         """The signature and checked input arrays of a `:predict` body."""
+        per_example, inputs = loaded.values_per_example
+        check_count_before_parsing(body, per_example, self.limits.max_images_per_request, inputs)
         content = decode_json(body)
         name = content.get("signature_name", "serving_default") if isinstance(content, Mapping) else None
         if name is not None and not isinstance(name, str):
@@ -205,8 +217,16 @@ class ServingApp:
                 check_png_sizes(array, input_name, *image_shape[:2])
         return signature, arrays, row_format
 
+    def _prepare_large(self, loaded: LoadedVersion, body: bytes) -> tuple[Signature, dict, bool]:
+        """`_prepare` in a worker thread, then the parse's freed memory goes back to the OS."""
+        try:
+            return self._prepare(loaded, body)
+        finally:
+            if len(body) > TRIM_AFTER_BYTES:
+                return_freed_memory()
+
     def _predict_now(self, loaded: LoadedVersion, body: bytes) -> bytes:
-        signature, arrays, row_format = self._prepare(loaded, body)
+        signature, arrays, row_format = self._prepare_large(loaded, body)
         return _encode_predict(run_signature(signature, arrays), row_format)
 
     def _metadata(self, loaded: LoadedVersion) -> dict:
@@ -214,6 +234,22 @@ class ServingApp:
             "model_spec": {"name": self.registry.name, "signature_name": "", "version": str(loaded.version)},
             "metadata": {"signature_def": loaded.signature_defs},
         }
+
+
+class _BodyTracker:
+    """An ASGI `receive` that notes whether the request's body has arrived whole."""
+
+    def __init__(self, scope, receive):
+        self._receive = receive
+        headers = dict(scope.get("headers") or ())
+        length = headers.get(b"content-length", b"0")
+        self.complete = b"transfer-encoding" not in headers and (not length.isdigit() or int(length) == 0)
+
+    async def __call__(self):
+        message = await self._receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.complete = True
+        return message
 
 
 def _encode_predict(outputs: Mapping[str, np.ndarray], row_format: bool) -> bytes:
@@ -303,16 +339,25 @@ def build_registry(
     max_num_load_retries: int = 5,
     load_retry_interval_s: float = 60.0,
 ) -> ModelRegistry:
-    """A registry with the versions present now loaded; ValueError if none can be served."""
+    """A registry with the versions present now loaded; ValueError if the folder does not exist.
+
+    A folder with no version, or only incomplete or broken ones, is served anyway, as TF Serving
+    serves it: status reports each version's state and error, predicts get 404, and a version
+    is served as soon as it loads (its retries, or its folder changing, see `ModelRegistry`).
+    """
+    if not os.path.isdir(model_base_path):
+        raise ValueError(f"--model_base_path {model_base_path} is not a folder (expected <base>/<name>/<version>/)")
     registry = ModelRegistry(
         model_base_path, model_name, version_policy, labels, max_num_load_retries, load_retry_interval_s
     )
     registry.reload()
     if not registry.versions:
         problems = "; ".join(f"version {v}: {e}" for v, e in registry.failed.items())
-        raise ValueError(
-            f"no servable version of {model_name!r} under {model_base_path}"
-            + (f" ({problems})" if problems else " (expected <base>/<name>/<version>/)")
+        log.warning(
+            "no servable version of %s under %s yet (%s); serving, and polling for one",
+            model_name,
+            model_base_path,
+            problems or "no <version>/ folder",
         )
     return registry
 
@@ -328,6 +373,7 @@ def _uvicorn_config(app: ServingApp, host: str, port: int, log_level: str, http_
         lifespan="off",
         interface="asgi3",
         http=protocol_for(app.limits, http_parser),
+        h11_max_incomplete_event_size=app.limits.max_header_bytes,  # the header limit, where h11 parses
         access_log=False,  # a log line per request costs more than parsing it; TF Serving logs none
         # A connection kept alive but idle is closed after this long, as TF Serving's REST server does.
         timeout_keep_alive=max(1, int(app.limits.request_read_timeout_s)),
