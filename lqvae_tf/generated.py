@@ -15,6 +15,11 @@ def marker(writer: str) -> str:
     return f"{MARKER_PREFIX}{writer}{MARKER_SUFFIX}"
 
 
+def without_marker(text: str) -> str:
+    """A page's text without its writer's marker, for a writer that embeds another's page."""
+    return text.split("\n", 1)[1] if is_generated(text) and "\n" in text else text
+
+
 def is_generated(text: str) -> bool:
     """Whether a page's first line is a writer's marker."""
     first = text.split("\n", 1)[0]
