@@ -10,7 +10,11 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from lqvae_tf.atomic import write_text
+from lqvae_tf.generated import is_generated, marker
+
 RESULTS = os.path.join(os.path.dirname(__file__), "RESULTS.md")
+WRITER = "the bench scripts (`bench/results_table.py` appends each table)"
 
 
 def machine() -> str:
@@ -34,6 +38,11 @@ def append_table(title: str, settings: str, header: Sequence[str], rows: Sequenc
         ]
     )
     print(table)
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write("\n" + table)
+    earlier = ""
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            earlier = handle.read()
+    if not is_generated(earlier):
+        earlier = marker(WRITER) + "\n" + earlier
+    write_text(path, earlier + "\n" + table)
     return table

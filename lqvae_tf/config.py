@@ -454,13 +454,13 @@ def _half_width(dataset: str) -> LQVAEConfig:
     )
 
 
-# The default purifier of 28x28x1 datasets, chosen from the Fashion-MNIST frontier
-# (docs/frontier/README.md): the paper's method at half width with a 128-unit latent, 2 plain
-# epochs at batch 64 and learning rate 1e-3, then 2 epochs on batches half perturbed by 5-step PGD
+# The default purifier of 28x28x1 datasets, chosen from the Fashion-MNIST frontier (docs/frontier/;
+# why: docs/GUIDE.md, Robustness evaluation): the paper's method at half width with a 128-unit
+# latent, 2 plain epochs at batch 64 and learning rate 1e-3, then 2 epochs on batches half perturbed by 5-step PGD
 # at eps 0.1 that maximises the reconstruction error of the soft path, trained to reconstruct the
 # clean image and keep its code (the classifier-free retraining, usable in front of any
 # classifier). Against 2 plain epochs of the same network it keeps more clean accuracy behind the
-# filter and doubles the adaptive robust accuracy at eps 0.1, for 3x the training time.
+# filter and far more adaptive robust accuracy at eps 0.1, for longer training.
 DEFAULT_ADVERSARIAL = AdversarialConfig(mode="reconstruction", eps=0.1, steps=5, clean_epochs=2)
 
 
@@ -481,12 +481,12 @@ def _mnist() -> LQVAEConfig:
 
 
 # The default purifier where a classifier is at hand (the TFX pipeline's, whose Trainer always has
-# one; the studies'), chosen from the Fashion-MNIST frontier (docs/frontier/README.md): the
+# one; the studies'), chosen from the Fashion-MNIST frontier (docs/frontier/; docs/GUIDE.md): the
 # classifier-free default above plus classifier guidance (weight 3: the reconstructions also keep
 # the classifier's answers) and, in the adversarial epochs, PGD against that classifier behind the
 # filter (mode end_to_end, through its BPDA gradient) on a quarter of each batch. Against the
 # classifier-free default it costs less clean accuracy and resists the adaptive attack better,
-# also in front of classifiers it was not trained with, for about 2.5x the training time. The
+# also in front of classifiers it was not trained with, for longer training. The
 # classifier is left unnamed: `LQVAEConfig.with_classifier` fills it in.
 GUIDED_ADVERSARIAL = AdversarialConfig(mode="end_to_end", eps=0.1, steps=5, clean_epochs=2, fraction=0.25)
 DEFAULT_GUIDANCE = GuidanceConfig(weight=3.0)

@@ -342,7 +342,7 @@ def default_config() -> PipelineConfig:
     The purifier is the `fashion_mnist_guided` preset (`lqvae_tf.config`: 2 plain epochs, then 2
     on batches a quarter perturbed by PGD at eps 0.1 against the classifier behind the filter,
     guided throughout by that classifier; the default chosen from the frontier in
-    docs/frontier/README.md). Its classifier is the pipeline's: the user's `classifier_path`, else
+    docs/frontier/, reasoned in docs/GUIDE.md). Its classifier is the pipeline's: the user's `classifier_path`, else
     the one the Trainer trains first (one epoch).
     """
     guided = preset("fashion_mnist_guided")

@@ -28,7 +28,7 @@ import sys
 
 from tfx import v1 as tfx
 
-from lqvae_tf.cli import user_data
+from lqvae_tf.training import data_flags
 from pipelines import configs
 from pipelines.pipeline import create_pipeline
 
@@ -72,7 +72,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--output", default="lqvae_pipeline.json", help="the JSON spec to write")
     parser.add_argument("--beam-arg", action="append", default=[], help="a Beam pipeline option (repeatable)")
     # Read here and by the components: a path both see, e.g. a Cloud Storage FUSE mount /gcs/BUCKET/...
-    user_data.add_arguments(parser, instead_of="Fashion-MNIST")
+    data_flags.add_arguments(parser, instead_of="Fashion-MNIST")
     parser.add_argument("--classifier", help="your own .keras classifier for the robustness gate (same path rule)")
     args = parser.parse_args(argv)
     changes = {"output_root": args.output_root, "serving_dir": args.serving_dir, "classifier_path": args.classifier}

@@ -53,11 +53,10 @@ try:
         from tfx import v1 as tfx
 
     from lqvae_tf.atomic import write_text
-    from lqvae_tf.cli import adversarial as adversarial_flags
-    from lqvae_tf.cli import user_data
     from lqvae_tf.config import GuidanceConfig
     from lqvae_tf.pipeline_components.gate import REPORT_FILE, load_user_classifier, verdict_markdown
     from lqvae_tf.pipeline_components.records import write_fashion_mnist_records
+    from lqvae_tf.training import adversarial_flags, data_flags
     from pipelines import configs, console
     from pipelines.pipeline import create_pipeline
 finally:  # a failed import's traceback reaches the terminal
@@ -149,7 +148,7 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--output", help=f"the run folder (default ${OUTPUT_ENV}, else runs/pipeline)")
     parser.add_argument("--train-limit", type=int, help="ingest the first N training images only")
     parser.add_argument("--eval-limit", type=int, help="ingest the first N test images only")
-    user_data.add_arguments(parser, instead_of="Fashion-MNIST")
+    data_flags.add_arguments(parser, instead_of="Fashion-MNIST")
     parser.add_argument("--epochs", type=int, help="purifier epochs (over the preset's)")
     parser.add_argument("--gate-examples", type=int, help="eval images the robustness gate attacks")
     parser.add_argument("--serving-dir", help="the TF Serving base folder (default <output>/serving)")

@@ -34,6 +34,7 @@ from lqvae_tf.atomic import write_text
 from lqvae_tf.config import config_from_settings
 from lqvae_tf.data import load
 from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
+from lqvae_tf.generated import marker
 from lqvae_tf.models.inputs import rescale
 from lqvae_tf.presets import METRICS_FILE, PRESET_ROOT, save_filter_weights
 from lqvae_tf.stats import accuracy_of
@@ -86,7 +87,8 @@ def markdown(metrics: dict) -> str:
     split = "the full" if limit is None else f"the first {limit} images of the"
     seconds = metrics["training_seconds"]
     trained = f"{seconds / 60:.0f} minutes of training" if seconds else "training time not recorded"
-    return f"""# Preset `{metrics["preset"]}`
+    return f"""{marker("`make presets` (`scripts/make_presets.py`)")}
+# Preset `{metrics["preset"]}`
 
 The LQ-VAE filter behind `LQVAE.from_preset("{metrics["preset"]}")`: a purifier of the
 `lqvae reproduce {metrics["dataset"]}` study's model store (`metrics.json` has its settings), trained on {split}

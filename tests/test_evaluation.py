@@ -11,6 +11,7 @@ import tensorflow as tf
 from lqvae_tf import LQVAE
 from lqvae_tf.defenses import Defense, LQVAEDefense, NoDefense
 from lqvae_tf.evaluation import Accuracy, Evaluation, accuracy_of, csv_text, markdown, write_reports
+from lqvae_tf.generated import is_generated
 
 from conftest import tiny_config
 
@@ -147,6 +148,7 @@ def test_table_numbers_are_computed_from_predictions(tmp_path):
     assert lines[3].startswith("white-box,shift,L,L,no defense,50.00,23.66,76.34,5,10")
     paths = write_reports([row], str(tmp_path / "out"), meta={"dataset": "crafted"})
     saved = json.loads(open(paths["json"]).read())
+    assert is_generated(open(paths["md"]).read())
     assert saved["rows"][0]["defended"]["undo"]["correct"] == 7 and saved["meta"]["dataset"] == "crafted"
     assert len(list((tmp_path / "cache").iterdir())) == 1  # the adversarial batch was cached
 

@@ -10,6 +10,7 @@ import pytest
 
 from lqvae_tf.classifiers import summary_path
 from lqvae_tf.cli.main import main
+from lqvae_tf.generated import is_generated
 from lqvae_tf.study import ROBUST_COLUMNS, ModelStore, settings_hash, study_config
 
 COLUMNS = ("lq-vae", "defense-gan", *ROBUST_COLUMNS)
@@ -196,6 +197,17 @@ def test_reproduce_quick_writes_a_table_with_every_column_and_reuses_its_models(
     assert set(os.listdir(out / "fashion_mnist")) == {*metrics["files"], "config.json", "metrics.json", "README.md"}
     assert metrics["reconstruction_mse"]["trained"] < metrics["reconstruction_mse"]["untrained"]
     assert f"make_presets.py {' '.join(args)}" in (out / "fashion_mnist" / "README.md").read_text()
+    assert is_generated((out / "fashion_mnist" / "README.md").read_text())
+    assert is_generated(report) and is_generated(index)
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+def test_each_shipped_presets_readme_is_what_make_presets_writes_from_its_metrics(name):
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lqvae_tf", "presets", name)
+    with open(os.path.join(folder, "metrics.json"), encoding="utf-8") as handle:
+        metrics = json.load(handle)
+    with open(os.path.join(folder, "README.md"), encoding="utf-8") as handle:
+        assert handle.read() == load_script("make_presets").markdown(metrics)
 
 
 def load_script(name: str):
@@ -261,6 +273,7 @@ def test_index_averages_black_box_rows_per_attack_with_the_papers_line_after_its
     folder.mkdir(parents=True)
     (folder / "results.json").write_text(json.dumps({"meta": {"n": 1000}, "rows": rows}))
     lines = open(write_index(str(tmp_path)), encoding="utf-8").read().splitlines()
+    assert is_generated(lines[0])
     deepfool = lines.index(next(line for line in lines if line.startswith("| black-box transfer, deepfool |")))
     assert lines[deepfool].startswith("| black-box transfer, deepfool | 2 | 90.00 | 75.00 |")
     assert lines[deepfool + 1].startswith("| paper, same rows | 2 |")  # A/B and B/A of the paper's Table 3

@@ -10,6 +10,7 @@ import json
 import os
 
 from lqvae_tf.data.registry import DATASET_NAMES, DEFAULT_DATASET
+from lqvae_tf.generated import without_marker
 
 
 def _attack_param(text: str) -> tuple[str, str, object]:
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         meta={"dataset": args.dataset, "purifier": args.purifier, "classifiers": paths},
     )
     with open(written["md"], encoding="utf-8") as handle:
-        print(handle.read())
+        print(without_marker(handle.read()))
     for kind, path in sorted(written.items()):
         print(f"{kind:>16}: {path}")
     return 0

@@ -37,7 +37,12 @@ def add_parser(subparsers) -> None:
         help="the classifier points train with where they name none: guided points keep its answers, the "
         "adversarial modes classifier and end_to_end attack it (default --classifier)",
     )
-    parser.add_argument("--out", required=True, help="the frontier's folder")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="the frontier's folder; the README.md of the folder above it is rebuilt as the index of every "
+        "frontier there (unless that README.md is hand-written)",
+    )
     parser.add_argument("--dataset", choices=sorted(DATASET_SHAPES), default=DEFAULT_DATASET)
     parser.add_argument("--train-limit", type=int, help="train each purifier on the first N training images")
     parser.add_argument(

@@ -10,12 +10,13 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from lqvae_tf.cli import adapt, adversarial, classifiers, evaluate, frontier, reproduce, user_data
+from lqvae_tf.cli import adapt, classifiers, evaluate, frontier, reproduce
 from lqvae_tf.data.registry import DEFAULT_DATASET
 from lqvae_tf.serving.limits import ServingLimits
 from lqvae_tf.serving.workers import WORKER_FLAG, check_workers, run_workers, worker_command
+from lqvae_tf.training import adversarial_flags, data_flags
 
-DATASETS = user_data.DATASET_NAMES  # the registry's (lqvae_tf.data.registry)
+DATASETS = data_flags.DATASET_NAMES  # the registry's (lqvae_tf.data.registry)
 
 
 def _override(text: str) -> tuple[str, object]:
@@ -60,7 +61,7 @@ def _add_train(subparsers) -> None:
     parser.add_argument("--data-dir", help="dataset folder (IDX files, or tensorflow-datasets' data_dir)")
     parser.add_argument("--out", required=True, help="run folder for the model, logs and figures")
     parser.add_argument("--verbose", default="auto", help="Keras verbosity: auto, 0, 1 or 2")
-    adversarial.add_arguments(parser)
+    adversarial_flags.add_arguments(parser)
     guidance = parser.add_argument_group(
         "classifier guidance",
         "also train the reconstructions to keep a classifier's class probabilities (see lqvae_tf.GuidanceConfig)",
@@ -74,7 +75,7 @@ def _add_train(subparsers) -> None:
         "none: the guide of the guided presets, and the target of the adversarial modes classifier "
         "and end_to_end",
     )
-    user_data.add_arguments(parser)
+    data_flags.add_arguments(parser)
 
 
 def _guidance(args: argparse.Namespace, base):
@@ -95,7 +96,7 @@ def _train(args: argparse.Namespace) -> int:
     from lqvae_tf.config import LQVAEConfig, preset
     from lqvae_tf.training import train_purifier
 
-    dataset = user_data.resolve(args)  # bad data fails here, before the run folder exists
+    dataset = data_flags.resolve(args)  # bad data fails here, before the run folder exists
     if args.config:
         with open(args.config, encoding="utf-8") as handle:
             config = LQVAEConfig.from_json(handle.read())
@@ -106,7 +107,7 @@ def _train(args: argparse.Namespace) -> int:
         if getattr(args, field) is not None:
             changes[field] = getattr(args, field)
     # One replace, so that --epochs and --adversarial / --adv-clean-epochs are validated together.
-    changes["adversarial"] = adversarial.from_args(args, config.adversarial)
+    changes["adversarial"] = adversarial_flags.from_args(args, config.adversarial)
     changes["guidance"] = _guidance(args, config.guidance)
     config = config.replace(**changes)
     if args.classifier is not None:
@@ -127,7 +128,7 @@ def _train(args: argparse.Namespace) -> int:
             f"{args.preset or args.config or dataset.preset} trains with a classifier ({' and '.join(reasons)}) "
             f"and names none: give --classifier MODEL (the preset {dataset.preset!r} needs none)"
         )
-    config = user_data.apply(dataset, config)
+    config = data_flags.apply(dataset, config)
     verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
     result = train_purifier(config, dataset, args.out, limit=args.limit, data_dir=args.data_dir, verbose=verbose)
     print(f"model:   {result.model_path}")

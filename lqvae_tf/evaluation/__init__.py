@@ -1,4 +1,5 @@
-"""Robustness evaluation: the harness, accuracy with intervals, reports and figures."""
+"""Robustness evaluation: attacks run against defended classifiers (the harness, the frontier), and the
+tables and figures that report them."""
 
 from lqvae_tf.evaluation.harness import SETTINGS, Evaluation, Row, fingerprint
 from lqvae_tf.evaluation.report import csv_text, markdown, write_reports

@@ -24,7 +24,8 @@ on its purified training images, `lqvae_tf.training.adapt`) and every measuremen
 the adapted classifier, the deployed pair; the original classifier's clean accuracy alone and
 behind the filter are recorded beside it (`clean_alone_unadapted`, `clean_filtered_unadapted`).
 
-It writes `frontier.json`, `frontier.md` and `frontier.png` (one point per setting). Every
+It writes `frontier.json`, `frontier.md` and `frontier.png` (one point per setting), then
+rebuilds the index of the folder above (`frontier_index.write_index`). Every
 measurement is cached per point under a hash of the attack settings, the classifier's weights
 and the sample, so a rerun with more points redoes nothing.
 """
@@ -50,7 +51,9 @@ from lqvae_tf.config import LQVAEConfig, preset
 from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
 from lqvae_tf.defenses import LQVAEDefense
 from lqvae_tf.evaluation.figures import _pyplot, _save
+from lqvae_tf.evaluation.frontier_index import write_index
 from lqvae_tf.evaluation.harness import Evaluation, clean_accuracies, fingerprint
+from lqvae_tf.generated import marker
 from lqvae_tf.models.inputs import rescale
 from lqvae_tf.stats import accuracy_of
 from lqvae_tf.training.warm_start import COLLAPSED_BELOW, distinct_code_fraction
@@ -545,7 +548,7 @@ def frontier_figure(rows: Sequence[dict], path: str, eps: float) -> str:
 
 
 def write_frontier(rows, out_dir, dataset, classifier_path, attacks, train_limit, command=None, adapt_epochs=0) -> None:
-    """`frontier.json`, `frontier.md` and `frontier.png` in `out_dir`."""
+    """`frontier.json`, `frontier.md` and `frontier.png` in `out_dir`; then the index of the folder above it."""
     os.makedirs(out_dir, exist_ok=True)
     settings = {
         "dataset": dataset,
@@ -558,7 +561,7 @@ def write_frontier(rows, out_dir, dataset, classifier_path, attacks, train_limit
     }
     write_text(os.path.join(out_dir, "frontier.json"), json.dumps({"settings": settings, "rows": rows}, indent=2))
     notes = (
-        f"# Purifier frontier ({dataset})\n\n"
+        f"{marker('`lqvae frontier`')}\n# Purifier frontier ({dataset})\n\n"
         + (f"Made by: `{command}`\n\n" if command else "")
         + f"Classifier `{os.path.basename(classifier_path)}`, first {attacks.n} test images, training limit "
         f"{train_limit}. Accuracies in %. Attacks at L-inf eps {attacks.eps:g}: PGD {attacks.steps} steps of "
@@ -582,3 +585,4 @@ def write_frontier(rows, out_dir, dataset, classifier_path, attacks, train_limit
     )
     write_text(os.path.join(out_dir, "frontier.md"), notes + markdown_table(rows))
     frontier_figure(rows, os.path.join(out_dir, "frontier.png"), attacks.eps)
+    write_index(os.path.dirname(os.path.abspath(out_dir)))

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from lqvae_tf.atomic import write_text
 from lqvae_tf.evaluation.harness import SETTINGS, Row
+from lqvae_tf.generated import marker
 
 TITLES = {
     "white-box": "White-box attacks on the classifier",
@@ -207,13 +208,16 @@ def csv_text(rows: Sequence[Row]) -> str:
     return buffer.getvalue()
 
 
+WRITER = "`lqvae eval`, `lqvae reproduce` or the pipeline's robustness gate (`evaluation.write_reports`)"
+
+
 def write_reports(
     rows: Sequence[Row], out_dir: str, meta: Mapping | None = None, paper: Mapping | None = None
 ) -> dict[str, str]:
     """Writes results.md, results.csv and results.json into `out_dir`; returns their paths."""
     os.makedirs(out_dir, exist_ok=True)
     paths = {kind: os.path.join(out_dir, f"results.{kind}") for kind in ("md", "csv", "json")}
-    write_text(paths["md"], markdown(rows, paper))
+    write_text(paths["md"], marker(WRITER) + "\n" + markdown(rows, paper))
     write_text(paths["csv"], csv_text(rows))
     write_text(paths["json"], json.dumps({"meta": dict(meta or {}), "rows": [r.to_dict() for r in rows]}, indent=2))
     return paths

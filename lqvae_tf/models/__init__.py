@@ -1,4 +1,5 @@
-"""LQ-VAE models and their building blocks; the WGAN-GP behind the Defense-GAN baseline."""
+"""The LQ-VAE `keras.Model` (Algorithm 1 in `train_step`) and its building blocks (quantizers, Lipschitz
+penalty, input checks, `logits_of`); the WGAN-GP behind the Defense-GAN baseline."""
 
 from lqvae_tf.models.inputs import check_images
 from lqvae_tf.models.lqvae import LQVAE, kl_divergence

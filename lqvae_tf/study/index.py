@@ -12,6 +12,7 @@ import os
 
 from lqvae_tf.atomic import write_text
 from lqvae_tf.evaluation.paper import COLUMNS, reference
+from lqvae_tf.generated import marker
 
 TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "celeb_a": "CelebA (gender)"}
 SETTING_NAMES = {
@@ -80,6 +81,7 @@ def _summary(dataset: str, rows: list[dict]) -> list[str]:
 def write_index(out_dir: str) -> str:
     """Rebuilds `<out>/results.md` from every study found under `<out>/results/`; returns its path."""
     lines = [
+        marker("`lqvae reproduce`"),
         "# Measured results",
         "",
         "One page per dataset, each written by `lqvae reproduce DATASET` (its command, settings, models with",

@@ -27,6 +27,7 @@ from typing import Any
 import keras
 
 from lqvae_tf.atomic import write_text
+from lqvae_tf.generated import marker, without_marker
 from lqvae_tf.study.config import StudyConfig
 from lqvae_tf.study.index import page_path, write_index
 from lqvae_tf.study.store import ModelStore
@@ -257,12 +258,13 @@ def report(
         return "<models>/" + os.path.relpath(os.path.abspath(path), os.path.abspath(models_dir)).replace(os.sep, "/")
 
     with open(written["md"], encoding="utf-8") as handle:
-        tables = handle.read()
+        tables = without_marker(handle.read())
     if config.scale:  # stated beside every table, not only once at the top
         tables = "\n".join(
             f"{line}\n\n> Scale: {config.scale}" if line.startswith("### ") else line for line in tables.splitlines()
         )
     lines = [
+        marker(f"`lqvae reproduce {config.dataset}`"),
         f"# Measured results: {config.dataset}",
         "",
         f"Written by `lqvae reproduce` on {datetime.date.today().isoformat()}; every number below comes from it.",

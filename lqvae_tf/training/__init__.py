@@ -1,4 +1,5 @@
-"""Training runs: callbacks, figures, the end-to-end `train_purifier`, and Defense-GAN's `train_gan`."""
+"""Training runs: the purifier (`train_purifier`), Defense-GAN's generator (`train_gan`), a classifier adapted
+to the filter (`adapt`), with their callbacks and figures and the flags every training front end takes."""
 
 from lqvae_tf.training.callbacks import PurifiedImages, SharpnessSchedule
 from lqvae_tf.training.figures import save_purification_grid

@@ -1,4 +1,7 @@
-"""`lqvae train`'s adversarial-retraining options: flags to `LQVAEConfig.adversarial`."""
+"""A training run's adversarial-retraining flags, to `LQVAEConfig.adversarial`.
+
+Shared by the front ends that train a purifier: `lqvae train` and the pipeline's runners.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""`lqvae train`'s data options: a registered dataset (`--dataset`) or one's own (`--data PATH`)."""
+"""A training run's data flags: a registered dataset (`--dataset`) or one's own (`--data PATH`).
+
+Shared by the front ends that train a purifier: `lqvae train` and the pipeline's runners.
+"""
 
 from __future__ import annotations
 
