@@ -175,6 +175,8 @@ class ServingApp:
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
+                chunks.clear()
+                return_freed_memory()  # the chunks came from the allocator's arenas, not their own pages
                 raise RequestError(f"request body exceeds the limit of {limit} bytes", status=413)
             chunks.append(chunk)
         return b"".join(chunks)
