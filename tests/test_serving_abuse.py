@@ -224,6 +224,21 @@ def test_dripping_clients_cannot_lock_others_out_and_meet_the_read_deadline(serv
             sock.close()
 
 
+@pytest.mark.parametrize("depth", [600, 1000])
+def test_string_inputs_nested_far_deeper_than_their_rank_are_a_400(server, depth):
+    """Defect 6: such a `purify_png` body ended in a RecursionError and a 500."""
+    _, port = server
+    body = b'{"signature_name": "purify_png", "instances": ' + b"[" * depth + b"]" * depth + b"}"
+    with _connect(port) as sock:
+        sock.sendall(
+            f"POST /v1/models/lqvae:predict HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        )
+        sock.sendall(body)
+        status, head = _read_answer(sock)
+    assert status == 400 and b"application/json" in head
+    _good_requests_succeed(port, count=1)
+
+
 def _numbers_body(images: np.ndarray) -> bytes:
     return b'{"instances": ' + orjson.dumps(images, option=orjson.OPT_SERIALIZE_NUMPY) + b"}"
 
