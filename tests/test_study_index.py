@@ -1,0 +1,41 @@
+"""The results index (`docs/results.md`): adaptive rows per eps, never a minimum across budgets."""
+
+import json
+
+from lqvae_tf.study.index import write_index
+
+
+def _row(attack, eps, accuracy, gradient="bpda"):
+    cell = {"accuracy": accuracy}
+    return {
+        "setting": "end-to-end",
+        "attack": attack,
+        "params": {"eps": eps, "gradient": gradient},
+        "classifier": "A",
+        "source": "A",
+        "no_attack": {"accuracy": 99.0},
+        "no_defense": {"accuracy": 1.0},
+        "defended": {"lq-vae": cell},
+    }
+
+
+def test_adaptive_rows_get_one_worst_row_per_eps(tmp_path):
+    rows = [
+        _row("pgd", 0.1, 80.0, "bpda"),
+        _row("pgd", 0.1, 70.0, "soft"),
+        _row("pgd", 0.3, 20.0, "bpda"),
+        _row("pgd", 0.3, 30.0, "identity"),
+        _row("authors_fgsm", 0.15, 95.0),
+    ]
+    folder = tmp_path / "results" / "mnist"
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps({"meta": {"date": "2026-12-04", "n": 10}, "rows": rows}))
+    text = open(write_index(str(tmp_path)), encoding="utf-8").read()
+    by_name = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| end to end")}
+    assert set(by_name) == {
+        "end to end, adaptive at eps 0.1 (worst row)",
+        "end to end, adaptive at eps 0.3 (worst row)",
+        "end to end, paper's setting",
+    }
+    assert "| 70.00 |" in by_name["end to end, adaptive at eps 0.1 (worst row)"]  # not 0.3's 20.00
+    assert "| 20.00 |" in by_name["end to end, adaptive at eps 0.3 (worst row)"]
