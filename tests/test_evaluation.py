@@ -127,7 +127,7 @@ def test_table_numbers_are_computed_from_predictions(tmp_path):
     assert (round(low, 1), round(high, 1)) == (23.7, 76.3)  # Wilson interval, 5 of 10
     table = markdown([row])
     clean, attacked = "| 100.00 [72.2, 100.0] | 100.00 [72.2, 100.0] |", " 50.00 [23.7, 76.3] | 70.00 [39.7, 89.2] |"
-    assert "| shift | L | 10 " + clean + attacked + " 1.40 / 0.05 | step=0.1 |" in table
+    assert "| shift | L | 10 " + clean + attacked + " 1.40 / 0.05 |  | step=0.1 |" in table
     assert "| **average** |  |  | 100.00 | 100.00 | 50.00 | 70.00 |  |  |" in table
     # Black-box rows of two attacks get an average each, never one mixing them.
     transfers = [
@@ -294,3 +294,32 @@ def test_a_defense_must_declare_its_cache_parts():
 
     with pytest.raises(TypeError, match="cache_parts"):
         Incomplete()
+
+
+class _ThresholdCode(NoDefense):
+    """The identity with a binary code (pixels above one half): a defense with a latent code whose
+    symbols a perturbation visibly flips, as a trained LQ-VAE's do."""
+
+    name = "coded"
+
+    def codes(self, images):
+        return np.asarray(images).reshape(len(images), -1)[:, ::7] > 0.5
+
+
+def test_every_row_reports_the_code_symbols_its_adversarials_flip(fmnist_images, linear_classifier):
+    from lqvae_tf.attacks import make_attack
+
+    coded, identity = _ThresholdCode(), NoDefense()
+    identity.name = "identity"  # a column without a latent code
+    x, y = fmnist_images[:16], np.arange(16) % 10
+    evaluation = Evaluation(x, y, {"lin": linear_classifier}, [coded, identity], verbose=False)
+    strong = evaluation.white_box(make_attack("fgsm", eps=0.3), "lin")
+    assert set(strong.bit_flips) == {"coded"}  # only a defense with a latent code has the measure
+    adversarial = evaluation.adversarials_on(make_attack("fgsm", eps=0.3), "lin")
+    expected = 100 * (coded.codes(x) != coded.codes(adversarial)).mean()
+    assert strong.bit_flips["coded"] == pytest.approx(expected, abs=0.01) and expected > 0
+    weak = evaluation.white_box(make_attack("fgsm", eps=1e-6), "lin")
+    assert weak.bit_flips["coded"] < strong.bit_flips["coded"]
+    assert strong.to_dict()["bit_flips"] == strong.bit_flips
+    table = markdown([strong])
+    assert "code symbols flipped %" in table and f"| {strong.bit_flips['coded']:.1f} |" in table

@@ -62,11 +62,6 @@ def latent_tsne(
     return _save(figure, path)
 
 
-def flipped_fraction(clean_codes: np.ndarray, adversarial_codes: np.ndarray) -> np.ndarray:
-    """Per image, the fraction of latent code symbols the attack changed."""
-    return (np.asarray(clean_codes) != np.asarray(adversarial_codes)).reshape(len(clean_codes), -1).mean(axis=1)
-
-
 def bit_flip_histogram(
     flipped: np.ndarray,
     correct: np.ndarray,

@@ -50,6 +50,9 @@ class Row:
     defended: dict[str, Accuracy]
     clean_defended: dict[str, Accuracy] = dataclasses.field(default_factory=dict)
     distortion: dict[str, float] = dataclasses.field(default_factory=dict)
+    # Per LQ-VAE column, the mean share (in %) of latent code symbols the row's adversarials
+    # change (the paper's Fig. 3 measure): how far the attack moves the input in the code space.
+    bit_flips: dict[str, float] = dataclasses.field(default_factory=dict)
     # Wall seconds this run spent on the row (crafting, scoring and, for a black-box row, training
     # its substitute when it is the first to need it); a row read from the cache costs less.
     seconds: float | None = None
@@ -70,6 +73,7 @@ class Row:
             "no_defense": self.no_defense.to_dict(),
             "clean_defended": {name: acc.to_dict() for name, acc in self.clean_defended.items()},
             "distortion": self.distortion,
+            "bit_flips": self.bit_flips,
             "defended": {name: acc.to_dict() for name, acc in self.defended.items()},
             "seconds": self.seconds,
         }
@@ -96,6 +100,11 @@ def distortion(images: np.ndarray, adversarial: np.ndarray) -> dict[str, float]:
         "mean_l2": round(float(np.linalg.norm(delta, axis=1).mean()), 4),
         "mean_linf": round(float(np.abs(delta).max(axis=1).mean()), 4),
     }
+
+
+def flipped_fraction(clean_codes: np.ndarray, adversarial_codes: np.ndarray) -> np.ndarray:
+    """Per image, the fraction of latent code symbols the attack changed."""
+    return (np.asarray(clean_codes) != np.asarray(adversarial_codes)).reshape(len(clean_codes), -1).mean(axis=1)
 
 
 class Evaluation:
@@ -144,6 +153,7 @@ class Evaluation:
             if name not in names[: len(defenses)] or not isinstance(limit, int) or limit < 1:
                 raise ValueError(f"defense_limits: {name!r}: {limit!r} must be a positive count for a defense's name")
         self.defense_limits = {name: min(limit, len(images)) for name, limit in defense_limits.items()}
+        self._clean_codes: dict[str, np.ndarray] = {}  # defense name -> codes of the clean sample
         self.images = np.asarray(images, np.float32)
         self.labels = np.asarray(labels).astype(np.int64)
         self.classifiers = dict(classifiers)
@@ -286,7 +296,22 @@ class Evaluation:
             defended,
             clean,
             distortion(self.images, adversarial),
+            self._bit_flips(adversarial, per_defense),
         )
+
+    def _bit_flips(self, adversarial: np.ndarray, per_defense: Mapping[str, np.ndarray] | None) -> dict[str, float]:
+        """Mean % of code symbols changed, per defense with a latent code (`codes`), on the images
+        that defense was shown in this row."""
+        flips = {}
+        for defense in self.defenses:
+            if not hasattr(defense, "codes") or (per_defense is not None and defense.name not in per_defense):
+                continue
+            if defense.name not in self._clean_codes:
+                self._clean_codes[defense.name] = defense.codes(self.images)
+            images = per_defense[defense.name] if per_defense is not None else adversarial
+            changed = flipped_fraction(self._clean_codes[defense.name], defense.codes(images))
+            flips[defense.name] = round(100 * float(changed.mean()), 2)
+        return flips
 
     def _key(self, *parts) -> str:
         return fingerprint(self._sample_key, *parts)

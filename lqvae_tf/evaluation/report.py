@@ -27,6 +27,13 @@ def _distortion(values: Mapping[str, float]) -> str:
     return f"{values['mean_l2']:.2f} / {values['mean_linf']:.2f}" if values else ""
 
 
+def _flips(values: Mapping[str, float]) -> str:
+    """The row's latent symbols flipped (%), one value per LQ-VAE column, named when several."""
+    if len(values) == 1:
+        return f"{next(iter(values.values())):.1f}"
+    return ", ".join(f"{name} {value:.1f}" for name, value in values.items())
+
+
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
@@ -83,6 +90,7 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
             "no defense",
             *defenses,
             "mean L2 / L-inf",
+            "LQ-VAE code symbols flipped %",
             "attack parameters",
         ]
         out += [f"### {TITLES[setting]}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -98,6 +106,7 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
                 str(row.no_defense),
                 *[_cell(row.defended.get(d), row.n) for d in defenses],
                 _distortion(row.distortion),
+                _flips(row.bit_flips),
                 _params(row.params),
             ]
             out.append("| " + " | ".join(cells) + " |")
@@ -111,6 +120,7 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
                     str(reference.get("no attack", "")),
                     *["" for _ in defenses],
                     *[f"{reference.get(c, '')}" for c in ("no defense", *defenses)],
+                    "",
                     "",
                     "",
                 ]
@@ -133,6 +143,7 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
                 *[_mean_or_blank([r.defended[d].percent for r in members if d in r.defended]) for d in defenses],
                 "",
                 "",
+                "",
             ]
             out.append("| " + " | ".join(average) + " |")
         out += ["", _time_line(chosen), ""]
@@ -140,7 +151,8 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
         "Cells: accuracy % [95% Wilson interval], with (n=...) where a column was scored on a subsample of the "
         f"row's n; '{NOT_RUN}': that defense was not attacked in that row (see the study's settings); averages "
         "are means of the rows above over the cells measured. Mean L2 / L-inf: the size of the perturbations fed "
-        "to the undefended classifier (pixels in [0, 1])."
+        "to the undefended classifier (pixels in [0, 1]). Code symbols flipped: the mean share of the LQ-VAE's "
+        "latent code that the row's adversarials change (the paper's Fig. 3 measure)."
     )
     return "\n".join(out) + "\n"
 

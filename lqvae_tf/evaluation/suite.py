@@ -37,10 +37,9 @@ from lqvae_tf.defenses import Defense, LQVAEDefense
 from lqvae_tf.evaluation.figures import (
     accuracy_vs_strength,
     bit_flip_histogram,
-    flipped_fraction,
     latent_tsne,
 )
-from lqvae_tf.evaluation.harness import Evaluation, Row
+from lqvae_tf.evaluation.harness import Evaluation, Row, flipped_fraction
 from lqvae_tf.evaluation.paper import reference
 from lqvae_tf.evaluation.report import write_reports
 
