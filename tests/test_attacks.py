@@ -28,6 +28,7 @@ TRAIN, HELD_OUT = slice(0, 2000), slice(5000, 5100)
 TEST_PARAMS = {
     "spsa": dict(nb_iter=20, spsa_samples=64),
     "square": dict(n_queries=300),
+    "cw_l2": dict(binary_search_steps=5, max_iterations=200, learning_rate=0.05),
 }
 L_INF_BOUNDED = ("fgsm", "bim", "pgd", "mim", "spsa", "square")
 L2_BOUNDED = ("pgd_l2",)
@@ -40,6 +41,7 @@ MAX_ACCURACY_LEFT = dict(
     pgd=0.05,
     mim=0.05,
     cw=0.05,
+    cw_l2=0.05,
     deepfool=0.05,
     pgd_l2=0.2,
     spsa=0.4,
@@ -93,7 +95,19 @@ def adversarial(classifier, held_out):
 
 # ---------------------------------------------------------------------------------- registry
 def test_registry_lists_every_attack_with_json_defaults():
-    assert set(ATTACKS) == {"fgsm", "bim", "pgd", "pgd_l2", "mim", "cw", "spsa", "deepfool", "authors_fgsm", "square"}
+    assert set(ATTACKS) == {
+        "fgsm",
+        "bim",
+        "pgd",
+        "pgd_l2",
+        "mim",
+        "cw",
+        "cw_l2",
+        "spsa",
+        "deepfool",
+        "authors_fgsm",
+        "square",
+    }
     json.dumps(ATTACKS, allow_nan=False)  # strict JSON: no Infinity for an L-inf norm
 
 
@@ -361,3 +375,32 @@ def test_jacobian_augmentation_in_chunks_equals_one_pass_and_bounds_the_batch():
     assert seen == [4, 4, 2]
     np.testing.assert_array_equal(chunked, whole)
     assert not np.array_equal(whole, x) and whole.min() >= 0.0 and whole.max() <= 1.0
+
+
+def test_standard_cw_l2_finds_much_smaller_perturbations_than_defense_gans_cw(classifier, held_out, adversarial):
+    """Defense-GAN's CW settings draw new images; the binary search finds the minimal perturbation."""
+    x, y = held_out
+    mean_l2 = {
+        name: float(np.linalg.norm((adversarial(name) - x).reshape(len(x), -1), axis=1).mean())
+        for name in ("cw", "cw_l2")
+    }
+    assert mean_l2["cw_l2"] < 0.5 * mean_l2["cw"], mean_l2
+    # More rounds of the search only ever keep an adversarial at least as close, image by image.
+    one_round = make_attack("cw_l2", **{**TEST_PARAMS["cw_l2"], "binary_search_steps": 1})(logits_of(classifier), x, y)
+    closest = adversarial("cw_l2")
+    fooled = np.argmax(classifier.predict(one_round, verbose=0), -1) != y
+    l2 = lambda a: np.linalg.norm((a - x).reshape(len(x), -1), axis=1)  # noqa: E731
+    assert fooled.any() and np.all(l2(closest)[fooled] <= l2(one_round)[fooled] + 1e-4)
+
+
+def test_cw_l2_returns_an_image_it_cannot_fool_unchanged(held_out):
+    x = held_out[0][:4]
+    constant = lambda images: tf.tile(tf.constant([[5.0] + [0.0] * 9]), [tf.shape(images)[0], 1])  # noqa: E731
+    x_adv = make_attack("cw_l2", binary_search_steps=2, max_iterations=10)(constant, x, np.zeros(4, np.int64))
+    np.testing.assert_array_equal(x_adv, x)
+
+
+@pytest.mark.parametrize("bad", [dict(binary_search_steps=0), dict(learning_rate=0.0), dict(confidence=-1.0)])
+def test_cw_l2_refuses_impossible_settings(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        make_attack("cw_l2", **bad)

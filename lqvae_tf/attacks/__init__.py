@@ -10,7 +10,7 @@ Example:
     >>> x_adv = attack(logits_of(classifier), images, labels)
 """
 
-from lqvae_tf.attacks import authors, cleverhans_attacks, deepfool, square  # noqa: F401  (they register their attacks)
+from lqvae_tf.attacks import authors, carlini_wagner, cleverhans_attacks, deepfool, square  # noqa: F401  (they register their attacks)
 from lqvae_tf.attacks.base import ATTACKS, Attack, ModelFn, logits_of, make_attack, register_attack
 
 __all__ = ["ATTACKS", "Attack", "ModelFn", "logits_of", "make_attack", "register_attack"]
