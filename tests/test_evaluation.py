@@ -323,3 +323,64 @@ def test_every_row_reports_the_code_symbols_its_adversarials_flip(fmnist_images,
     assert strong.to_dict()["bit_flips"] == strong.bit_flips
     table = markdown([strong])
     assert "code symbols flipped %" in table and f"| {strong.bit_flips['coded']:.1f} |" in table
+
+
+def _e2e(attack, correct, eps=0.1, gradient="bpda", **params):
+    from lqvae_tf.evaluation.harness import Row
+
+    params = {"eps": eps, "gradient": gradient, "eot_samples": 1, "restarts": 2, **params}
+    return Row(
+        "end-to-end",
+        attack,
+        params,
+        "A",
+        "A",
+        Accuracy(99, 100),
+        Accuracy(0, 100),
+        {name: Accuracy(c, 100) for name, c in correct.items()},
+    )
+
+
+def test_step_doubling_is_flagged_beyond_two_points_and_passes_within():
+    from lqvae_tf.evaluation.report import attack_checks
+
+    rows = [
+        _e2e("pgd", {"lq-vae": 60, "madry": 50}, nb_iter=40),
+        _e2e("pgd", {"lq-vae": 57, "madry": 49}, nb_iter=80),  # lq-vae moves 3 points: not converged
+        _e2e("pgd", {"lq-vae": 30}, eps=0.3, nb_iter=40),
+        _e2e("pgd", {"lq-vae": 29}, eps=0.3, nb_iter=80),
+    ]
+    checks = attack_checks(rows)
+    flagged = [line for line in checks if line.startswith("**FLAG** step doubling")]
+    assert len(flagged) == 1 and "eps 0.1" in flagged[0] and "lq-vae +3.00" in flagged[0] and "madry" not in flagged[0]
+    assert any(line.startswith("step doubling") and "eps 0.3" in line for line in checks)
+
+
+def test_square_is_flagged_where_it_beats_every_gradient_attack():
+    from lqvae_tf.evaluation.report import attack_checks
+
+    rows = [
+        _e2e("pgd", {"lq-vae": 60, "madry": 50}, nb_iter=40),
+        _e2e("pgd", {"lq-vae": 55, "madry": 52}, gradient="identity", nb_iter=40),
+        _e2e("square", {"lq-vae": 40, "madry": 51}, n_queries=1000),  # below 55 for lq-vae: masked
+        _e2e("square", {"lq-vae": 70}, eps=0.3, n_queries=1000),  # no gradient row at 0.3: no check
+    ]
+    (line,) = attack_checks(rows)
+    assert line.startswith("**FLAG** Square") and "lq-vae 40.00 < 55.00" in line and "madry" not in line
+    table = markdown(rows)
+    assert "### Checks of the attacks" in table and "**FLAG** step" not in table
+
+
+def test_the_studies_run_the_checks_at_each_eps_on_a_valid_spec():
+    from lqvae_tf.attacks import make_attack
+    from lqvae_tf.evaluation.suite import AttackSpec
+    from lqvae_tf.study.config import _ATTACK_CHECKS
+
+    parsed = [AttackSpec.parse(spec) for spec in _ATTACK_CHECKS]
+    found = {(p.attack, dict(p.params)["eps"]): p for p in parsed}
+    assert set(found) == {("pgd", 0.1), ("pgd", 0.3), ("square", 0.1), ("square", 0.3)}
+    for (attack, _), spec in found.items():
+        assert spec.setting == "end-to-end" and spec.how == "bpda" and spec.on == ("A",)
+        make_attack(attack, **dict(spec.params))  # valid parameters for the attack
+    assert dict(found["pgd", 0.1].params)["nb_iter"] == 80 and found["pgd", 0.1].restarts == 2
+    assert dict(found["square", 0.3].params)["n_queries"] >= 1000

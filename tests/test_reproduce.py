@@ -117,8 +117,13 @@ def test_every_study_runs_the_papers_tables_and_its_bpda_setting_beside_adaptive
     assert AttackSpec("end-to-end", "soft", "authors_fgsm") in specs  # the paper's Table 5 setting
     adaptive = [s for s in specs if s.setting == "end-to-end" and s.attack == "pgd"]
     for how, eps in (("bpda", 0.1), ("bpda", 0.3), ("identity", 0.1), ("identity", 0.3)):
-        (spec,) = [s for s in adaptive if s.how == how and dict(s.params)["eps"] == eps]
-        assert dict(spec.params)["nb_iter"] >= 40 and spec.restarts >= 2
+        (spec,) = [
+            s for s in adaptive if s.how == how and dict(s.params)["eps"] == eps and dict(s.params)["nb_iter"] == 40
+        ]
+        assert spec.restarts >= 2
+        if how == "bpda":  # and its checks: twice the steps, and the gradient-free Square attack
+            assert [s for s in adaptive if s.how == how and dict(s.params) == {**dict(spec.params), "nb_iter": 80}]
+            assert [s for s in specs if s.attack == "square" and dict(s.params)["eps"] == eps]
     assert any(s.how == "soft" and s.eot and s.eot > 1 for s in adaptive)  # BPDA + EOT over the sampled latent
     # 1,000 images, but 500 on the CelebA subset, whose 150 minutes do not fit 1,000 (its scale text says so).
     assert config.n >= (500 if dataset == "celeb_a" else 1000) and 1 <= config.defense_gan_n <= config.n

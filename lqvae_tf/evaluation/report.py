@@ -154,7 +154,69 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
         "to the undefended classifier (pixels in [0, 1]). Code symbols flipped: the mean share of the LQ-VAE's "
         "latent code that the row's adversarials change (the paper's Fig. 3 measure)."
     )
+    checks = attack_checks(rows)
+    if checks:
+        out += ["", "### Checks of the attacks", "", *[f"- {line}" for line in checks]]
     return "\n".join(out) + "\n"
+
+
+# Step doubling: a row whose accuracy falls by more than this many points when its steps double
+# had not converged, and its number is not the attack's.
+STEP_DOUBLING_POINTS = 2.0
+
+
+def _same_budget(row: Row) -> tuple:
+    """What two end-to-end rows must share to be compared: classifier, eps, gradient, EOT."""
+    p = row.params
+    return (row.classifier, p.get("eps"), p.get("gradient"), p.get("eot_samples", 1), p.get("restarts", 1))
+
+
+def attack_checks(rows: Sequence[Row]) -> list[str]:
+    """Whether the gradient attacks converged and were not beaten by a gradient-free one.
+
+    - Step doubling: an end-to-end PGD row beside the same row with twice the steps; flagged
+      where a column's accuracy differs by more than `STEP_DOUBLING_POINTS`.
+    - Gradient-free: an end-to-end Square row beside the strongest gradient row at the same eps on
+      the same classifier; flagged where Square leaves a lower accuracy (the gradients are masked).
+    """
+    end_to_end = [r for r in rows if r.setting == "end-to-end"]
+    lines = []
+    pgd = {(_same_budget(r), r.params.get("nb_iter")): r for r in end_to_end if r.attack == "pgd"}
+    for (budget, steps), row in pgd.items():
+        doubled = pgd.get((budget, 2 * steps)) if steps else None
+        if doubled is None:
+            continue
+        gaps = {c: row.defended[c].percent - doubled.defended[c].percent for c in row.defended if c in doubled.defended}
+        far = {c: g for c, g in gaps.items() if abs(g) > STEP_DOUBLING_POINTS}
+        what = f"{end_to_end_label(row)} against {2 * steps} steps"
+        if far:
+            listed = ", ".join(f"{c} {g:+.2f}" for c, g in far.items())
+            lines.append(
+                f"**FLAG** step doubling, {what}: differ by more than {STEP_DOUBLING_POINTS:g} points ({listed})"
+            )
+        else:
+            lines.append(f"step doubling, {what}: every column within {STEP_DOUBLING_POINTS:g} points")
+    for square in (r for r in end_to_end if r.attack == "square"):
+        eps = square.params.get("eps")
+        gradient = [
+            r
+            for r in end_to_end
+            if r.attack != "square" and r.classifier == square.classifier and r.params.get("eps") == eps
+        ]
+        if not gradient:
+            continue
+        beaten = {}
+        for column, accuracy in square.defended.items():
+            strongest = min((r.defended[column].percent for r in gradient if column in r.defended), default=None)
+            if strongest is not None and accuracy.percent < strongest:
+                beaten[column] = (accuracy.percent, strongest)
+        what = f"Square (gradient-free, {square.params.get('n_queries')} queries) at eps {eps} on {square.classifier}"
+        if beaten:
+            listed = ", ".join(f"{c} {a:.2f} < {g:.2f}" for c, (a, g) in beaten.items())
+            lines.append(f"**FLAG** {what} beats every gradient attack ({listed}): gradients are masked there")
+        else:
+            lines.append(f"{what}: no stronger than the strongest gradient attack in any column")
+    return lines
 
 
 def _time_line(rows: Sequence[Row]) -> str:

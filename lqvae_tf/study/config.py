@@ -31,6 +31,18 @@ _ADAPTIVE_BPDA = tuple(
     # 40 x 2 passes through the purifier per image.
     for how, eot in (("bpda", ""), ("soft", ",eot=2"), ("identity", ""))
 )
+# Checks of those rows (evaluation.report.attack_checks): BPDA-PGD with twice the steps (a
+# number that moves by more than 2 points had not converged), and the gradient-free Square
+# attack with 1,000 queries through the deployed (hard) filter, which would beat every gradient
+# row where the gradients are masked.
+_ATTACK_CHECKS = tuple(
+    spec
+    for eps, step in ((0.1, 0.005), (0.3, 0.01))
+    for spec in (
+        f"bpda-pgd[eps={eps},nb_iter=80,eps_iter={step},restarts=2,skip=defense-gan,on=A]",
+        f"bpda-square[eps={eps},n_queries=1000,skip=defense-gan,on=A]",
+    )
+)
 
 
 def _budget_madry(eps: float, step_size: float, limit: int | None, batch_size: int) -> dict[str, Any]:
@@ -199,7 +211,7 @@ def _mnist_study() -> StudyConfig:
         defense_gan=_DEFENSE_GAN,
         madry=_budget_madry(eps=0.3, step_size=0.1, limit=30_000, batch_size=128),
         adv_tr=_budget_adv_tr(eps=0.3, limit=30_000, batch_size=128),
-        attacks=("fgsm", "deepfool", "cw", _PAPER_BPDA, *_ADAPTIVE_BPDA),
+        attacks=("fgsm", "deepfool", "cw", _PAPER_BPDA, *_ADAPTIVE_BPDA, *_ATTACK_CHECKS),
         eps_grid=(0.05, 0.1, 0.2, 0.3),
     )
 
@@ -230,7 +242,16 @@ def _fashion_mnist_study() -> StudyConfig:
         # Beside the paper's black-box DeepFool, the attack Defense-GAN's blackbox.py crafts on the
         # same substitutes (FGSM eps 0.3): minimal DeepFool barely transfers (bench/RESULTS.md,
         # bench/transfer_blackbox.py), and only a large perturbation reaches the paper's numbers.
-        attacks=("papernot-deepfool", "papernot-fgsm", "fgsm", "deepfool", "cw", _PAPER_BPDA, *_ADAPTIVE_BPDA),
+        attacks=(
+            "papernot-deepfool",
+            "papernot-fgsm",
+            "fgsm",
+            "deepfool",
+            "cw",
+            _PAPER_BPDA,
+            *_ADAPTIVE_BPDA,
+            *_ATTACK_CHECKS,
+        ),
         eps_grid=(0.05, 0.1, 0.2, 0.3),
     )
 
@@ -293,7 +314,7 @@ def _celeb_a_study() -> StudyConfig:
             "warm_start": True,
         },
         adv_tr={"eps": 0.031, "learning_rate": 1e-4, "epochs": 1, "limit": None, "batch_size": 128, "warm_start": True},
-        attacks=("fgsm", "deepfool", "cw", "bim", "pgd", "papernot-cw", _PAPER_BPDA, *_ADAPTIVE_BPDA),
+        attacks=("fgsm", "deepfool", "cw", "bim", "pgd", "papernot-cw", _PAPER_BPDA, *_ADAPTIVE_BPDA, *_ATTACK_CHECKS),
         eps_grid=(0.05, 0.1, 0.2, 0.3),
         scale=CELEB_A_SUBSET,
     )
