@@ -1,8 +1,17 @@
 """lqvae-tf: an LQ-VAE adversarial purifier for any TensorFlow/Keras image classifier."""
 
 from lqvae_tf.config import PRESETS, AdversarialConfig, GuidanceConfig, LQVAEConfig, preset
-from lqvae_tf.models import LQVAE
+from lqvae_tf.models import LQVAE, DefendedClassifier
 
 __version__ = "0.1.0"
 
-__all__ = ["LQVAE", "AdversarialConfig", "GuidanceConfig", "LQVAEConfig", "PRESETS", "preset", "__version__"]
+__all__ = [
+    "LQVAE",
+    "DefendedClassifier",
+    "AdversarialConfig",
+    "GuidanceConfig",
+    "LQVAEConfig",
+    "PRESETS",
+    "preset",
+    "__version__",
+]
