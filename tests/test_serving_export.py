@@ -166,3 +166,16 @@ def test_scratch_folders_of_killed_exports_are_removed_and_running_ones_kept(tmp
     (tmp_path / "1").mkdir()
     assert sorted(remove_stale_exports(str(tmp_path))) == sorted([str(killed), str(old_unnamed)])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["1", running.name, new_unnamed.name])
+
+
+def test_a_defended_keras_file_exports_with_its_classify_signature(tmp_path, purifier, classifier, fmnist_images):
+    from lqvae_tf import DefendedClassifier
+
+    path = tmp_path / "defended.keras"
+    DefendedClassifier(purifier, classifier).save(path)
+    exported = export_purifier(str(path), str(tmp_path / "models"), "lqvae", warmup=False)
+    x = fmnist_images[:8]
+    classified = tf.saved_model.load(exported).signatures["classify"](images=tf.constant(x))
+    np.testing.assert_allclose(classified["scores"].numpy(), classifier(purifier.purify(x)).numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="carries its classifier"):
+        export_purifier(str(path), str(tmp_path / "models"), "lqvae", classifier=classifier, warmup=False)

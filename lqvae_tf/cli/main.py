@@ -146,7 +146,11 @@ def _add_export(subparsers) -> None:
         help="export a purifier for TF Serving",
         description="Write <base>/<name>/<version>/ (a SavedModel in TF Serving's layout), atomically.",
     )
-    parser.add_argument("--model", required=True, help="the purifier's .keras file")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="the purifier's .keras file, or a DefendedClassifier's (its classifier gives the classify signature)",
+    )
     parser.add_argument("--base", default="serving/models", help="TF Serving's model base folder")
     parser.add_argument("--name", default="lqvae", help="model name (URL /v1/models/<name>)")
     parser.add_argument("--classifier", help="a Keras classifier (.keras) for the classify signature")

@@ -29,7 +29,7 @@ import time
 import keras
 import tensorflow as tf
 
-from lqvae_tf.models import LQVAE
+from lqvae_tf.models import LQVAE, DefendedClassifier
 from lqvae_tf.models.inputs import RANGE_TOLERANCE
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -191,7 +191,8 @@ def export_purifier(
     """Writes `<base_path>/<name>/<version>/` atomically and returns its path.
 
     Args:
-        purifier: an `LQVAE` or the path of its `.keras` file.
+        purifier: an `LQVAE`, a `DefendedClassifier` (its purifier, and its classifier for the
+            `classify` signature), or the path of either's `.keras` file.
         base_path: the folder of TF Serving models (one sub-folder per model name).
         name: the model name (the URL's `/v1/models/<name>`).
         classifier: optional Keras classifier (or `.keras` path) for the `classify` signature.
@@ -205,6 +206,10 @@ def export_purifier(
     if not re.match(r"^[A-Za-z0-9_.-]+$", name) or name.startswith("."):
         raise ValueError(f"model name {name!r} must be letters, digits, '_', '-', '.'")
     purifier = _load(purifier, "purifier")
+    if isinstance(purifier, DefendedClassifier):  # one .keras holding both: the classify signature too
+        if classifier is not None:
+            raise ValueError("a DefendedClassifier carries its classifier; pass no other")
+        purifier, classifier = purifier.purifier, purifier.classifier
     if not isinstance(purifier, LQVAE):
         raise ValueError(f"the purifier must be an LQVAE model, got {type(purifier).__name__}")
     if classifier is not None:
