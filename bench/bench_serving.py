@@ -87,13 +87,12 @@ def _listeners(port: int) -> int:
 
 
 @contextlib.contextmanager
-def server_process(base: str, batching_file: str | None, workers: int = 1, extra: tuple[str, ...] = ()):
-    """`lqvae serve` in its own process(es); yields its URL once every worker listens and the model answers."""
+def serving(base: str, flags: tuple[str, ...] = (), workers: int = 1):
+    """`lqvae serve --workers N *flags` in its own process(es); yields (url, process) once every
+    worker listens and the model answers."""
     port = _free_port()
     command = [sys.executable, "-m", "lqvae_tf.cli.main", "serve", "--model_base_path", base, "--port", str(port)]
-    if batching_file:
-        command += ["--enable_batching", "--batching_parameters_file", batching_file]
-    command += ["--workers", str(workers), *extra]
+    command += ["--workers", str(workers), *flags]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -105,10 +104,18 @@ def server_process(base: str, batching_file: str | None, workers: int = 1, extra
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"lqvae serve did not start: {' '.join(command)}")
             time.sleep(0.2)
-        yield url
+        yield url, process
     finally:
         process.terminate()
         process.wait(30)
+
+
+@contextlib.contextmanager
+def server_process(base: str, batching_file: str | None, workers: int = 1, extra: tuple[str, ...] = ()):
+    """`serving` with TF Serving's batching parameters file (None: no batching); yields its URL."""
+    batching = ("--enable_batching", "--batching_parameters_file", batching_file) if batching_file else ()
+    with serving(base, (*batching, *extra), workers) as (url, _):
+        yield url
 
 
 def main() -> None:

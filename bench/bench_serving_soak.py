@@ -32,7 +32,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -45,6 +44,7 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import requests  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from bench_serving import serving, write_batching_file  # noqa: E402
 from py_spy_profile import record  # noqa: E402
 from results_table import RESULTS, append_table  # noqa: E402
 from wrk import find_wrk, run_wrk  # noqa: E402
@@ -81,45 +81,19 @@ def batching_flags(folder: str, label: str, fields: dict | None) -> tuple[str, .
     """`--enable_batching`, with a parameters file (TF Serving's text proto) when `fields` are given."""
     if fields is None:
         return ("--enable_batching",)
-    path = os.path.join(folder, f"batching-{abs(hash(label))}.txt")
-    with open(path, "w", encoding="ascii") as handle:
-        handle.writelines(f"{name} {{ value: {value} }}\n" for name, value in fields.items())
-    return ("--batching_parameters_file", path)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    path = write_batching_file(
+        os.path.join(folder, f"batching-{abs(hash(label))}.txt"),
+        fields["max_batch_size"],
+        fields["batch_timeout_micros"],
+        fields.get("num_batch_threads", 1),
+    )
+    return ("--enable_batching", "--batching_parameters_file", path)
 
 
 def _server_pids(supervisor: subprocess.Popen) -> list[int]:
     """The supervisor and its worker processes (each holds a model)."""
     with open(f"/proc/{supervisor.pid}/task/{supervisor.pid}/children", encoding="ascii") as handle:
         return [supervisor.pid, *(int(child) for child in handle.read().split())]
-
-
-@contextlib.contextmanager
-def serving(base: str, flags: tuple[str, ...], workers: int = 1):
-    """`lqvae serve` as its own process(es); yields (url, process) once every worker answers."""
-    port = _free_port()
-    command = [sys.executable, "-m", "lqvae_tf.cli.main", "serve", "--model_base_path", base, "--port", str(port)]
-    process = subprocess.Popen([*command, *flags], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            with contextlib.suppress(requests.ConnectionError, FileNotFoundError):
-                ready = requests.get(f"{url}/v1/models/lqvae", timeout=5).status_code == 200
-                if ready and len(_server_pids(process)) >= (workers + 1 if workers > 1 else 1):
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"lqvae serve did not start: {' '.join(command)}")
-            time.sleep(0.3)
-        yield url, process
-    finally:
-        process.terminate()
-        process.wait(60)
 
 
 def in_process_rate(saved_model: str, images: np.ndarray, seconds: float) -> float:
@@ -393,7 +367,7 @@ def main() -> None:
             before = in_process_rate(saved_model, images, args.reference_seconds)
             measured = []
             for label, fields, workers, extra in SERVERS:
-                flags = (*batching_flags(folder, label, fields), "--workers", str(workers), *extra)
+                flags = (*batching_flags(folder, label, fields), *extra)
                 with serving(base, flags, workers) as (url, process):
                     predict = f"{url}/v1/models/lqvae:predict"
                     run_wrk(predict, body, duration_s=5)  # warm every worker and batch size

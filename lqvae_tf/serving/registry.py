@@ -67,7 +67,7 @@ class LoadedVersion:
         return None
 
     @functools.cached_property
-    def values_per_example(self) -> tuple[int | None, int]:
+    def example_bound(self) -> tuple[int | None, int]:
         """The most JSON values one example of any signature holds (None if unbounded), and the
         most inputs of any signature: the bound `check_count_before_parsing` needs."""
         counts = [values_per_example(s.inputs) for s in self.signatures.values()]

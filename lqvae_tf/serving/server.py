@@ -187,7 +187,7 @@ class ServingApp:
         if self.scheduler is None:
             return _json_bytes(await run_in_threadpool(self._predict_now, loaded, body))
         if len(body) > INLINE_JSON_BYTES:
-            signature, arrays, row_format = await run_in_threadpool(self._prepare_large, loaded, body)
+            signature, arrays, row_format = await run_in_threadpool(self._prepare_and_trim, loaded, body)
         else:
             signature, arrays, row_format = self._prepare(loaded, body)
         future = self.scheduler.submit(functools.partial(run_signature, signature), arrays, key=id(signature))
@@ -202,7 +202,7 @@ class ServingApp:
 
     def _prepare(self, loaded: LoadedVersion, body: bytes) -> tuple[Signature, dict, bool]:
         """The signature and checked input arrays of a `:predict` body."""
-        per_example, inputs = loaded.values_per_example
+        per_example, inputs = loaded.example_bound
         check_count_before_parsing(body, per_example, self.limits.max_images_per_request, inputs)
         content = decode_json(body)
         name = content.get("signature_name", "serving_default") if isinstance(content, Mapping) else None
@@ -219,8 +219,8 @@ class ServingApp:
                 check_png_sizes(array, input_name, *image_shape[:2])
         return signature, arrays, row_format
 
-    def _prepare_large(self, loaded: LoadedVersion, body: bytes) -> tuple[Signature, dict, bool]:
-        """`_prepare` in a worker thread, then the parse's freed memory goes back to the OS."""
+    def _prepare_and_trim(self, loaded: LoadedVersion, body: bytes) -> tuple[Signature, dict, bool]:
+        """`_prepare`, then, after a large body, the memory its parse freed goes back to the OS."""
         try:
             return self._prepare(loaded, body)
         finally:
@@ -228,7 +228,7 @@ class ServingApp:
                 return_freed_memory()
 
     def _predict_now(self, loaded: LoadedVersion, body: bytes) -> bytes:
-        signature, arrays, row_format = self._prepare_large(loaded, body)
+        signature, arrays, row_format = self._prepare_and_trim(loaded, body)
         return _encode_predict(run_signature(signature, arrays), row_format)
 
     def _metadata(self, loaded: LoadedVersion) -> dict:
