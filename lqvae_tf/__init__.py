@@ -2,6 +2,7 @@
 
 from lqvae_tf.config import PRESETS, AdversarialConfig, GuidanceConfig, LQVAEConfig, preset
 from lqvae_tf.models import LQVAE, DefendedClassifier
+from lqvae_tf.protection import protect
 
 __version__ = "0.1.0"
 
@@ -13,5 +14,6 @@ __all__ = [
     "LQVAEConfig",
     "PRESETS",
     "preset",
+    "protect",
     "__version__",
 ]

@@ -21,6 +21,10 @@ from lqvae_tf.distribute import STRATEGIES
 from lqvae_tf.models.architectures import architecture_for
 
 PIPELINE_NAME = "lqvae"
+AUTO_BASE = "auto"  # `PipelineConfig.base_model`: the shipped preset that fits, if any
+# Epochs of a warm-started purifier: one pass of the guided, adversarial recipe over the data,
+# against the recipe's four from random weights (two clean, two adversarial).
+WARM_START_EPOCHS = 1
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAINER_MODULE_FILE = os.path.join(REPO_ROOT, "pipelines", "models", "trainer_module.py")
 
@@ -64,6 +68,13 @@ class PipelineConfig:
         image_shape / num_classes: `data_path`'s image shape and number of classes (None for
             Fashion-MNIST, which the dataset registry describes).
         purifier_preset: the `LQVAEConfig` preset the purifier starts from.
+        base_model: the trained purifier the Trainer warm-starts from (`LQVAEConfig.init_from`): a
+            shipped preset's name or a `.keras` file; "auto" (the default): the shipped preset of
+            the same name as the data's preset (`fashion_mnist` for Fashion-MNIST) when its
+            networks have the purifier's shapes, else none; None trains from random weights.
+            Warm-started, the purifier trains `warm_start_epochs` epochs, retrained adversarially
+            from the first (the base's code already carries the image: no clean epochs).
+        warm_start_epochs: the purifier's epochs when it warm-starts.
         purifier_overrides: `LQVAEConfig` fields over the preset (epochs, width, latent_dim...).
         adversarial: adversarial retraining of the purifier inside the Trainer (an
             `AdversarialConfig` or its dict; None: clean training, the paper's, whatever the
@@ -109,6 +120,8 @@ class PipelineConfig:
     num_classes: int | None = None
     purifier_preset: str = "fashion_mnist"
     purifier_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
+    base_model: str | None = AUTO_BASE
+    warm_start_epochs: int = WARM_START_EPOCHS
     adversarial: AdversarialConfig | None = None
     guidance: GuidanceConfig | None = None
     classifier_name: str = "A"
@@ -173,9 +186,21 @@ class PipelineConfig:
             raise ValueError(f"classifier_path {self.classifier_path} does not exist")
         if self.adversarial is not None and not isinstance(self.adversarial, AdversarialConfig):
             raise ValueError(f"adversarial must be an AdversarialConfig, its dict or None, got {self.adversarial!r}")
-        for field in ("adversarial", "guidance"):
+        epochs = self.warm_start_epochs
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"warm_start_epochs must be an integer >= 1, got {epochs!r}")
+        if self.base_model not in (None, AUTO_BASE):
+            from lqvae_tf.presets import trained_presets
+
+            if self.base_model not in trained_presets() and not os.path.isfile(self.base_model):
+                raise ValueError(
+                    f"base_model {self.base_model!r} is neither a trained preset ({', '.join(trained_presets())}) "
+                    "nor a .keras file"
+                )
+        for field in ("adversarial", "guidance", "init_from"):
             if field in self.purifier_overrides:
-                raise ValueError(f"set {field} with the pipeline's {field} field, not purifier_overrides")
+                name = "base_model" if field == "init_from" else field
+                raise ValueError(f"set {field} with the pipeline's {name} field, not purifier_overrides")
         if self.guidance is not None and not isinstance(self.guidance, GuidanceConfig):
             raise ValueError(f"guidance must be a GuidanceConfig, its dict or None, got {self.guidance!r}")
         if self.guidance is not None and self.guidance.classifier is not None:
@@ -191,8 +216,13 @@ class PipelineConfig:
         if any(not 0.0 <= value <= 100.0 for value in thresholds):
             raise ValueError(f"accuracy thresholds are percentages in [0, 100], got {thresholds}")
         # The purifier's config as the Trainer will build it: a bad override or an adversarial
-        # schedule that does not fit its epochs fails here, naming the field, not in the Trainer.
-        config_from_settings(self.purifier_settings)
+        # schedule that does not fit its epochs fails here, naming the field, not in the Trainer;
+        # so does a base_model whose networks have other shapes.
+        config = config_from_settings(self.purifier_settings)
+        if config.init_from is not None:
+            from lqvae_tf.training.warm_start import check_compatible, load_source
+
+            check_compatible(load_source(config.init_from).config, config, config.init_from)
 
     def replace(self, **changes: Any) -> PipelineConfig:
         """A copy with some fields changed (validated)."""
@@ -222,13 +252,45 @@ class PipelineConfig:
         return DatasetInfo(self.data_path, tuple(self.image_shape), int(self.num_classes), reader="UserDataExampleGen")
 
     @property
+    def warm_start_from(self) -> str | None:
+        """The purifier the Trainer warm-starts from (`base_model` with "auto" resolved), or None."""
+        if self.base_model != AUTO_BASE:
+            is_file = self.base_model is not None and os.path.isfile(self.base_model)
+            return os.path.abspath(self.base_model) if is_file else self.base_model
+        if self.data_path is not None:  # your own data: trained from random weights unless you name a base
+            return None
+        from lqvae_tf.presets import trained_config, trained_presets
+        from lqvae_tf.training.warm_start import SHAPE_FIELDS
+
+        name = self.dataset.preset
+        if name not in trained_presets():
+            return None
+        shipped, wanted = trained_config(name), self._scratch_config()
+        return name if all(getattr(shipped, f) == getattr(wanted, f) for f in SHAPE_FIELDS) else None
+
+    def _scratch_config(self):
+        """The purifier's config as trained from random weights (no warm start)."""
+        return config_from_settings(self._settings(warm=None))
+
+    @property
     def purifier_settings(self) -> dict[str, Any]:
         """The Trainer's `custom_config["purifier"]`: for your own data, at its image shape with the
-        architecture for that size (`architecture_for`)."""
+        architecture for that size (`architecture_for`); warm-started from `warm_start_from`
+        (its epochs `warm_start_epochs`, no clean epochs), with the digest of its weights so that
+        new base weights re-run the Trainer."""
+        return self._settings(warm=self.warm_start_from)
+
+    def _settings(self, warm: str | None) -> dict[str, Any]:
         overrides = dict(self.purifier_overrides)
         settings: dict[str, Any] = {"preset": self.purifier_preset, "overrides": overrides}
+        adversarial = self.trainer_adversarial
+        if warm is not None:
+            overrides.update(init_from=warm, epochs=self.warm_start_epochs)
+            if adversarial is not None:
+                adversarial = dataclasses.replace(adversarial, clean_epochs=0)
+            settings["base_model_digest"] = _weights_digest(warm)
         # Always written: None trains clean (unguided) even where the preset retrains (guides).
-        for field, resolved in (("adversarial", self.trainer_adversarial), ("guidance", self.trainer_guidance)):
+        for field, resolved in (("adversarial", adversarial), ("guidance", self.trainer_guidance)):
             overrides[field] = None if resolved is None else resolved.to_dict()
             if resolved is not None and resolved.classifier is not None:  # a changed file re-runs the Trainer
                 from lqvae_tf.pipeline_components.gate import file_digest
@@ -324,6 +386,18 @@ class PipelineConfig:
         )
 
 
+def _weights_digest(base: str) -> str:
+    """The SHA-256 of a base purifier's weights: a shipped preset's weight files, or the `.keras` file."""
+    from lqvae_tf.pipeline_components.gate import file_digest
+    from lqvae_tf.presets import WEIGHT_FILES, preset_dir, trained_presets
+
+    if base in trained_presets():
+        files = [os.path.join(preset_dir(base), name) for name in sorted(WEIGHT_FILES.values())]
+    else:
+        files = [base]
+    return file_digest(files[0]) if len(files) == 1 else "-".join(file_digest(path)[:16] for path in files)
+
+
 # -------------------------------------------------------------------- the named configurations
 # Attack strengths of the gate: eps 0.1 (L-inf, [0, 1] pixels) is a common Fashion-MNIST budget;
 # the adaptive attack is BPDA-PGD (the strongest of the frontier's gradient attacks on the default
@@ -337,13 +411,15 @@ DEFAULT_ATTACK_SUITE = (
 
 
 def default_config() -> PipelineConfig:
-    """`make run`: the full Fashion-MNIST, sized to finish in about 20 minutes on a 2-core CPU.
+    """`make run`: the full Fashion-MNIST on a 2-core CPU (README states a measured run's time).
 
-    The purifier is the `fashion_mnist_guided` preset (`lqvae_tf.config`: 2 plain epochs, then 2
-    on batches a quarter perturbed by PGD at eps 0.1 against the classifier behind the filter,
-    guided throughout by that classifier; the default chosen from the frontier in
-    docs/frontier/, reasoned in docs/GUIDE.md). Its classifier is the pipeline's: the user's `classifier_path`, else
-    the one the Trainer trains first (one epoch).
+    The purifier is the `fashion_mnist_guided` preset (`lqvae_tf.config`: batches a quarter
+    perturbed by PGD at eps 0.1 against the classifier behind the filter, guided throughout by
+    that classifier; the default chosen from the frontier in docs/frontier/, reasoned in
+    docs/GUIDE.md), warm-started from the shipped `fashion_mnist` preset (`base_model` "auto")
+    for one epoch, where from random weights it needs 2 plain epochs and then 2 such. Its
+    classifier is the pipeline's: the user's `classifier_path`, else the one the Trainer trains
+    first (one epoch).
     """
     guided = preset("fashion_mnist_guided")
     return PipelineConfig(

@@ -149,7 +149,15 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--train-limit", type=int, help="ingest the first N training images only")
     parser.add_argument("--eval-limit", type=int, help="ingest the first N test images only")
     data_flags.add_arguments(parser, instead_of="Fashion-MNIST")
-    parser.add_argument("--epochs", type=int, help="purifier epochs (over the preset's)")
+    parser.add_argument(
+        "--epochs", type=int, help="purifier epochs (over the preset's; warm-started: over warm_start_epochs)"
+    )
+    parser.add_argument(
+        "--base-model",
+        metavar="MODEL",
+        help="warm-start the purifier from a trained preset's name or a .keras purifier; 'none' trains from "
+        "random weights (default: auto, the shipped preset that fits)",
+    )
     parser.add_argument("--gate-examples", type=int, help="eval images the robustness gate attacks")
     parser.add_argument("--serving-dir", help="the TF Serving base folder (default <output>/serving)")
     parser.add_argument("--classifier", help="your own .keras classifier for the robustness gate to attack")
@@ -221,6 +229,12 @@ def _config(args: argparse.Namespace) -> configs.PipelineConfig:
     guidance = _guidance(args, config.guidance)  # None: unguided (--no-guidance)
     if args.epochs is not None:
         changes["purifier_overrides"] = {**config.purifier_overrides, "epochs": args.epochs}
+        changes["warm_start_epochs"] = args.epochs
+    base = args.base_model
+    if base is not None:
+        config = config.replace(
+            base_model=None if base == "none" else os.path.abspath(base) if os.path.isfile(base) else base
+        )
     if args.data is None:
         if args.image_size is not None:
             raise ValueError("--image-size is for --data (Fashion-MNIST has its own size)")

@@ -1,18 +1,24 @@
-"""Makes the shipped purifiers behind `LQVAE.from_preset(name)`: the studies' own, measured.
+"""Makes the shipped purifiers behind `LQVAE.from_preset(name)`: filters for classifiers they never saw.
 
-A preset's weights are a purifier of `lqvae reproduce DATASET`'s model store (the study's
-settings with the preset's config: the full training split, seed 0; a guided preset is trained
-with the study's classifier A), taken from, or trained into, that store (`--models`, the folder
-`lqvae reproduce --models` uses), so the preset that is the study's purifier (`*_guided`) ships
-the filter whose LQ-VAE column the study reports. Classifier A of the same store measures it.
-Into `lqvae_tf/presets/<name>/` go the filter's weights only
-(`lqvae_tf.presets.WEIGHT_FILES`, float32, no optimizer state), its config, `metrics.json` and
-`README.md`: clean accuracy of classifier A alone and behind the filter, and the reconstruction
-error of the trained and the untrained filter, on the first `--test-images` test images, with
-this command and its parameters.
+A preset (`fashion_mnist`, `mnist`) is made in two stages, each kept in `lqvae reproduce`'s model
+store (`--models`; resumable: a model already there is reused, an interrupted purifier resumes
+from its last finished epoch):
 
-Resumable: a model missing from the store is trained into it (an interrupted purifier resumes
-from its last finished epoch), one already there is reused.
+1. the base: the classifier-free recipe of `preset(name)` (the study's settings: the full
+   training split, seed 0), or with `--base shipped` the weights shipped now (their commit and
+   metrics are recorded), or a `.keras` purifier;
+2. the fine-tune: the base guided by several classifiers at once (the study's A, B and C,
+   `GUIDES`: the mean of their guidance losses) and retrained against PGD through all of them
+   behind the filter (the mean of their cross-entropies), so that it keeps what any classifier
+   needs rather than what one does.
+
+Then it measures the filter in front of A, B, C and a classifier no purifier is trained with
+(`HELD_OUT`, a small residual network): clean accuracy alone and behind it on the first
+`--test-images` test images, and the adaptive accuracy at eps 0.1 (per image the worst of PGD-40
+with 2 restarts through BPDA, the soft path + EOT and the identity; Square beside it) on the
+first `--adaptive-images`, with `lqvae_tf.evaluation.frontier.measure_robustness`. Into
+`lqvae_tf/presets/<name>/` go the filter's weights only (`lqvae_tf.presets.WEIGHT_FILES`,
+float32, no optimizer state), its config, `metrics.json` and `README.md` (generated from it).
 
 Usage (MNIST's IDX folder in $LQVAE_MNIST_DIR, as the Makefile sets it):
     python scripts/make_presets.py --models runs/models mnist fashion_mnist
@@ -21,8 +27,12 @@ Usage (MNIST's IDX folder in $LQVAE_MNIST_DIR, as the Makefile sets it):
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import datetime
+import hashlib
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -31,128 +41,292 @@ import numpy as np
 
 from lqvae_tf import LQVAE
 from lqvae_tf.atomic import write_text
-from lqvae_tf.config import config_from_settings
+from lqvae_tf.classifiers import train_classifier
+from lqvae_tf.config import DEFAULT_GUIDANCE, GUIDED_ADVERSARIAL, LQVAEConfig, preset
 from lqvae_tf.data import load
 from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
+from lqvae_tf.evaluation.frontier import FrontierAttacks, measure_robustness
 from lqvae_tf.generated import marker
 from lqvae_tf.models.inputs import rescale
-from lqvae_tf.presets import METRICS_FILE, PRESET_ROOT, save_filter_weights
+from lqvae_tf.presets import CONFIG_FILE, METRICS_FILE, PRESET_ROOT, preset_dir, save_filter_weights
 from lqvae_tf.stats import accuracy_of
 from lqvae_tf.study import ModelStore, StudyConfig, study_config, train_models
+from lqvae_tf.training import train_purifier
 
-CLASSIFIER = "A"  # the Defense-GAN classifier the metrics put behind the filter (and guided presets train with)
-# Each preset's study: the dataset whose `lqvae reproduce` settings (and model store) it is made with.
-PRESET_STUDIES = {
-    "fashion_mnist": "fashion_mnist",
-    "mnist": "mnist",
-    "fashion_mnist_guided": "fashion_mnist",
-    "mnist_guided": "mnist",
-}
+PRESET_DATASETS = {"fashion_mnist": "fashion_mnist", "mnist": "mnist"}  # preset -> the study it is made with
+GUIDES = ("A", "B", "C")  # the classifiers the fine-tune is guided by and attacks through
+HELD_OUT = "R"  # measured only: no purifier is trained with it
+# The classifiers' training: MNIST's study's (3 epochs of the full split), for both datasets.
+CLASSIFIER_SETTINGS = {"epochs": 3, "limit": None, "batch_size": 128}
+FINE_TUNE_EPOCHS = 1
+ADAPTIVE_ON = ("A", HELD_OUT)  # the classifiers the adaptive attack is run against
+ADAPTIVE_EPS = 0.1
 MAX_FILE_BYTES = 16 * 1024 * 1024  # the most any shipped file may weigh
 
 
-def first_test_images(dataset: str, count: int, value_range) -> tuple[np.ndarray, np.ndarray]:
-    """The first `count` test images of `dataset` in `value_range`, and their labels."""
-    pairs = list(load(dataset, "test", limit=count, value_range=value_range).batch(count).as_numpy_iterator())
-    return pairs[0]
+def base_study(name: str, quick: bool = False) -> StudyConfig:
+    """The study of preset `name`'s dataset with the classifier-free `name` as its purifier and
+    the preset's classifier settings (the quick study's own with `quick`)."""
+    study = study_config(PRESET_DATASETS[name], quick=quick)
+    purifier = {key: value for key, value in study.purifier.items() if key != "classifier"}
+    purifier["preset"] = name
+    classifier = study.classifier if quick else dict(CLASSIFIER_SETTINGS)
+    return study.replace(purifier=purifier, classifier=classifier, classifiers=GUIDES)
 
 
-def measure(model: LQVAE, classifier: keras.Model, dataset: str, count: int) -> dict:
-    """Clean accuracy alone and behind the filter, and reconstruction error, on `count` test images."""
+def fine_tune_config(name: str, epochs: int) -> LQVAEConfig:
+    """The fine-tune's config: `preset(name)`'s networks with the guided recipe's guidance and
+    adversarial retraining (end to end through the classifiers) from the first step."""
+    ranged = {"classifier_range": CLASSIFIER_VALUE_RANGE}
+    return preset(name).replace(
+        guidance=dataclasses.replace(DEFAULT_GUIDANCE, **ranged),
+        adversarial=dataclasses.replace(GUIDED_ADVERSARIAL, clean_epochs=0, **ranged),
+        epochs=epochs,
+    )
+
+
+def classifiers(study: StudyConfig, store: ModelStore) -> dict[str, str]:
+    """Classifiers `GUIDES` and `HELD_OUT` of the study's dataset, trained into `store` if missing."""
+    paths = train_models(study, store, only=tuple(f"classifier {guide}" for guide in GUIDES))
+    found = {guide: paths[f"classifier {guide}"] for guide in GUIDES}
+    settings = {"dataset": study.dataset, "seed": study.seed, **study.classifier}
+    found[HELD_OUT], _ = store.get_or_train(
+        f"classifier_{HELD_OUT}",
+        settings,
+        lambda path: train_classifier(
+            HELD_OUT, study.dataset, path, seed=study.seed, verbose=2, test_limit=2000, **study.classifier
+        ),
+    )
+    return found
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _last_commit(folder: str) -> str | None:
+    """The commit that last changed the weights in `folder` (None outside a git checkout)."""
+    try:
+        output = subprocess.run(
+            ["git", "log", "-1", "--format=%H", "--", folder], capture_output=True, text=True, check=True, cwd=folder
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return output.stdout.strip() or None
+
+
+def base_model(name: str, base: str, study: StudyConfig, store: ModelStore, scratch: str) -> tuple[str, dict]:
+    """The purifier the fine-tune starts from, and where it came from (for metrics.json)."""
+    if base == "store":
+        path = train_models(study, store, only=("purifier",))["purifier"]
+        record = store.training_record(path)
+        return path, {"source": "store", "store": os.path.basename(os.path.dirname(path)), **record}
+    if base == "shipped":
+        folder = preset_dir(name)
+        with open(os.path.join(folder, METRICS_FILE), encoding="utf-8") as handle:
+            shipped = json.load(handle)
+        path = os.path.join(scratch, f"{name}-shipped-base.keras")
+        os.makedirs(scratch, exist_ok=True)
+        LQVAE.from_preset(name).save(path)
+        keep = ("store", "training_seconds", "epochs", "train_limit", "command", "clean_accuracy")
+        return path, {
+            "source": "shipped",
+            "commit": _last_commit(folder),
+            "sha256": _sha256(path),
+            "metrics": {key: shipped[key] for key in keep if key in shipped},
+        }
+    if not os.path.isfile(base):
+        raise FileNotFoundError(f"--base {base!r} is neither 'store', 'shipped' nor a .keras file")
+    return base, {"source": "file", "path": os.path.abspath(base), "sha256": _sha256(base)}
+
+
+def fine_tuned(name: str, args: argparse.Namespace, study: StudyConfig, store: ModelStore, guides: dict[str, str]):
+    """The fine-tuned purifier's path (trained into `store` if missing), its config and base record."""
+    base_path, base_record = base_model(name, args.base, study, store, os.path.join(args.models, "scratch"))
+    config = fine_tune_config(name, args.epochs)
+    limit = study.purifier.get("limit")
+    if args.quick:
+        config = config.replace(**study.purifier.get("overrides", {}))
+    base_key = base_record.get("store") or base_record["sha256"]
+    key = {
+        "base": base_key,
+        "config": config.to_dict(),
+        "limit": limit,
+        "guides": {guide: study.classifier for guide in GUIDES},
+    }
+
+    def train(path: str) -> float:
+        models = [keras.models.load_model(guides[guide]) for guide in GUIDES]
+        run = config.replace(init_from=base_path)
+        result = train_purifier(
+            run,
+            study.dataset,
+            os.path.dirname(path),
+            limit=limit,
+            verbose=args.verbose,
+            classifier=models,
+            guide=models,
+        )
+        os.replace(result.model_path, path)
+        return result.earlier_seconds
+
+    path, _ = store.get_or_train("preset_purifier", key, train)
+    return path, config, base_record
+
+
+def first_test_images(dataset: str, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first `count` test images of `dataset` in [0, 1], and their labels."""
+    pairs = list(
+        load(dataset, "test", limit=count, value_range=CLASSIFIER_VALUE_RANGE).batch(count).as_numpy_iterator()
+    )
+    return pairs[0][0], pairs[0][1].astype(np.int64)
+
+
+def measure(model: LQVAE, models: dict[str, keras.Model], dataset: str, args: argparse.Namespace) -> dict:
+    """Clean accuracy alone and behind the filter per classifier, the adaptive attack on
+    `ADAPTIVE_ON`, and the reconstruction error, on the first test images."""
+    images, labels = first_test_images(dataset, args.test_images)
     value_range = model.config.value_range
-    images, labels = first_test_images(dataset, count, value_range)
-    purified = model.purify(images)
+    inside = rescale(images, CLASSIFIER_VALUE_RANGE, value_range)
+    purified = rescale(model.purify(inside), value_range, CLASSIFIER_VALUE_RANGE)
     untrained = LQVAE(model.config)  # the same config, its seeded random weights
 
-    def accuracy(inputs: np.ndarray) -> dict:
-        scores = classifier.predict(rescale(inputs, value_range, CLASSIFIER_VALUE_RANGE), batch_size=256, verbose=0)
-        return accuracy_of(scores, labels).to_dict()
+    def accuracy(classifier: keras.Model, inputs: np.ndarray) -> dict:
+        return accuracy_of(classifier.predict(inputs, batch_size=256, verbose=0), labels).to_dict()
 
+    clean = {}
+    for name, classifier in models.items():
+        alone, behind = accuracy(classifier, images), accuracy(classifier, purified)
+        clean[name] = {
+            "alone": alone,
+            "behind_filter": behind,
+            "cost": round(alone["accuracy"] - behind["accuracy"], 2),
+        }
+    attacks = FrontierAttacks(eps=ADAPTIVE_EPS, n=args.adaptive_images)
+    adaptive = {
+        name: measure_robustness(model, models[name], images[: attacks.n], labels[: attacks.n], attacks)
+        for name in ADAPTIVE_ON
+    }
     return {
         "test_images": int(len(images)),
-        "clean_accuracy": {"alone": accuracy(images), "behind_filter": accuracy(purified)},
-        # Mean squared error per pixel, in the config's value range.
+        "clean": clean,
+        "adaptive": {
+            "attacks": attacks.to_dict(),
+            **{
+                name: {key: measured[key] for key in ("adaptive", "square", "worst", "pgd", "square_beats_gradient")}
+                for name, measured in adaptive.items()
+            },
+        },
+        # Mean squared error per pixel, in [0, 1] pixels.
         "reconstruction_mse": {
             "trained": float(np.mean(np.square(purified - images))),
-            "untrained": float(np.mean(np.square(untrained.purify(images) - images))),
+            "untrained": float(
+                np.mean(np.square(rescale(untrained.purify(inside), value_range, CLASSIFIER_VALUE_RANGE) - images))
+            ),
         },
     }
 
 
+def _cell(accuracy: dict) -> str:
+    low, high = accuracy["ci95"]
+    return f"{accuracy['accuracy']} [{low}, {high}]"
+
+
+def _base_line(base: dict) -> str:
+    if base["source"] == "store":
+        return f"the classifier-free recipe trained into the model store ({base['store']})"
+    if base["source"] == "shipped":
+        return (
+            f"the classifier-free weights shipped before it (commit {str(base['commit'])[:10]}, "
+            f"made by `{base['metrics'].get('command', 'make presets')}`)"
+        )
+    return f"the purifier `{base['path']}`"
+
+
 def markdown(metrics: dict) -> str:
-    """The short README beside the weights: what was measured, how, and by which command."""
-    accuracy, mse = metrics["clean_accuracy"], metrics["reconstruction_mse"]
+    """The README beside the weights: what was measured, how, and by which command (from metrics.json)."""
+    tune, clean, adaptive = metrics["fine_tune"], metrics["clean"], metrics["adaptive"]
+    attacks = adaptive["attacks"]
+    rows = "\n".join(
+        f"| {name}{' (held out)' if name == metrics['held_out'] else ''} | {_cell(c['alone'])} | "
+        f"{_cell(c['behind_filter'])} | {c['cost']} |"
+        for name, c in clean.items()
+    )
+    robust = "\n".join(
+        f"| {name} | {_cell(adaptive[name]['pgd']['bpda'])} | {_cell(adaptive[name]['pgd']['soft'])} | "
+        f"{_cell(adaptive[name]['pgd']['identity'])} | **{_cell(adaptive[name]['adaptive'])}** | "
+        f"{_cell(adaptive[name]['square'])}{' (beats the gradient attacks)' if adaptive[name]['square_beats_gradient'] else ''} |"
+        for name in metrics["adaptive_on"]
+    )
     files = "\n".join(f"| `{name}` | {size / 1e6:.1f} MB |" for name, size in metrics["files"].items())
-    limit = metrics["train_limit"]
-    split = "the full" if limit is None else f"the first {limit} images of the"
-    seconds = metrics["training_seconds"]
-    trained = f"{seconds / 60:.0f} minutes of training" if seconds else "training time not recorded"
+    guides = ", ".join(metrics["guides"])
     return f"""{marker("`make presets` (`scripts/make_presets.py`)")}
 # Preset `{metrics["preset"]}`
 
-The LQ-VAE filter behind `LQVAE.from_preset("{metrics["preset"]}")`: a purifier of the
-`lqvae reproduce {metrics["dataset"]}` study's model store (`metrics.json` has its settings), trained on {split}
-{metrics["dataset"]} training split for {metrics["epochs"]} epochs with the preset's config
-(`config.json`, seed 0; {trained} on a shared 2-core CPU); float32 weights of the encoder and
-Decoder1 only (no optimizer state).
+The LQ-VAE filter behind `LQVAE.from_preset("{metrics["preset"]}")`, made on {metrics["date"]}: {_base_line(metrics["base"])},
+fine-tuned for {tune["epochs"]} epoch(s) of the {metrics["dataset"]} training split guided by classifiers {guides} at
+once and against PGD through all of them behind the filter ({tune["seconds"] / 60:.0f} minutes on a shared 2-core
+CPU); float32 weights of the encoder and Decoder1 only (no optimizer state). Classifiers: Defense-GAN's
+{guides} and the held-out {metrics["held_out"]} (a small residual network no purifier is trained with), each
+{metrics["classifier_settings"]["epochs"]} epochs on the full training split.
 
-Measured on the first {metrics["test_images"]} test images, the study's classifier {metrics["classifier"]["name"]}
-({metrics["classifier"]["epochs"]} epochs) behind the filter and alone (95% Wilson intervals):
+Clean accuracy on the first {metrics["test_images"]} test images (percent, 95% Wilson intervals; cost in points):
 
-| | clean accuracy (%) |
-|---|---|
-| classifier alone | {accuracy["alone"]["accuracy"]} {accuracy["alone"]["ci95"]} |
-| behind the filter | {accuracy["behind_filter"]["accuracy"]} {accuracy["behind_filter"]["ci95"]} |
+| classifier | alone | behind the filter | cost |
+|---|---|---|---|
+{rows}
 
-Reconstruction error (mean squared error per pixel, pixels in {list(metrics["value_range"])}):
-{mse["trained"]:.4f} trained, {mse["untrained"]:.4f} untrained (the same config, random weights).
+Adaptive L-inf attacks at eps {attacks["eps"]} on the first {attacks["n"]} test images: PGD-{attacks["steps"]} with
+{attacks["restarts"]} restarts through BPDA, the soft path (EOT over {attacks["eot_samples"]} draws) and the identity;
+**adaptive** is, per image, the worst of the three; Square is gradient-free ({attacks["square_queries"]} queries).
+
+| classifier | BPDA | soft + EOT | identity | **adaptive** | Square |
+|---|---|---|---|---|---|
+{robust}
 
 | file | size |
 |---|---|
 {files}
 
-Made by `{metrics["command"]}`; `metrics.json` holds every number, the study's settings and the
-model store's keys of the purifier and the classifier.
+Made by `{metrics["command"]}` in {metrics["seconds"] / 60:.0f} minutes; `metrics.json` holds every number, the
+fine-tune's config and the model store's keys.
 """
 
 
-def preset_study(name: str, quick: bool = False) -> StudyConfig:
-    """The study of preset `name`'s dataset with `name` as its purifier's preset (trained with
-    classifier A where the preset needs a classifier); the study itself where that is its purifier."""
-    study = study_config(PRESET_STUDIES[name], quick=quick)
-    purifier = {key: value for key, value in study.purifier.items() if key != "classifier"}
-    purifier["preset"] = name
-    if config_from_settings(purifier).needs_classifier:
-        purifier["classifier"] = CLASSIFIER
-    return study.replace(purifier=purifier)
-
-
 def make_preset(name: str, args: argparse.Namespace) -> dict:
-    """The study's purifier and classifier A of preset `name` (trained if missing); writes its folder and metrics."""
+    """Preset `name`'s two stages and measurements (see module docstring); writes its folder."""
     started = time.monotonic()
-    study = preset_study(name, quick=args.quick)
-    dataset = study.dataset
+    study = base_study(name, quick=args.quick)
     store = ModelStore(args.models)
-    paths = train_models(study, store, only=("purifier", f"classifier {CLASSIFIER}"))
-    model = keras.models.load_model(paths["purifier"])
-    classifier = keras.models.load_model(paths[f"classifier {CLASSIFIER}"])
-    config = model.config
-    record = store.training_record(paths["purifier"])
+    paths = classifiers(study, store)
+    path, config, base_record = fine_tuned(name, args, study, store, paths)
+    model = keras.models.load_model(path)
+    models = {guide: keras.models.load_model(paths[guide]) for guide in (*GUIDES, HELD_OUT)}
     metrics = {
         "preset": name,
-        "dataset": dataset,
-        "epochs": config.epochs,
-        "train_limit": study.purifier.get("limit"),
-        "value_range": list(config.value_range),
-        "study": {"quick": args.quick, "purifier": study.purifier, "classifier": study.classifier},
-        "store": {part: os.path.basename(os.path.dirname(path)) for part, path in paths.items()},
-        "training_seconds": record.get("seconds"),
-        "classifier": {"name": CLASSIFIER, "epochs": study.classifier["epochs"]},
-        **measure(model, classifier, dataset, args.test_images),
+        "dataset": study.dataset,
+        "date": datetime.date.today().isoformat(),
+        "base": base_record,
+        "guides": list(GUIDES),
+        "held_out": HELD_OUT,
+        "adaptive_on": list(ADAPTIVE_ON),
+        "classifier_settings": study.classifier,
+        "fine_tune": {
+            "epochs": config.epochs,
+            "seconds": store.training_record(path).get("seconds"),
+            "store": os.path.basename(os.path.dirname(path)),
+        },
+        "store": {guide: os.path.basename(os.path.dirname(p)) for guide, p in paths.items()},
+        **measure(model, models, study.dataset, args),
     }
     folder = os.path.join(args.out, name)
-    paths = save_filter_weights(model, folder)
-    metrics["files"] = {os.path.basename(path): os.path.getsize(path) for path in paths.values()}
+    files = save_filter_weights(model, folder)
+    write_text(os.path.join(folder, CONFIG_FILE), config.to_json() + "\n")  # without the base's scratch path
+    metrics["files"] = {os.path.basename(p): os.path.getsize(p) for p in files.values()}
     too_large = [f"{file} ({size / 1e6:.1f} MB)" for file, size in metrics["files"].items() if size > MAX_FILE_BYTES]
     if too_large:
         raise ValueError(f"preset {name}: files over {MAX_FILE_BYTES / 2**20:.0f} MiB: {', '.join(too_large)}")
@@ -165,11 +339,20 @@ def make_preset(name: str, args: argparse.Namespace) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("presets", nargs="+", choices=tuple(PRESET_STUDIES), help="presets to make")
+    parser.add_argument("presets", nargs="+", choices=tuple(PRESET_DATASETS), help="presets to make")
     parser.add_argument("--models", required=True, help="the studies' model store (lqvae reproduce --models)")
-    parser.add_argument("--test-images", type=int, default=2000, help="test images the metrics are measured on")
+    parser.add_argument(
+        "--base",
+        default="store",
+        help="what the fine-tune starts from: 'store' (the classifier-free recipe, trained into the store if "
+        "missing), 'shipped' (the weights shipped now) or a .keras purifier",
+    )
+    parser.add_argument("--epochs", type=int, default=FINE_TUNE_EPOCHS, help="the fine-tune's epochs")
+    parser.add_argument("--test-images", type=int, default=2000, help="test images the clean accuracy is measured on")
+    parser.add_argument("--adaptive-images", type=int, default=500, help="test images the adaptive attack runs on")
     parser.add_argument("--quick", action="store_true", help="the --quick studies' tiny models (a smoke check)")
     parser.add_argument("--out", default=PRESET_ROOT, help="where the preset folders go (the package's)")
+    parser.add_argument("--verbose", type=int, default=2, help="Keras verbosity of the fine-tune (0, 1 or 2)")
     return parser
 
 
@@ -179,12 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     for name in args.presets:
         metrics = make_preset(name, args)
-        accuracy = metrics["clean_accuracy"]
-        print(
-            f"{name}: accuracy alone {accuracy['alone']['accuracy']}%, behind the filter "
-            f"{accuracy['behind_filter']['accuracy']}%, reconstruction MSE {metrics['reconstruction_mse']}",
-            flush=True,
-        )
+        costs = ", ".join(f"{guide} {c['cost']}" for guide, c in metrics["clean"].items())
+        adaptive = ", ".join(f"{guide} {metrics['adaptive'][guide]['adaptive']['accuracy']}%" for guide in ADAPTIVE_ON)
+        print(f"{name}: clean cost (points) {costs}; adaptive at eps {ADAPTIVE_EPS}: {adaptive}", flush=True)
     return 0
 
 

@@ -97,6 +97,27 @@ def test_end_to_end_mode_attacks_the_classifier_behind_the_filter(fmnist_images)
     assert abs(behind - loss(images)) > 1e-3
 
 
+def test_several_classifiers_are_attacked_through_the_mean_of_their_losses(fmnist_images):
+    keras.utils.set_random_seed(4)
+    first, second = build_classifier("A", (28, 28, 1), 10), build_classifier("B", (28, 28, 1), 10)
+    images, labels = fmnist_images[:8], np.arange(8) % 10
+    model = LQVAE(tiny_config(adversarial=AdversarialConfig(mode="end_to_end", steps=1)))
+    x = model.to_internal(images)
+
+    def objective(classifiers, targets=labels):
+        model.attach_classifier(classifiers)
+        return float(model._objective(x, targets)(x))
+
+    alone = [objective(first), objective(second)]
+    assert abs(alone[0] - alone[1]) > 1e-3
+    assert objective([first, second]) == pytest.approx(sum(alone) / 2, rel=1e-4)
+    # Unlabelled batches: each classifier is attacked at its own answers on the clean images.
+    own = [objective(first, None), objective(second, None)]
+    assert objective([first, second], None) == pytest.approx(sum(own) / 2, rel=1e-4)
+    with pytest.raises(ValueError, match="no classifier given"):
+        model.attach_classifier([])
+
+
 def test_fit_reports_adversarial_metrics_and_saved_model_reloads(tmp_path, fmnist_images):
     config = tiny_config(adversarial=AdversarialConfig(mode="reconstruction", steps=2))
     model = LQVAE(config)

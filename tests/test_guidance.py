@@ -172,3 +172,26 @@ def test_frontier_cli_refuses_a_missing_training_classifier(tmp_path, capsys, gu
     args = ["frontier", "--grid", grid, "--classifier", guide_path, "--training-classifier", "nowhere.keras"]
     assert main([*args, "--out", str(tmp_path / "frontier")]) == 2
     assert "training classifier file nowhere.keras does not exist" in capsys.readouterr().err
+
+
+def test_several_guides_give_the_mean_of_their_divergences(fmnist_images):
+    keras.utils.set_random_seed(5)
+    first, second = build_classifier("A", (28, 28, 1), 10), build_classifier("C", (28, 28, 1), 10)
+    guided = LQVAE(tiny_config(guidance={"weight": 1.0}))
+    x = guided.to_internal(fmnist_images[:16])
+    # Two fixed "reconstructions": the terms are then a function of the guides alone.
+    x_soft, x_hard = tf.clip_by_value(x + 0.3, -1.0, 1.0), tf.reverse(x, axis=[2])
+
+    def terms(guides):
+        guided.attach_guide(guides)
+        values = guided._guidance_terms(x, x_soft, x_hard)
+        return np.array([float(values["guide_soft"]), float(values["guide_hard"])])
+
+    alone = [terms(first), terms(second)]
+    assert not np.allclose(alone[0], alone[1], rtol=0.05)  # two guides that disagree: the mean is neither
+    np.testing.assert_allclose(terms([first, second]), (alone[0] + alone[1]) / 2, rtol=1e-5)
+    np.testing.assert_allclose(terms((first,)), alone[0], rtol=1e-6)  # a list of one is that classifier
+    with pytest.raises(ValueError, match="no classifier given"):
+        guided.attach_guide([])
+    with pytest.raises(ValueError, match=r"the purifier's are \(28, 28, 1\)"):
+        guided.attach_guide([first, build_classifier("A", (64, 64, 3), 2)])

@@ -37,9 +37,15 @@ def test_local_runner_options_reach_the_configuration(tmp_path, monkeypatch):
     assert chosen.adversarial.mode == "end_to_end" and chosen.guidance == guided.guidance is not None
     assert chosen.trainer_guidance.classifier is None and chosen.trainer_adversarial.classifier is None
     assert chosen.classifier_settings is not None  # the Trainer's own classifier
-    assert chosen.purifier_settings["overrides"]["adversarial"]["clean_epochs"] == 2
+    # Warm-started from the shipped preset by default: --epochs is then the fine-tune's, adversarial from the first.
+    assert chosen.warm_start_from == "fashion_mnist" and chosen.warm_start_epochs == 3
+    assert "clean_epochs" not in chosen.purifier_settings["overrides"]["adversarial"]
+    scratch = local_runner._parse(["--output", str(tmp_path), "--epochs", "3", "--base-model", "none"])
+    assert scratch.warm_start_from is None and "init_from" not in scratch.purifier_settings["overrides"]
+    assert scratch.purifier_settings["overrides"]["adversarial"]["clean_epochs"] == 2
     with pytest.raises(ValueError, match=r"clean_epochs \(2\) must be below epochs \(2\)"):
-        local_runner._parse(["--output", str(tmp_path), "--epochs", "2"])  # refused before any run
+        # Refused before any run.
+        local_runner._parse(["--output", str(tmp_path), "--epochs", "2", "--base-model", "none"])
     clean = local_runner._parse(["--output", str(tmp_path), "--epochs", "2", "--adversarial", "none"])
     assert clean.adversarial is None and clean.purifier_settings["overrides"]["adversarial"] is None
     assert chosen.beam_pipeline_args == ("--direct_num_workers=2",)
@@ -139,8 +145,10 @@ def test_adversarial_retraining_is_a_typed_option_the_trainer_receives(tmp_path)
     assert chosen.adversarial == wanted
     settings = chosen.pipeline_arguments()["purifier_settings"]
     # What the Trainer's run_fn builds from its custom_config: the preset with the adversarial settings.
+    # (warm-started from the shipped preset: retrained from its first epoch, of WARM_START_EPOCHS).
     trained = preset(settings["preset"]).replace(**settings["overrides"])
-    assert trained.adversarial == wanted and trained.epochs == preset("fashion_mnist_guided").epochs
+    assert trained.adversarial == dataclasses.replace(wanted, clean_epochs=0)
+    assert trained.epochs == configs.WARM_START_EPOCHS
     clean = local_runner._parse(["--output", str(tmp_path), "--adversarial", "none"])
     assert preset("fashion_mnist_guided").replace(**clean.purifier_settings["overrides"]).adversarial is None
     # From scratch (a preset without retraining), the flags build the whole setting.
@@ -272,3 +280,47 @@ def test_impossible_guidance_settings_are_refused_by_name(tmp_path, argv, messag
     assert not (tmp_path / "run").exists()
     with pytest.raises(ValueError, match="set guidance with the pipeline's guidance field"):
         configs.small_test_config(str(tmp_path), purifier_overrides={"guidance": {"weight": 1.0}})
+
+
+def test_the_trainer_warm_starts_from_the_shipped_preset_by_default(tmp_path):
+    from lqvae_tf import LQVAE
+    from lqvae_tf.config import config_from_settings
+    from lqvae_tf.presets import trained_config
+
+    default = configs.default_config()
+    assert default.base_model == configs.AUTO_BASE and default.warm_start_from == "fashion_mnist"
+    trainer = config_from_settings(default.purifier_settings)  # what the Trainer builds
+    assert trainer.init_from == "fashion_mnist" and trainer.epochs == configs.WARM_START_EPOCHS == 1
+    assert trainer.adversarial.clean_epochs == 0 and trainer.adversarial.mode == "end_to_end"
+    assert trainer.guidance.weight == 3.0  # the blessing recipe is unchanged, only its start and length
+    for field in ("width", "latent_dim", "architecture", "image_shape"):
+        assert getattr(trainer, field) == getattr(trainer_config := trained_config("fashion_mnist"), field)
+    assert len(default.purifier_settings["base_model_digest"]) > 16  # new shipped weights re-run the Trainer
+    # From random weights: the recipe's own schedule (4 epochs, 2 of them clean).
+    scratch = config_from_settings(default.replace(base_model=None).purifier_settings)
+    assert scratch.init_from is None and (scratch.epochs, scratch.adversarial.clean_epochs) == (4, 2)
+    # "auto" warm-starts only where the networks fit: the tests' tiny purifier trains from random weights.
+    assert configs.small_test_config(str(tmp_path)).warm_start_from is None
+    assert trainer_config.width != configs.small_test_config(str(tmp_path)).purifier_overrides["width"]
+    # A .keras base of the right shapes is taken by absolute path, its digest in the settings.
+    small = configs.small_test_config(str(tmp_path))
+    base = tmp_path / "base.keras"
+    LQVAE(config_from_settings(small.purifier_settings)).save(base)
+    named = small.replace(base_model=str(base))
+    assert named.purifier_settings["overrides"]["init_from"] == str(base)
+    assert named.purifier_settings["overrides"]["epochs"] == named.warm_start_epochs
+    assert len(named.purifier_settings["base_model_digest"]) == 64
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"base_model": "nowhere"}, "base_model 'nowhere' is neither a trained preset"),
+        ({"base_model": "fashion_mnist"}, "init_from 'fashion_mnist' has networks of another shape: width=0.5 there"),
+        ({"warm_start_epochs": 0}, "warm_start_epochs must be an integer >= 1, got 0"),
+        ({"purifier_overrides": {"init_from": "mnist"}}, "set init_from with the pipeline's base_model field"),
+    ],
+)
+def test_impossible_warm_starts_are_refused_by_name(tmp_path, changes, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        configs.small_test_config(str(tmp_path), **changes)

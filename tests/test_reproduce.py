@@ -10,6 +10,7 @@ import pytest
 
 from lqvae_tf.classifiers import summary_path
 from lqvae_tf.cli.main import main
+from lqvae_tf.config import preset
 from lqvae_tf.generated import is_generated
 from lqvae_tf.study import ROBUST_COLUMNS, ModelStore, settings_hash, study_config
 
@@ -90,14 +91,20 @@ def test_a_guided_study_purifier_is_trained_after_and_with_its_classifier(tmp_pa
     assert key["config"]["guidance"]["classifier"] is None
 
 
-def test_each_preset_is_made_from_its_datasets_study_and_the_guided_ones_are_its_purifier():
+def test_each_preset_is_its_classifier_free_base_fine_tuned_guided_by_several_classifiers():
+    from lqvae_tf.presets import FILTER_FIELDS
+
     make_presets = load_script("make_presets")
     for dataset in ("fashion_mnist", "mnist"):
-        study = study_config(dataset)
-        assert make_presets.preset_study(f"{dataset}_guided").purifier == study.purifier
-        assert study.purifier["classifier"] == "A"
-        # The classifier-free preset: the settings (and so the store key) it was first made with.
-        assert make_presets.preset_study(dataset).purifier == {"preset": dataset, "overrides": {}, "limit": None}
+        study = make_presets.base_study(dataset)
+        # The base: the classifier-free preset with the settings (and so the store key) it was first made with.
+        assert study.purifier == {"preset": dataset, "overrides": {}, "limit": None}
+        assert study.classifier == make_presets.CLASSIFIER_SETTINGS == study_config("mnist").classifier
+        tuned = make_presets.fine_tune_config(dataset, epochs=1)
+        assert all(getattr(tuned, field) == getattr(preset(dataset), field) for field in FILTER_FIELDS)
+        assert tuned.guidance.weight == 3.0 and tuned.guidance.classifier is None  # the guides are handed over
+        assert (tuned.adversarial.mode, tuned.adversarial.clean_epochs, tuned.epochs) == ("end_to_end", 0, 1)
+    assert make_presets.GUIDES == ("A", "B", "C") and make_presets.HELD_OUT not in make_presets.GUIDES
 
 
 @pytest.mark.parametrize(
@@ -189,20 +196,31 @@ def test_reproduce_quick_writes_a_table_with_every_column_and_reuses_its_models(
         flagged = [line for line in handle.read().splitlines() if "collapsed" in line]
     assert len(flagged) == 1 and flagged[0].startswith("| classifier A (madry) |")
 
-    # The presets' command takes the study's purifier and classifier A from the same store.
+    # The presets' command takes the base purifier and classifiers A and B from the same store, and
+    # trains what the study has not: classifiers C and R, and the fine-tune guided by A, B and C.
     stored = sorted(os.listdir(tmp_path / "models"))
     make_presets = load_script("make_presets")
     out = tmp_path / "presets"
-    args = ["--quick", "--models", str(tmp_path / "models"), "--out", str(out), "--test-images", "64", "fashion_mnist"]
+    args = ["--quick", "--models", str(tmp_path / "models"), "--out", str(out), "--test-images", "64"]
+    args += ["--adaptive-images", "8", "fashion_mnist"]
     assert make_presets.main(args) == 0
-    assert sorted(os.listdir(tmp_path / "models")) == stored  # nothing was trained again
+    added = sorted(set(os.listdir(tmp_path / "models")) - set(stored))
+    assert [name.rsplit("-", 1)[0] for name in added] == ["classifier_C", "classifier_R", "preset_purifier"]
     with open(out / "fashion_mnist" / "metrics.json", encoding="utf-8") as handle:
         metrics = json.load(handle)
-    assert set(metrics["store"].values()) <= set(stored) and metrics["test_images"] == 64
+    assert metrics["base"]["source"] == "store" and metrics["base"]["store"] in stored  # the study's purifier
+    assert {metrics["store"]["A"], metrics["store"]["B"]} <= set(stored) and metrics["test_images"] == 64
+    assert set(metrics["clean"]) == {"A", "B", "C", "R"} and set(metrics["adaptive_on"]) == {"A", "R"}
+    for name in metrics["adaptive_on"]:
+        measured = metrics["adaptive"][name]
+        assert measured["adaptive"]["n"] == 8 and measured["worst"]["correct"] <= measured["adaptive"]["correct"]
     assert set(os.listdir(out / "fashion_mnist")) == {*metrics["files"], "config.json", "metrics.json", "README.md"}
     assert metrics["reconstruction_mse"]["trained"] < metrics["reconstruction_mse"]["untrained"]
-    assert f"make_presets.py {' '.join(args)}" in (out / "fashion_mnist" / "README.md").read_text()
-    assert is_generated((out / "fashion_mnist" / "README.md").read_text())
+    readme = (out / "fashion_mnist" / "README.md").read_text()
+    assert f"make_presets.py {' '.join(args)}" in readme and is_generated(readme)
+    assert readme == make_presets.markdown(metrics)
+    again = sorted(os.listdir(tmp_path / "models"))
+    assert make_presets.main(args) == 0 and sorted(os.listdir(tmp_path / "models")) == again  # all reused
     assert is_generated(report) and is_generated(index)
 
 

@@ -15,6 +15,7 @@ from lqvae_tf.classifiers.architectures import (
     CLASSIFIERS,
     GENDER_CLASSES,
     GENDER_CLASSIFIERS,
+    HELD_OUT_CLASSIFIERS,
     TABLE_1,
     build_a,
     build_b,
@@ -23,6 +24,7 @@ from lqvae_tf.classifiers.architectures import (
     build_d,
     build_e,
     build_gender_classifier,
+    build_residual,
 )
 from lqvae_tf.classifiers.train import (
     ADVERSARIAL_METHODS,
@@ -40,6 +42,7 @@ __all__ = [
     "DATASET_SHAPES",
     "GENDER_CLASSES",
     "GENDER_CLASSIFIERS",
+    "HELD_OUT_CLASSIFIERS",
     "TABLE_1",
     "build_a",
     "build_b",
@@ -48,6 +51,7 @@ __all__ = [
     "build_d",
     "build_e",
     "build_gender_classifier",
+    "build_residual",
     "check_adversarial_settings",
     "classifier_filename",
     "summary_path",

@@ -189,6 +189,40 @@ def build_e(image_shape: Sequence[int] = MNIST_SHAPE, num_classes: int = MNIST_C
     return build_from_table("E", TABLE_1["E"], image_shape, num_classes)
 
 
+def build_residual(image_shape: Sequence[int] = MNIST_SHAPE, num_classes: int = MNIST_CLASSES) -> keras.Model:
+    """Classifier R, not one of Defense-GAN's: a small residual network (two stages of two 3x3
+    convolution blocks with batch normalisation and identity or 1x1 shortcuts, global average
+    pooling, FC(classes)); outputs logits.
+
+    Why: no purifier of this project is trained with it, so it is the held-out classifier that
+    the shipped presets and `lqvae protect` are measured in front of (a user's own
+    architecture, unlike any that guided the filter: batch norm, shortcuts, no hidden FC).
+
+    Args:
+        image_shape: (height, width, channels) of the inputs, in [0, 1].
+        num_classes: the number of logits.
+    """
+    height, width, channels = _check_shape(image_shape, num_classes)
+    inputs = keras.Input((height, width, channels), name="images")
+    x = keras.layers.Conv2D(32, 3, padding="same", use_bias=False)(inputs)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    for filters, stride in ((32, 1), (64, 2)):
+        shortcut = x
+        y = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
+        y = keras.layers.ReLU()(keras.layers.BatchNormalization()(y))
+        y = keras.layers.BatchNormalization()(keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(y))
+        if stride != 1 or shortcut.shape[-1] != filters:
+            shortcut = keras.layers.Conv2D(filters, 1, strides=stride, use_bias=False)(shortcut)
+        x = keras.layers.ReLU()(keras.layers.Add()([shortcut, y]))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="classifier_R")
+
+
+# The classifiers no purifier is trained with (`build_residual`): `build_classifier` builds them
+# too, but the studies, the presets and the pipeline only ever train purifiers with A-E.
+HELD_OUT_CLASSIFIERS: dict[str, Callable[..., keras.Model]] = {"R": build_residual}
+
 CLASSIFIERS: dict[str, Callable[..., keras.Model]] = {
     "A": build_a,
     "B": build_b,
@@ -201,19 +235,21 @@ CLASSIFIERS: dict[str, Callable[..., keras.Model]] = {
 def build_classifier(
     name: str, image_shape: Sequence[int] = MNIST_SHAPE, num_classes: int = MNIST_CLASSES
 ) -> keras.Model:
-    """The Defense-GAN classifier `name` ("A" to "E"): images in [0, 1] -> logits.
+    """The Defense-GAN classifier `name` ("A" to "E"), or a held-out one ("R",
+    `HELD_OUT_CLASSIFIERS`): images in [0, 1] -> logits.
 
     Args:
-        name: the letter of Table 1.
+        name: the letter of Table 1, or "R".
         image_shape: (height, width, channels) of the inputs.
         num_classes: the number of logits.
 
     Raises:
         ValueError: `name` is not a classifier, or the shape or class count is impossible.
     """
-    if name not in CLASSIFIERS:
-        raise ValueError(f"unknown classifier {name!r}; choose one of {', '.join(CLASSIFIERS)}")
-    return CLASSIFIERS[name](image_shape, num_classes)
+    builders = {**CLASSIFIERS, **HELD_OUT_CLASSIFIERS}
+    if name not in builders:
+        raise ValueError(f"unknown classifier {name!r}; choose one of {', '.join(builders)}")
+    return builders[name](image_shape, num_classes)
 
 
 def build_gender_classifier(name: str) -> keras.Model:

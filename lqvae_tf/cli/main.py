@@ -10,7 +10,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from lqvae_tf.cli import adapt, classifiers, evaluate, frontier, reproduce
+from lqvae_tf.cli import adapt, classifiers, evaluate, frontier, protect, reproduce
 from lqvae_tf.data.registry import DEFAULT_DATASET
 from lqvae_tf.serving.limits import ServingLimits
 from lqvae_tf.serving.workers import WORKER_FLAG, check_workers, run_workers, worker_command
@@ -317,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     classifiers.add_parser(subparsers)
     evaluate.add_parser(subparsers)
     reproduce.add_parser(subparsers)
+    protect.add_parser(subparsers)
     frontier.add_parser(subparsers)
     _add_export(subparsers)
     _add_serve(subparsers)
@@ -329,6 +330,7 @@ COMMANDS = {
     "classifiers": classifiers.run,
     "eval": evaluate.run,
     "reproduce": reproduce.run,
+    "protect": protect.run,
     "frontier": frontier.run,
     "export": _export,
     "serve": _serve,

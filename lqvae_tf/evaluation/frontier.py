@@ -197,25 +197,21 @@ def _through(defense: LQVAEDefense, logits, gradient: str, samples: int):
     return model_fn
 
 
-def measure_point(
-    purifier,
-    classifier: keras.Model,
-    images: np.ndarray,
-    labels: np.ndarray,
-    attacks: FrontierAttacks,
-    cache_dir: str | None = None,
-    verbose: bool = False,
-) -> dict[str, Any]:
-    """Every number of one frontier point (see module docstring), as a JSON-able dict.
+def _scored(flags: np.ndarray) -> dict:
+    return accuracy_of(flags.astype(np.int64), np.ones(len(flags), np.int64)).to_dict()
 
-    Accuracies are `Accuracy.to_dict()`s (percent, 95% interval, counts); `adaptive` is the
-    per-image worst of the three gradient attacks, `worst` also counts Square, and
-    `square_beats_gradient` is True when Square's accuracy is below the adaptive one.
-    """
+
+def _evaluation(purifier, classifier, images, labels, attacks: FrontierAttacks, cache_dir, verbose):
+    """The filter in [0, 1] pixels, and the harness over one classifier and test sample."""
     defense = LQVAEDefense(purifier, value_range=CLASSIFIER_RANGE)
     evaluation = Evaluation(
         images, labels, {"classifier": classifier}, [defense], cache_dir, attacks.batch_size, verbose
     )
+    return defense, evaluation
+
+
+def _robustness(defense: LQVAEDefense, classifier: keras.Model, evaluation: Evaluation, attacks: FrontierAttacks):
+    """The clean and adaptive numbers of `measure_robustness`, and the per-gradient PGD adversarials."""
     logits = logits_of(classifier)
     pgd = make_attack("pgd", eps=attacks.eps, eps_iter=attacks.pgd_step_size, nb_iter=attacks.steps)
     square = make_attack("square", eps=attacks.eps, n_queries=attacks.square_queries)
@@ -237,11 +233,67 @@ def measure_point(
         correct[gradient] = correct_behind_filter(adversarials[gradient])
     adaptive = np.logical_and.reduce([correct[g] for g in GRADIENTS])
     correct_square = correct_behind_filter(craft(square, "naive", 1, 1))
+    adaptive_accuracy, square_accuracy = _scored(adaptive), _scored(correct_square)
+    metrics = {
+        "clean_alone": evaluation.clean_accuracy("classifier").to_dict(),
+        "clean_filtered": evaluation.clean_accuracy("classifier", defense).to_dict(),
+        "pgd": {gradient: _scored(correct[gradient]) for gradient in GRADIENTS},
+        "adaptive": adaptive_accuracy,
+        "square": square_accuracy,
+        "worst": _scored(adaptive & correct_square),
+        "square_beats_gradient": square_accuracy["correct"] < adaptive_accuracy["correct"],
+        "square_only_fooled": int((adaptive & ~correct_square).sum()),
+    }
+    return metrics, adversarials
+
+
+def measure_robustness(
+    purifier,
+    classifier: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    attacks: FrontierAttacks,
+    cache_dir: str | None = None,
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """What a filter does for one classifier, as a JSON-able dict: clean accuracy alone
+    (`clean_alone`) and behind the filter (`clean_filtered`), L-inf PGD through each of the three
+    backward passes (`pgd`: BPDA, soft path + EOT, identity), the per-image worst of the three
+    (`adaptive`), the gradient-free Square attack (`square`), the per-image worst of all four
+    (`worst`), and whether Square beats the gradient attacks (`square_beats_gradient`: then the
+    adaptive number overestimates). Accuracies are `Accuracy.to_dict()`s (percent, 95% interval,
+    counts). Images are in [0, 1], as the classifier takes them.
+
+    The one robustness measurement of the frontier, the shipped presets' metrics and
+    `lqvae protect`'s report.
+    """
+    defense, evaluation = _evaluation(purifier, classifier, images, labels, attacks, cache_dir, verbose)
+    return _robustness(defense, classifier, evaluation, attacks)[0]
+
+
+def measure_point(
+    purifier,
+    classifier: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    attacks: FrontierAttacks,
+    cache_dir: str | None = None,
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """Every number of one frontier point (see module docstring), as a JSON-able dict:
+    `measure_robustness`'s, PGD on the classifier alone (`pgd_alone`), and the detection AUCs.
+    """
+    defense, evaluation = _evaluation(purifier, classifier, images, labels, attacks, cache_dir, verbose)
+    metrics, adversarials = _robustness(defense, classifier, evaluation, attacks)
+    logits = logits_of(classifier)
+    pgd = make_attack("pgd", eps=attacks.eps, eps_iter=attacks.pgd_step_size, nb_iter=attacks.steps)
+    defense_key = Evaluation.defense_key(defense)
+    sample_key = fingerprint(evaluation.images, evaluation.labels, classifier)
     undefended = evaluation.adversarials_on(pgd, "classifier", restarts=attacks.restarts)
     fgsm = evaluation.adversarials_on(make_attack("fgsm", eps=attacks.eps), "classifier")
 
-    def scored(flags: np.ndarray) -> dict:
-        return accuracy_of(flags.astype(np.int64), np.ones(len(flags), np.int64)).to_dict()
+    def correct_behind_filter(adversarial: np.ndarray) -> np.ndarray:
+        return evaluation.predict(classifier, defense.purify(adversarial)) == evaluation.labels
 
     clean_scores = detection_scores(defense, evaluation.images)
     scale = float(np.median(clean_scores))
@@ -257,17 +309,11 @@ def measure_point(
     )
     evading_correct = correct_behind_filter(evading)
     evading_scores = detection_scores(defense, evading)
-    adaptive_accuracy, square_accuracy = scored(adaptive), scored(correct_square)
     return {
-        "clean_alone": evaluation.clean_accuracy("classifier").to_dict(),
-        "clean_filtered": evaluation.clean_accuracy("classifier", defense).to_dict(),
+        "clean_alone": metrics["clean_alone"],
+        "clean_filtered": metrics["clean_filtered"],
         "pgd_alone": evaluation.accuracy(classifier, undefended).to_dict(),
-        "pgd": {gradient: scored(correct[gradient]) for gradient in GRADIENTS},
-        "adaptive": adaptive_accuracy,
-        "square": square_accuracy,
-        "worst": scored(adaptive & correct_square),
-        "square_beats_gradient": square_accuracy["correct"] < adaptive_accuracy["correct"],
-        "square_only_fooled": int((adaptive & ~correct_square).sum()),
+        **{key: value for key, value in metrics.items() if key not in ("clean_alone", "clean_filtered")},
         "detection_auc": {
             "fgsm": roc_auc(clean_scores, detection_scores(defense, fgsm)),
             "bpda_pgd": roc_auc(clean_scores, detection_scores(defense, adversarials["bpda"])),
@@ -277,7 +323,7 @@ def measure_point(
                 roc_auc(clean_scores, evading_scores[~evading_correct]) if (~evading_correct).any() else None
             ),
         },
-        "score_evading": scored(evading_correct),
+        "score_evading": _scored(evading_correct),
     }
 
 

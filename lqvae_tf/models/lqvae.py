@@ -7,6 +7,8 @@ in front of a classifier.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -215,32 +217,43 @@ class LQVAE(keras.Model):
         if self.adversary_seed is not None and ADVERSARY_SEED_KEY in store.keys():
             self.adversary_seed.state.assign(store[ADVERSARY_SEED_KEY])
 
-    def attach_classifier(self, classifier: keras.Model) -> None:
-        """Sets the Keras classifier that the adversarial modes "classifier" and "end_to_end" attack.
+    def attach_classifier(self, classifier: keras.Model | Sequence[keras.Model]) -> None:
+        """Sets the Keras classifier(s) that the adversarial modes "classifier" and "end_to_end" attack.
 
-        The classifier is not part of the model (not saved with it); attach it again after
-        loading to continue training. It may end in a softmax (its logits are attacked).
+        Several classifiers are attacked together: PGD maximises the mean of their
+        cross-entropies, so the purifier learns to resist perturbations that fool any of them
+        (how the shipped presets are trained to work in front of classifiers they never saw).
+        The classifiers are not part of the model (not saved with it); attach them again after
+        loading to continue training. They may end in a softmax (their logits are attacked).
 
         Raises:
-            ValueError: its input shape is not the purifier's `image_shape`.
+            ValueError: no classifier, or one whose input shape is not the purifier's `image_shape`.
         """
-        check_classifier_shape(classifier, self.config.image_shape)
-        self._classifier_logits = logits_of(classifier)
+        self._classifier_logits = self._logit_functions(classifier)
 
-    def attach_guide(self, classifier: keras.Model) -> None:
-        """Sets the Keras classifier whose answers `config.guidance` trains the reconstructions to keep.
+    def attach_guide(self, classifier: keras.Model | Sequence[keras.Model]) -> None:
+        """Sets the Keras classifier(s) whose answers `config.guidance` trains the reconstructions to keep.
 
-        Like `attach_classifier`'s, it is not saved with the model: attach it again after loading
-        to continue training. It may end in a softmax.
+        With several, the guidance loss is the mean of their divergences. Like
+        `attach_classifier`'s, they are not saved with the model: attach them again after loading
+        to continue training. They may end in a softmax.
 
         Raises:
-            ValueError: the config has no guidance, or the classifier's input shape is not the
-                purifier's `image_shape`.
+            ValueError: the config has no guidance, no classifier is given, or one's input shape
+                is not the purifier's `image_shape`.
         """
         if self.config.guidance is None:
             raise ValueError("attach_guide needs config.guidance (GuidanceConfig); this purifier trains without one")
-        check_classifier_shape(classifier, self.config.image_shape)
-        self._guide_logits = logits_of(classifier)
+        self._guide_logits = self._logit_functions(classifier)
+
+    def _logit_functions(self, classifiers) -> list:
+        """The logits callables of one classifier or a sequence of them, each checked against the image shape."""
+        models = list(classifiers) if isinstance(classifiers, (list, tuple)) else [classifiers]
+        if not models:
+            raise ValueError("no classifier given: pass a Keras classifier or a non-empty list of them")
+        for model in models:
+            check_classifier_shape(model, self.config.image_shape)
+        return [logits_of(model) for model in models]
 
     @property
     def metrics(self):
@@ -315,12 +328,13 @@ class LQVAE(keras.Model):
         if self._guide_logits is None:
             raise ValueError("config.guidance needs its classifier: call attach_guide first")
         low_high = self.config.guidance.classifier_range
-        logits = lambda images: self._guide_logits(rescale(images, INTERNAL_RANGE, low_high))  # noqa: E731
-        clean = logits(x)
-        return {
-            "guide_soft": guidance_divergence(clean, logits(x_soft)),
-            "guide_hard": guidance_divergence(clean, logits(x_hard)),
-        }
+        terms = {"guide_soft": [], "guide_hard": []}
+        for classifier_logits in self._guide_logits:  # several guides: the mean of their divergences
+            logits = lambda images, f=classifier_logits: f(rescale(images, INTERNAL_RANGE, low_high))  # noqa: E731
+            clean = logits(x)
+            terms["guide_soft"].append(guidance_divergence(clean, logits(x_soft)))
+            terms["guide_hard"].append(guidance_divergence(clean, logits(x_hard)))
+        return {name: ops.mean(ops.stack(values)) for name, values in terms.items()}
 
     # ----------------------------------------------------------------- adversarial retraining
     def _filter_bpda(self, x):
@@ -338,12 +352,20 @@ class LQVAE(keras.Model):
         if self.config.adversarial.attacks_classifier:
             if self._classifier_logits is None:
                 raise ValueError(f"adversarial mode {mode!r} needs a classifier: call attach_classifier first")
-            logits = self._classifier_logits
-            if labels is None:  # unlabelled batches: the classifier's own answers on clean images
-                labels = ops.argmax(logits(self._to_classifier(clean)), axis=-1)
             cross_entropy = keras.losses.sparse_categorical_crossentropy
             seen = self._filter_bpda if mode == "end_to_end" else (lambda x: x)  # the classifier's input
-            return lambda x: ops.mean(cross_entropy(labels, logits(self._to_classifier(seen(x))), from_logits=True))
+            terms = []
+            for logits in self._classifier_logits:  # several classifiers: the mean of their losses
+                # Unlabelled batches: each classifier's own answers on the clean images.
+                targets = labels if labels is not None else ops.argmax(logits(self._to_classifier(clean)), axis=-1)
+                terms.append((logits, targets))
+
+            def objective(x):
+                classifier_input = self._to_classifier(seen(x))
+                losses = [ops.mean(cross_entropy(y, f(classifier_input), from_logits=True)) for f, y in terms]
+                return ops.mean(ops.stack(losses))
+
+            return objective
         if mode == "reconstruction":
             return lambda x: ops.mean(ops.square(clean - self._filter_bpda(x)))
         clean_mean, _ = self.encoder(clean, training=False)

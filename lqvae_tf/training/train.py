@@ -76,11 +76,17 @@ def _check_resumable(out_dir: str, config: LQVAEConfig) -> None:
             )
 
 
-def _loaded_classifier(
-    classifier: keras.Model | str | None, config: LQVAEConfig, role: str, missing: str
-) -> keras.Model:
-    """`classifier` (a model or a `.keras` path) loaded and checked against the purifier's image
-    shape now, before any data is read; `missing` is the error when there is none."""
+Classifiers = keras.Model | str | Sequence[keras.Model | str]
+"""One classifier or several (attacked or followed together), each a model or a `.keras` path."""
+
+
+def _loaded_classifier(classifier: Classifiers | None, config: LQVAEConfig, role: str, missing: str):
+    """`classifier` (a model or a `.keras` path, or a list of them) loaded and checked against the
+    purifier's image shape now, before any data is read; `missing` is the error when there is none."""
+    if isinstance(classifier, (list, tuple)):
+        if not classifier:
+            raise ValueError(missing)
+        return [_loaded_classifier(one, config, role, missing) for one in classifier]
     if classifier is None:
         raise ValueError(missing)
     if isinstance(classifier, str):
@@ -91,9 +97,9 @@ def _loaded_classifier(
     return classifier
 
 
-def adversary_classifier(config: LQVAEConfig, classifier: keras.Model | str | None = None) -> keras.Model | None:
-    """The classifier the adversarial modes "classifier" and "end_to_end" attack: `classifier` (a
-    model or a `.keras` path), else the config's `adversarial.classifier` path; None for every
+def adversary_classifier(config: LQVAEConfig, classifier: Classifiers | None = None):
+    """The classifier(s) the adversarial modes "classifier" and "end_to_end" attack: `classifier` (a
+    model or a `.keras` path, or a list of them), else the config's `adversarial.classifier` path; None for every
     other config.
 
     Raises:
@@ -112,9 +118,10 @@ def adversary_classifier(config: LQVAEConfig, classifier: keras.Model | str | No
     )
 
 
-def guide_classifier(config: LQVAEConfig, guide: keras.Model | str | None = None) -> keras.Model | None:
-    """The classifier `config.guidance` trains the reconstructions to keep the answers of: `guide`
-    (a model or a `.keras` path), else the config's `guidance.classifier` file; None without guidance.
+def guide_classifier(config: LQVAEConfig, guide: Classifiers | None = None):
+    """The classifier(s) `config.guidance` trains the reconstructions to keep the answers of: `guide`
+    (a model or a `.keras` path, or a list of them), else the config's `guidance.classifier` file;
+    None without guidance.
 
     Raises:
         ValueError: guidance without any classifier, or one whose input shape is not the
@@ -140,10 +147,10 @@ def fit_purifier(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: str | int = "auto",
     strategy: tf.distribute.Strategy | None = None,
-    classifier: keras.Model | str | None = None,
+    classifier: Classifiers | None = None,
     init_source: LQVAE | None = None,
     epoch_record: EpochRecord | None = None,
-    guide: keras.Model | str | None = None,
+    guide: Classifiers | None = None,
 ) -> tuple[LQVAE, dict[str, list[float]]]:
     """Builds an LQVAE under `strategy` and fits it: the one training loop of the CLI and the TFX Trainer.
 
@@ -225,8 +232,9 @@ def train_purifier(
     data_dir: str | None = None,
     verbose: str | int = "auto",
     strategy: tf.distribute.Strategy | None = None,
-    classifier: keras.Model | str | None = None,
+    classifier: Classifiers | None = None,
     validation_limit: int = VALIDATION_LIMIT,
+    guide: Classifiers | None = None,
 ) -> TrainResult:
     """Trains an LQ-VAE on `dataset` and writes the run folder (see module docstring).
 
@@ -247,6 +255,8 @@ def train_purifier(
         classifier: for adversarial mode "classifier", the classifier to attack (a model or a
             `.keras` path; default the config's `adversarial.classifier`).
         validation_limit: test images used for the per-epoch validation losses.
+        guide: with `config.guidance`, the classifier(s) whose answers to keep (default the
+            config's `guidance.classifier`).
 
     Raises:
         FileNotFoundError / ValueError: a missing classifier or `config.init_from`, or one that
@@ -255,7 +265,7 @@ def train_purifier(
     strategy = strategy or make_strategy("auto")  # first: a multi-worker strategy starts this worker's server
     _check_resumable(out_dir, config)
     classifier = adversary_classifier(config, classifier)
-    guide = guide_classifier(config)  # a missing or mismatched guide fails now too
+    guide = guide_classifier(config, guide)  # a missing or mismatched guide fails now too
     source = checked_source(config)  # a missing or mismatched init_from fails now, before any data is read
     with worker_dir(out_dir, strategy) as run_dir:
         os.makedirs(run_dir, exist_ok=True)
