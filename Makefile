@@ -37,8 +37,9 @@ format: setup
 	$(VENV)/bin/ruff format lqvae_tf pipelines tests bench
 	$(VENV)/bin/ruff check --fix lqvae_tf pipelines tests bench
 
-# The trained purifiers shipped in lqvae_tf/presets/ (LQVAE.from_preset): the MNIST and Fashion-MNIST
-# studies' purifiers, from (or trained into) lqvae reproduce's model store; resumable.
+# The trained purifiers shipped in lqvae_tf/presets/ (LQVAE.from_preset): each dataset's classifier-free
+# purifier fine-tuned guided by classifiers A, B and C at once, measured in front of those and a held-out
+# one; every model from (or trained into) lqvae reproduce's model store; resumable.
 MODELS_DIR ?= runs/reproduce/models
 presets: setup data
 	nice -n 10 $(PY) scripts/make_presets.py --models $(MODELS_DIR) mnist fashion_mnist

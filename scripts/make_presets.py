@@ -48,7 +48,7 @@ from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
 from lqvae_tf.evaluation.frontier import FrontierAttacks, measure_robustness
 from lqvae_tf.generated import marker
 from lqvae_tf.models.inputs import rescale
-from lqvae_tf.presets import CONFIG_FILE, METRICS_FILE, PRESET_ROOT, preset_dir, save_filter_weights
+from lqvae_tf.presets import CONFIG_FILE, METRICS_FILE, PRESET_ROOT, WEIGHT_FILES, preset_dir, save_filter_weights
 from lqvae_tf.stats import accuracy_of
 from lqvae_tf.study import ModelStore, StudyConfig, study_config, train_models
 from lqvae_tf.training import train_purifier
@@ -129,6 +129,8 @@ def base_model(name: str, base: str, study: StudyConfig, store: ModelStore, scra
         folder = preset_dir(name)
         with open(os.path.join(folder, METRICS_FILE), encoding="utf-8") as handle:
             shipped = json.load(handle)
+        # Keyed by the shipped weight files (a saved .keras differs byte for byte on each save).
+        digest = hashlib.sha256("".join(_sha256(os.path.join(folder, f)) for f in WEIGHT_FILES.values()).encode())
         path = os.path.join(scratch, f"{name}-shipped-base.keras")
         os.makedirs(scratch, exist_ok=True)
         LQVAE.from_preset(name).save(path)
@@ -136,7 +138,7 @@ def base_model(name: str, base: str, study: StudyConfig, store: ModelStore, scra
         return path, {
             "source": "shipped",
             "commit": _last_commit(folder),
-            "sha256": _sha256(path),
+            "sha256": digest.hexdigest(),
             "metrics": {key: shipped[key] for key in keep if key in shipped},
         }
     if not os.path.isfile(base):

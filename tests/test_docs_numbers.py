@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from lqvae_tf.generated import is_generated, marker
+from lqvae_tf.generated import block, is_generated, marker, replace_block, without_blocks
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SKIPPED_DIRS = {"runs", "build", "node_modules", "__pycache__"}
@@ -95,6 +95,17 @@ def test_a_setting_is_not_a_measurement(text):
     assert not measured_numbers(text)
 
 
+def test_a_written_block_inside_a_hand_written_page_is_skipped_and_rewritten_in_place():
+    page = "# Front page\n\nIt runs:\n\n" + block("`bench/x.py`", "old") + "\n\nMore prose.\n"
+    updated = replace_block(page, "`bench/x.py`", "took 12 min on 2026-12-04")
+    assert updated.startswith("# Front page") and updated.endswith("More prose.\n") and "old" not in updated
+    assert measured_numbers(updated) and not measured_numbers(without_blocks(updated))
+    assert replace_block(updated, "`bench/x.py`", "took 11 min").count("begin: written by") == 1
+    with pytest.raises(ValueError, match="no block written by `other`"):
+        replace_block(page, "`other`", "3 min")
+    assert measured_numbers(without_blocks(page + "\nand 5 min by hand\n"))  # prose outside a block still counts
+
+
 def test_a_marked_page_is_generated():
     assert is_generated(marker("`lqvae frontier`") + "\n# Purifier frontier\n\n84.8%\n")
     assert not is_generated("# A page\n\n" + marker("`lqvae frontier`") + "\n")
@@ -105,7 +116,7 @@ def test_hand_written_pages_carry_no_measured_number(page):
     text = page.read_text(encoding="utf-8")
     if is_generated(text):
         return
-    assert measured_numbers(text) == [], (
+    assert measured_numbers(without_blocks(text)) == [], (
         f"{page.relative_to(ROOT)}: link to the page the measuring command writes instead of copying its numbers"
     )
 

@@ -49,7 +49,7 @@ def test_from_preset_loads_offline_and_purifies_better_than_untrained(name, test
     # What ships beside the weights describes them: the same error within sampling noise.
     measured = preset_metrics(name)
     assert measured["reconstruction_mse"]["trained"] == pytest.approx(error, rel=0.5)
-    assert measured["clean_accuracy"]["behind_filter"]["n"] == measured["test_images"] >= 1000
+    assert measured["clean"]["A"]["behind_filter"]["n"] == measured["test_images"] >= 1000
     # Algorithm 1's Decoder2 starts as a copy of Decoder1, so fine-tuning starts as training does.
     for soft, hard in zip(model.decoder_soft.get_weights(), model.decoder_hard.get_weights()):
         np.testing.assert_array_equal(soft, hard)
