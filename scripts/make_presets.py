@@ -5,8 +5,8 @@ store (`--models`; resumable: a model already there is reused, an interrupted pu
 from its last finished epoch):
 
 1. the base: the classifier-free recipe of `preset(name)` (the study's settings: the full
-   training split, seed 0), or with `--base shipped` the weights shipped now (their commit and
-   metrics are recorded), or a `.keras` purifier;
+   training split, seed 0), or with `--base git:REV` the preset's weights as committed at REV
+   (that commit and the metrics then shipped are recorded), or a `.keras` purifier;
 2. the fine-tune: the base guided by several classifiers at once (the study's A, B and C,
    `GUIDES`: the mean of their guidance losses) and retrained against PGD through all of them
    behind the filter (the mean of their cross-entropies), so that it keeps what any classifier
@@ -119,35 +119,67 @@ def _last_commit(folder: str) -> str | None:
     return output.stdout.strip() or None
 
 
+GIT_BASE = "git:"  # --base git:REV: the preset's weights as committed at REV
+
+
+def _git_show(revision: str, path: str) -> bytes:
+    """A file's bytes at a commit of this checkout (`git show REV:PATH`)."""
+    try:
+        return subprocess.run(
+            ["git", "show", f"{revision}:{path}"], capture_output=True, check=True, cwd=os.path.dirname(__file__)
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as error:
+        raise FileNotFoundError(f"--base git:{revision}: cannot read {path} there ({error})") from None
+
+
+def _committed_base(name: str, revision: str, scratch: str) -> tuple[str, dict]:
+    """The preset's weights and config as committed at `revision`, as a `.keras` purifier in
+    `scratch`; keyed by the weight files' bytes (a saved .keras differs byte for byte on each
+    save), so the same commit always names the same base."""
+    folder = os.path.relpath(preset_dir(name), os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    os.makedirs(scratch, exist_ok=True)
+    digests = []
+    for filename in WEIGHT_FILES.values():
+        data = _git_show(revision, f"{folder}/{filename}")
+        digests.append(hashlib.sha256(data).hexdigest())
+        with open(os.path.join(scratch, f"{name}-{filename}"), "wb") as handle:
+            handle.write(data)
+    config = LQVAEConfig.from_json(_git_show(revision, f"{folder}/{CONFIG_FILE}").decode())
+    metrics = json.loads(_git_show(revision, f"{folder}/{METRICS_FILE}").decode())
+    model = LQVAE(config)
+    for part, filename in WEIGHT_FILES.items():
+        getattr(model, part).load_weights(os.path.join(scratch, f"{name}-{filename}"))
+    model.decoder_soft.set_weights(model.decoder_hard.get_weights())
+    path = os.path.join(scratch, f"{name}-{revision}-base.keras")
+    model.save(path)
+    keep = ("store", "training_seconds", "epochs", "train_limit", "command", "clean_accuracy")
+    commit = subprocess.run(
+        ["git", "rev-parse", revision], capture_output=True, text=True, check=True, cwd=os.path.dirname(__file__)
+    ).stdout.strip()
+    return path, {
+        "source": "git",
+        "commit": commit,
+        "sha256": hashlib.sha256("".join(digests).encode()).hexdigest(),
+        "metrics": {key: metrics[key] for key in keep if key in metrics},
+    }
+
+
 def base_model(name: str, base: str, study: StudyConfig, store: ModelStore, scratch: str) -> tuple[str, dict]:
     """The purifier the fine-tune starts from, and where it came from (for metrics.json)."""
     if base == "store":
         path = train_models(study, store, only=("purifier",))["purifier"]
         record = store.training_record(path)
         return path, {"source": "store", "store": os.path.basename(os.path.dirname(path)), **record}
-    if base == "shipped":
-        folder = preset_dir(name)
-        with open(os.path.join(folder, METRICS_FILE), encoding="utf-8") as handle:
-            shipped = json.load(handle)
-        # Keyed by the shipped weight files (a saved .keras differs byte for byte on each save).
-        digest = hashlib.sha256("".join(_sha256(os.path.join(folder, f)) for f in WEIGHT_FILES.values()).encode())
-        path = os.path.join(scratch, f"{name}-shipped-base.keras")
-        os.makedirs(scratch, exist_ok=True)
-        LQVAE.from_preset(name).save(path)
-        keep = ("store", "training_seconds", "epochs", "train_limit", "command", "clean_accuracy")
-        return path, {
-            "source": "shipped",
-            "commit": _last_commit(folder),
-            "sha256": digest.hexdigest(),
-            "metrics": {key: shipped[key] for key in keep if key in shipped},
-        }
+    if base.startswith(GIT_BASE):
+        return _committed_base(name, base[len(GIT_BASE) :], scratch)
     if not os.path.isfile(base):
-        raise FileNotFoundError(f"--base {base!r} is neither 'store', 'shipped' nor a .keras file")
+        raise FileNotFoundError(f"--base {base!r} is neither 'store', 'git:REV' nor a .keras file")
     return base, {"source": "file", "path": os.path.abspath(base), "sha256": _sha256(base)}
 
 
 def fine_tuned(name: str, args: argparse.Namespace, study: StudyConfig, store: ModelStore, guides: dict[str, str]):
-    """The fine-tuned purifier's path (trained into `store` if missing), its config and base record."""
+    """The fine-tuned purifier's path (trained into `store` if missing), its config, and the base's
+    record and path."""
     base_path, base_record = base_model(name, args.base, study, store, os.path.join(args.models, "scratch"))
     config = fine_tune_config(name, args.epochs)
     limit = study.purifier.get("limit")
@@ -177,7 +209,7 @@ def fine_tuned(name: str, args: argparse.Namespace, study: StudyConfig, store: M
         return result.earlier_seconds
 
     path, _ = store.get_or_train("preset_purifier", key, train)
-    return path, config, base_record
+    return path, config, base_record, base_path
 
 
 def first_test_images(dataset: str, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -188,13 +220,17 @@ def first_test_images(dataset: str, count: int) -> tuple[np.ndarray, np.ndarray]
     return pairs[0][0], pairs[0][1].astype(np.int64)
 
 
-def measure(model: LQVAE, models: dict[str, keras.Model], dataset: str, args: argparse.Namespace) -> dict:
-    """Clean accuracy alone and behind the filter per classifier, the adaptive attack on
-    `ADAPTIVE_ON`, and the reconstruction error, on the first test images."""
+def measure(model: LQVAE, base: LQVAE, models: dict[str, keras.Model], dataset: str, args: argparse.Namespace) -> dict:
+    """Clean accuracy alone, behind the base and behind the filter per classifier, the adaptive
+    attack on `ADAPTIVE_ON`, and the reconstruction error, on the first test images."""
     images, labels = first_test_images(dataset, args.test_images)
     value_range = model.config.value_range
     inside = rescale(images, CLASSIFIER_VALUE_RANGE, value_range)
-    purified = rescale(model.purify(inside), value_range, CLASSIFIER_VALUE_RANGE)
+
+    def purified_by(purifier: LQVAE) -> np.ndarray:
+        return rescale(purifier.purify(inside), value_range, CLASSIFIER_VALUE_RANGE)
+
+    purified, by_base = purified_by(model), purified_by(base)
     untrained = LQVAE(model.config)  # the same config, its seeded random weights
 
     def accuracy(classifier: keras.Model, inputs: np.ndarray) -> dict:
@@ -205,6 +241,7 @@ def measure(model: LQVAE, models: dict[str, keras.Model], dataset: str, args: ar
         alone, behind = accuracy(classifier, images), accuracy(classifier, purified)
         clean[name] = {
             "alone": alone,
+            "behind_base": accuracy(classifier, by_base),  # before the fine-tune: what it changed, per classifier
             "behind_filter": behind,
             "cost": round(alone["accuracy"] - behind["accuracy"], 2),
         }
@@ -241,7 +278,7 @@ def _cell(accuracy: dict) -> str:
 def _base_line(base: dict) -> str:
     if base["source"] == "store":
         return f"the classifier-free recipe trained into the model store ({base['store']})"
-    if base["source"] == "shipped":
+    if base["source"] == "git":
         return (
             f"the classifier-free weights shipped before it (commit {str(base['commit'])[:10]}, "
             f"made by `{base['metrics'].get('command', 'make presets')}`)"
@@ -255,7 +292,7 @@ def markdown(metrics: dict) -> str:
     attacks = adaptive["attacks"]
     rows = "\n".join(
         f"| {name}{' (held out)' if name == metrics['held_out'] else ''} | {_cell(c['alone'])} | "
-        f"{_cell(c['behind_filter'])} | {c['cost']} |"
+        f"{_cell(c['behind_base'])} | {_cell(c['behind_filter'])} | {c['cost']} |"
         for name, c in clean.items()
     )
     robust = "\n".join(
@@ -276,10 +313,11 @@ CPU); float32 weights of the encoder and Decoder1 only (no optimizer state). Cla
 {guides} and the held-out {metrics["held_out"]} (a small residual network no purifier is trained with), each
 {metrics["classifier_settings"]["epochs"]} epochs on the full training split.
 
-Clean accuracy on the first {metrics["test_images"]} test images (percent, 95% Wilson intervals; cost in points):
+Clean accuracy on the first {metrics["test_images"]} test images (percent, 95% Wilson intervals; cost: alone minus
+behind the filter, in points; behind the base: before the fine-tune, so what it changed for each classifier):
 
-| classifier | alone | behind the filter | cost |
-|---|---|---|---|
+| classifier | alone | behind the base | behind the filter | cost |
+|---|---|---|---|---|
 {rows}
 
 Adaptive L-inf attacks at eps {attacks["eps"]} on the first {attacks["n"]} test images: PGD-{attacks["steps"]} with
@@ -305,8 +343,8 @@ def make_preset(name: str, args: argparse.Namespace) -> dict:
     study = base_study(name, quick=args.quick)
     store = ModelStore(args.models)
     paths = classifiers(study, store)
-    path, config, base_record = fine_tuned(name, args, study, store, paths)
-    model = keras.models.load_model(path)
+    path, config, base_record, base_path = fine_tuned(name, args, study, store, paths)
+    model, base = keras.models.load_model(path), keras.models.load_model(base_path)
     models = {guide: keras.models.load_model(paths[guide]) for guide in (*GUIDES, HELD_OUT)}
     metrics = {
         "preset": name,
@@ -323,7 +361,7 @@ def make_preset(name: str, args: argparse.Namespace) -> dict:
             "store": os.path.basename(os.path.dirname(path)),
         },
         "store": {guide: os.path.basename(os.path.dirname(p)) for guide, p in paths.items()},
-        **measure(model, models, study.dataset, args),
+        **measure(model, base, models, study.dataset, args),
     }
     folder = os.path.join(args.out, name)
     files = save_filter_weights(model, folder)
@@ -347,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--base",
         default="store",
         help="what the fine-tune starts from: 'store' (the classifier-free recipe, trained into the store if "
-        "missing), 'shipped' (the weights shipped now) or a .keras purifier",
+        "missing), 'git:REV' (the preset's weights as committed at REV) or a .keras purifier",
     )
     parser.add_argument("--epochs", type=int, default=FINE_TUNE_EPOCHS, help="the fine-tune's epochs")
     parser.add_argument("--test-images", type=int, default=2000, help="test images the clean accuracy is measured on")

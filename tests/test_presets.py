@@ -7,7 +7,7 @@ import pytest
 
 from lqvae_tf import LQVAE, PRESETS, preset
 from lqvae_tf.data import load_idx_arrays
-from lqvae_tf.presets import FILTER_FIELDS, preset_metrics, trained_presets
+from lqvae_tf.presets import FILTER_FIELDS, preset_metrics, trained_config, trained_presets
 
 IMAGES = 32  # test images each check purifies
 
@@ -87,3 +87,22 @@ def test_unknown_presets_and_presets_without_weights_are_refused_by_name():
     ):
         LQVAE.from_preset("celeb_a")
     assert LQVAE.from_preset("celeb_a", load_weights=False, width=0.125).config.image_shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize("name", ["fashion_mnist", "mnist"])
+def test_each_preset_is_measured_in_front_of_its_guides_and_a_held_out_classifier(name):
+    measured = preset_metrics(name)
+    assert measured["guides"] == ["A", "B", "C"] and measured["held_out"] == "R"
+    assert set(measured["clean"]) == {"A", "B", "C", "R"}
+    for cells in measured["clean"].values():
+        assert cells["cost"] == pytest.approx(cells["alone"]["accuracy"] - cells["behind_filter"]["accuracy"])
+        assert cells["behind_base"]["n"] == cells["behind_filter"]["n"] == measured["test_images"]
+    attacks = measured["adaptive"]["attacks"]
+    assert (attacks["eps"], attacks["steps"], attacks["restarts"], attacks["square_queries"]) == (0.1, 40, 2, 1000)
+    for classifier in measured["adaptive_on"]:
+        cells = measured["adaptive"][classifier]
+        assert cells["adaptive"]["n"] == attacks["n"] >= 200
+        assert cells["adaptive"]["correct"] <= min(p["correct"] for p in cells["pgd"].values())
+    # The shipped config is the fine-tune's: guided, retrained end to end, no scratch path of the base.
+    config = trained_config(name)
+    assert config.guidance is not None and config.adversarial.mode == "end_to_end" and config.init_from is None
