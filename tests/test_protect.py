@@ -110,6 +110,9 @@ def test_the_python_api_is_the_same_and_a_rerun_reuses_the_finished_fine_tune(pr
     assert os.path.getmtime(model_file) == before  # not trained again
     assert again["fine_tune"]["seconds"] == protected["report"]["fine_tune"]["seconds"]
     assert again["clean"] == protected["report"]["clean"] and again["robustness"] == protected["report"]["robustness"]
+    # Another number of training images is another fine-tune: trained again, not the old one reused.
+    other = lqvae_tf.protect(protected["path"], str(out), images=IMAGES // 2, eval_images=EVAL_IMAGES, verbose=0)
+    assert os.path.getmtime(model_file) > before and other["fine_tune"]["images"] == IMAGES // 2
 
 
 @pytest.mark.parametrize(

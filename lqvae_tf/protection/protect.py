@@ -104,9 +104,10 @@ def fine_tune_config(
     )
 
 
-def _finished_run(folder: str, config: LQVAEConfig) -> tuple[str, dict, float] | None:
-    """A fine-tune of `config` that finished in `folder` before: (model path, final metrics,
-    seconds); None if there is none (an interrupted one resumes in `train_purifier`)."""
+def _finished_run(folder: str, config: LQVAEConfig, images: int | None) -> tuple[str, dict, float] | None:
+    """A fine-tune of `config` on `images` training images that finished in `folder` before:
+    (model path, final metrics, seconds); None if there is none (an interrupted one resumes in
+    `train_purifier`)."""
     paths = [os.path.join(folder, name) for name in (MODEL_FILE, "config.json", "history.json", SECONDS_FILE)]
     if not all(os.path.isfile(path) for path in paths):
         return None
@@ -116,8 +117,10 @@ def _finished_run(folder: str, config: LQVAEConfig) -> tuple[str, dict, float] |
     with open(paths[2], encoding="utf-8") as handle:
         history = json.load(handle)
     with open(paths[3], encoding="utf-8") as handle:
-        seconds = json.load(handle)["seconds"]
-    return paths[0], {name: values[-1] for name, values in history.items()}, seconds
+        record = json.load(handle)
+    if record.get("images") != images:
+        return None
+    return paths[0], {name: values[-1] for name, values in history.items()}, record["seconds"]
 
 
 def _test_arrays(dataset: DatasetInfo, count: int, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -209,7 +212,7 @@ def protect(
     os.makedirs(out_dir, exist_ok=True)
 
     training = os.path.join(out_dir, TRAINING_DIR)
-    done = _finished_run(training, config)
+    done = _finished_run(training, config, images)
     started = time.perf_counter()
     if done is None:
         result = train_purifier(
@@ -224,7 +227,9 @@ def protect(
         )
         model_path, final = result.model_path, result.final
         fine_tune_seconds = time.perf_counter() - started + result.earlier_seconds
-        write_text(os.path.join(training, SECONDS_FILE), json.dumps({"seconds": fine_tune_seconds}) + "\n")
+        write_text(
+            os.path.join(training, SECONDS_FILE), json.dumps({"seconds": fine_tune_seconds, "images": images}) + "\n"
+        )
     else:  # the same fine-tune finished before: reuse it
         model_path, final, fine_tune_seconds = done
     purifier = keras.models.load_model(model_path)
