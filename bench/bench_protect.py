@@ -21,15 +21,13 @@ import tempfile
 import time
 
 import keras
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from results_table import RESULTS, append_table  # noqa: E402
 
 from lqvae_tf.config import preset  # noqa: E402
-from lqvae_tf.data import load  # noqa: E402
-from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE  # noqa: E402
+from lqvae_tf.data import first_examples  # noqa: E402
 from lqvae_tf.protection import FINE_TUNE_IMAGES, fine_tune_config  # noqa: E402
 from lqvae_tf.stats import accuracy_of  # noqa: E402
 from lqvae_tf.training import train_purifier  # noqa: E402
@@ -39,11 +37,10 @@ TEST_IMAGES = 2000
 
 def clean_behind(model_path: str, classifier: keras.Model, dataset: str) -> float:
     """The classifier's clean accuracy (%) behind the purifier on the first test images."""
-    pairs = load(dataset, "test", limit=TEST_IMAGES, value_range=CLASSIFIER_VALUE_RANGE).batch(TEST_IMAGES)
-    images, labels = next(iter(pairs.as_numpy_iterator()))
+    images, labels = first_examples(dataset, "test", TEST_IMAGES)
     purifier = keras.models.load_model(model_path)
     scores = classifier.predict(purifier.purify(images), batch_size=256, verbose=0)
-    return accuracy_of(scores, labels.astype(np.int64)).percent
+    return accuracy_of(scores, labels).percent
 
 
 def timed(config, dataset: str, folder: str, limit: int | None, classifier: str) -> tuple[float, str]:

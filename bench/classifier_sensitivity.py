@@ -29,8 +29,7 @@ from make_presets import GUIDES, HELD_OUT, base_study  # noqa: E402
 from results_table import RESULTS, append_table  # noqa: E402
 
 from lqvae_tf import LQVAE  # noqa: E402
-from lqvae_tf.data import load  # noqa: E402
-from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE  # noqa: E402
+from lqvae_tf.data import first_examples  # noqa: E402
 from lqvae_tf.study import ModelStore  # noqa: E402
 
 IMAGES = 2000
@@ -58,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for dataset in args.datasets:
         study = base_study(dataset)
-        pairs = load(dataset, "test", limit=IMAGES, value_range=CLASSIFIER_VALUE_RANGE).batch(IMAGES)
-        images, labels = next(iter(pairs.as_numpy_iterator()))
+        images, labels = first_examples(dataset, "test", IMAGES)
         inputs = {"clean": images, "behind the preset": LQVAE.from_preset(dataset).purify(images), **changes(images)}
         for name in (*GUIDES, HELD_OUT):
             settings = {"dataset": dataset, "seed": study.seed, **study.classifier}

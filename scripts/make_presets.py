@@ -43,7 +43,7 @@ from lqvae_tf import LQVAE
 from lqvae_tf.atomic import write_text
 from lqvae_tf.classifiers import train_classifier
 from lqvae_tf.config import DEFAULT_GUIDANCE, GUIDED_ADVERSARIAL, LQVAEConfig, preset
-from lqvae_tf.data import load
+from lqvae_tf.data import first_examples
 from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
 from lqvae_tf.evaluation.frontier import FrontierAttacks, measure_robustness
 from lqvae_tf.generated import marker
@@ -212,18 +212,10 @@ def fine_tuned(name: str, args: argparse.Namespace, study: StudyConfig, store: M
     return path, config, base_record, base_path
 
 
-def first_test_images(dataset: str, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first `count` test images of `dataset` in [0, 1], and their labels."""
-    pairs = list(
-        load(dataset, "test", limit=count, value_range=CLASSIFIER_VALUE_RANGE).batch(count).as_numpy_iterator()
-    )
-    return pairs[0][0], pairs[0][1].astype(np.int64)
-
-
 def measure(model: LQVAE, base: LQVAE, models: dict[str, keras.Model], dataset: str, args: argparse.Namespace) -> dict:
     """Clean accuracy alone, behind the base and behind the filter per classifier, the adaptive
     attack on `ADAPTIVE_ON`, and the reconstruction error, on the first test images."""
-    images, labels = first_test_images(dataset, args.test_images)
+    images, labels = first_examples(dataset, "test", args.test_images)
     value_range = model.config.value_range
     inside = rescale(images, CLASSIFIER_VALUE_RANGE, value_range)
 

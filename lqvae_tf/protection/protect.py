@@ -18,11 +18,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import keras
-import numpy as np
 
 from lqvae_tf.atomic import atomic_path, write_text
 from lqvae_tf.config import DEFAULT_GUIDANCE, GUIDED_ADVERSARIAL, LQVAEConfig
-from lqvae_tf.data import load
+from lqvae_tf.data import first_examples
 from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE, DatasetInfo, dataset_info
 from lqvae_tf.defenses import LQVAEDefense
 from lqvae_tf.evaluation.frontier import FrontierAttacks, measure_robustness
@@ -122,14 +121,6 @@ def _finished_run(folder: str, config: LQVAEConfig, images: int | None) -> tuple
     if record.get("images") != images:
         return None
     return paths[0], {name: values[-1] for name, values in history.items()}, record["seconds"]
-
-
-def _test_arrays(dataset: DatasetInfo, count: int, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
-    kwargs: dict[str, Any] = {"value_range": CLASSIFIER_VALUE_RANGE, "limit": count}
-    if data_dir is not None:
-        kwargs["data_dir"] = data_dir
-    pairs = list(load(dataset, "test", **kwargs).batch(count).as_numpy_iterator())
-    return pairs[0][0], pairs[0][1].astype(np.int64)
 
 
 def _saved(model: keras.Model, path: str) -> str:
@@ -240,7 +231,7 @@ def protect(
     }
 
     started = time.perf_counter()
-    test_images, labels = _test_arrays(info, eval_images, data_dir)
+    test_images, labels = first_examples(info, "test", eval_images, data_dir=data_dir)
     shipped = LQVAEDefense(LQVAE.from_preset(name), value_range=CLASSIFIER_VALUE_RANGE)
     cache = os.path.join(out_dir, "cache")
     robustness = {
