@@ -20,6 +20,7 @@ import pytest
 from lqvae_tf.attacks import logits_of, make_attack
 from lqvae_tf.classifiers import (
     AdversarialTrainer,
+    EpsRamp,
     build_classifier,
     check_adversarial_settings,
     classifier_filename,
@@ -99,11 +100,13 @@ def test_adversarial_training_saves_the_plain_classifier_and_its_summary(trained
     with open(summary_path(path), encoding="utf-8") as handle:
         assert json.load(handle) == summary
     assert summary["adversarial"] == dict(
-        method="pgd", eps=EPS, steps=PGD_STEPS, step_size=PGD_STEP_SIZE, clean_weight=0.0
+        method="pgd", eps=EPS, steps=PGD_STEPS, step_size=PGD_STEP_SIZE, clean_weight=0.0, eps_ramp_epochs=0
     )
     assert trained["fgsm"][0]["adversarial"] == dict(
-        method="fgsm", eps=EPS, steps=None, step_size=None, clean_weight=0.5
+        method="fgsm", eps=EPS, steps=None, step_size=None, clean_weight=0.5, eps_ramp_epochs=0
     )
+    # Without a backup folder the curve is the one fit's history: every epoch, nothing earlier.
+    assert len(summary["curve"]["accuracy"]) == TRAINING["epochs"] and summary["earlier_seconds"] == 0.0
     model = keras.models.load_model(path)  # a plain classifier: no custom objects, logits out
     assert not isinstance(model, AdversarialTrainer) and model.output_shape == (None, 10)
     images, labels = held_out
@@ -241,7 +244,9 @@ def test_cli_trains_adversarially_into_a_distinct_file(tmp_path, capsys):
     assert classifiers_cli.run(args) == 0
     assert sorted(os.listdir(out)) == ["classifier_E_pgd.json", "classifier_E_pgd.keras"]
     summary = json.loads((out / "classifier_E_pgd.json").read_text())
-    assert summary["adversarial"] == dict(method="pgd", eps=0.2, steps=2, step_size=0.1, clean_weight=0.0)
+    assert summary["adversarial"] == dict(
+        method="pgd", eps=0.2, steps=2, step_size=0.1, clean_weight=0.0, eps_ramp_epochs=0
+    )
     assert (summary["name"], summary["epochs"], summary["seed"], summary["test_limit"]) == ("E", 1, 5, 128)
     assert keras.models.load_model(out / "classifier_E_pgd.keras").output_shape == (None, 10)
     assert "E: test accuracy" in capsys.readouterr().out
@@ -253,6 +258,8 @@ def test_cli_trains_adversarially_into_a_distinct_file(tmp_path, capsys):
         (["--eps", "0.1"], "--adversarial none does not use --eps"),
         (["--adversarial", "fgsm", "--pgd-steps", "5"], "--adversarial fgsm does not use --pgd-steps"),
         (["--adversarial", "pgd", "--eps", "2"], "eps must be in"),
+        (["--eps-ramp-epochs", "2"], "--adversarial none does not use --eps-ramp-epochs"),
+        (["--adversarial", "pgd", "--eps-ramp-epochs", "-1"], "eps_ramp_epochs must be a non-negative integer"),
     ],
 )
 def test_cli_refuses_attack_flags_it_would_ignore_or_cannot_use(tmp_path, flags, message):
@@ -293,3 +300,59 @@ def test_warm_start_refuses_a_missing_file_or_another_architecture(trained, tmp_
     with pytest.raises(ValueError, match="does not hold a classifier A"):
         train_adversarial_classifier("A", "fashion_mnist", out, init_from=trained["none"][1])
     assert not os.listdir(tmp_path)  # refused before anything was written
+
+
+def test_eps_ramp_attacks_inside_the_ramped_ball_each_epoch_and_at_eps_afterwards(held_out):
+    images, labels = held_out
+    keras.utils.set_random_seed(0)
+    trainer = AdversarialTrainer(
+        build_classifier("E"), method="pgd", eps=0.2, steps=3, step_size=0.1, eps_ramp_epochs=4
+    )
+    trainer.compile(optimizer=keras.optimizers.Adam(1e-3))
+    assert [trainer.eps_fraction_at(epoch) for epoch in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    seen = []
+
+    class Radius(keras.callbacks.Callback):  # the largest change the training attack makes, per epoch
+        def on_epoch_end(self, epoch, logs=None):
+            change = keras.ops.convert_to_numpy(trainer.pgd(images[:64], labels[:64])) - images[:64]
+            seen.append(float(np.max(np.abs(change))))
+
+    history = trainer.fit(images[:64], labels[:64], batch_size=32, epochs=2, verbose=0, callbacks=[EpsRamp(), Radius()])
+    assert history.history["eps"] == pytest.approx([0.05, 0.1])
+    assert seen[0] == pytest.approx(0.05, abs=1e-6) and seen[1] == pytest.approx(0.1, abs=1e-6)
+    # After the fit the attack is at the full radius again, for evaluate and for whoever reuses it.
+    change = keras.ops.convert_to_numpy(trainer.pgd(images[:64], labels[:64])) - images[:64]
+    assert float(np.max(np.abs(change))) == pytest.approx(0.2, abs=1e-6)
+    config = AdversarialTrainer.from_config(json.loads(json.dumps(trainer.get_config())))
+    assert config.eps_ramp_epochs == 4
+    with pytest.raises(ValueError, match="eps_ramp_epochs must be a non-negative integer"):
+        check_adversarial_settings("pgd", 0.3, 40, 0.01, eps_ramp_epochs=-1)
+
+
+def test_interrupted_adversarial_training_resumes_from_its_last_finished_epoch(tmp_path, monkeypatch):
+    out, backup = str(tmp_path / classifier_filename(NAME, "pgd")), str(tmp_path / "backup")
+    settings = dict(method="pgd", eps=0.15, steps=2, step_size=0.05, eps_ramp_epochs=3, backup_dir=backup)
+    settings.update(epochs=3, batch_size=32, limit=128, seed=2, test_limit=64, verbose=0, validation_limit=32)
+
+    class Interruption(Exception):
+        pass
+
+    def interrupt_at_the_third_epoch(self, epoch, logs=None):
+        if epoch == 2:
+            raise Interruption
+        self.model.eps_fraction.assign(self.model.eps_fraction_at(epoch))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(EpsRamp, "on_epoch_begin", interrupt_at_the_third_epoch)
+        with pytest.raises(Interruption):
+            train_adversarial_classifier(NAME, "fashion_mnist", out, **settings)
+    assert not os.path.exists(out) and os.path.isdir(backup)  # nothing saved, two epochs backed up
+    summary = train_adversarial_classifier(NAME, "fashion_mnist", out, **settings)
+    curve = summary["curve"]
+    assert curve["eps"] == pytest.approx([0.05, 0.1, 0.15])  # the ramp went on where it stopped
+    assert len(curve["accuracy"]) == len(curve["val_accuracy"]) == len(curve["val_clean_accuracy"]) == 3
+    assert summary["earlier_seconds"] > 0 and summary["seconds"] > summary["earlier_seconds"]
+    assert summary["adversarial"]["eps_ramp_epochs"] == 3 and summary["train_accuracy"] == curve["accuracy"][-1]
+    assert not os.path.exists(backup)  # a finished training leaves no state to resume
+    trained_steps = int(keras.models.load_model(out).optimizer.iterations)
+    assert trained_steps == 3 * 128 // 32  # three epochs in all: none repeated, none lost

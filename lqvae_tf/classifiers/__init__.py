@@ -7,6 +7,7 @@ plain logits classifier, loaded the same way by every consumer.
 
 from lqvae_tf.classifiers.adversarial import (
     AdversarialTrainer,
+    EpsRamp,
     check_adversarial_settings,
     train_adversarial_classifier,
 )
@@ -24,6 +25,7 @@ from lqvae_tf.classifiers.architectures import (
     build_d,
     build_e,
     build_gender_classifier,
+    build_keras_example,
     build_residual,
 )
 from lqvae_tf.classifiers.train import (
@@ -37,6 +39,7 @@ from lqvae_tf.classifiers.train import (
 __all__ = [
     "ADVERSARIAL_METHODS",
     "AdversarialTrainer",
+    "EpsRamp",
     "CELEB_A_SHAPE",
     "CLASSIFIERS",
     "DATASET_SHAPES",
@@ -52,6 +55,7 @@ __all__ = [
     "build_e",
     "build_gender_classifier",
     "build_residual",
+    "build_keras_example",
     "check_adversarial_settings",
     "classifier_filename",
     "summary_path",

@@ -10,8 +10,15 @@ each batch against the current weights, inside the compiled step, and descends t
 * "fgsm", Goodfellow et al. 2015 ("Explaining and harnessing adversarial examples"), Eq. 6:
   `alpha * J(x) + (1 - alpha) * J(x + eps * sign(grad_x J(x)))` with alpha 0.5 (`clean_weight`).
 
+Trained from scratch at a large eps (MNIST's 0.3), PGD training can collapse to a constant
+classifier in its first epochs; `eps_ramp_epochs` grows the radius linearly over the first epochs
+instead (`EpsRamp`), as Gowal et al. 2018 ("On the effectiveness of interval bound propagation")
+and Wong et al. 2020 ("Fast is better than free", MNIST) ramp it.
+
 `train_adversarial_classifier` mirrors `train_classifier` and saves the PLAIN classifier, so
-every consumer loads and attacks an adversarially trained classifier like any other.
+every consumer loads and attacks an adversarially trained classifier like any other. Given a
+`backup_dir`, an interrupted training resumes from its last finished epoch (`BackupAndRestore`),
+and the summary keeps every epoch's metrics and time (the training curve) across the interruption.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import time
 
 import keras
 import tensorflow as tf
@@ -40,6 +48,7 @@ from lqvae_tf.classifiers.train import (
 )
 from lqvae_tf.data import batched
 from lqvae_tf.distribute import replica_share
+from lqvae_tf.epoch_record import EpochRecord
 from lqvae_tf.models.quantizers import PACKAGE
 from lqvae_tf.models.sampling import load_seed_state, save_seed_state
 
@@ -52,6 +61,7 @@ PGD_STEP_SIZE = 0.01
 # 2015 (Eq. 6) mix clean and adversarial losses with alpha = 0.5.
 CLEAN_WEIGHTS = {"pgd": 0.0, "fgsm": 0.5}
 METRIC_NAMES = ("loss", "accuracy", "clean_accuracy")
+RECORD_FILE = "epochs.json"  # inside the backup folder: the EpochRecord of an unfinished training
 
 
 def _is_number(value) -> bool:
@@ -59,7 +69,12 @@ def _is_number(value) -> bool:
 
 
 def check_adversarial_settings(
-    method: str, eps: float, steps: int, step_size: float, clean_weight: float | None = None
+    method: str,
+    eps: float,
+    steps: int,
+    step_size: float,
+    clean_weight: float | None = None,
+    eps_ramp_epochs: int = 0,
 ) -> float:
     """Refuses adversarial-training settings that cannot mean anything; returns the clean weight to use.
 
@@ -71,11 +86,13 @@ def check_adversarial_settings(
         steps: PGD's iterations.
         step_size: PGD's step.
         clean_weight: weight of the clean loss; None takes the method's (`CLEAN_WEIGHTS`).
+        eps_ramp_epochs: epochs over which eps grows linearly to its value (0: none).
 
     Raises:
         ValueError: naming the value: an unknown method; eps outside (0, 1] (pixels are in
             [0, 1]); steps below 1; a non-positive step_size, or for PGD one above eps; a
-            clean_weight outside [0, 1), where 1 would be no adversarial training at all.
+            clean_weight outside [0, 1), where 1 would be no adversarial training at all; a
+            negative or non-integer eps_ramp_epochs.
     """
     if method not in ADVERSARIAL_METHODS:
         raise ValueError(
@@ -89,6 +106,8 @@ def check_adversarial_settings(
         raise ValueError(f"step_size must be positive, got {step_size!r}")
     if method == "pgd" and step_size > eps:
         raise ValueError(f"step_size must be in (0, eps={eps}] for PGD, got {step_size!r}")
+    if isinstance(eps_ramp_epochs, bool) or not isinstance(eps_ramp_epochs, numbers.Integral) or eps_ramp_epochs < 0:
+        raise ValueError(f"eps_ramp_epochs must be a non-negative integer, got {eps_ramp_epochs!r}")
     if clean_weight is None:
         clean_weight = CLEAN_WEIGHTS[method]
     if not (_is_number(clean_weight) and 0.0 <= clean_weight < 1.0):
@@ -117,6 +136,10 @@ class AdversarialTrainer(keras.Model):
         clean_weight: weight of the clean loss, the adversarial one getting `1 - clean_weight`;
             None takes the method's (0 for PGD, 0.5 for FGSM; `CLEAN_WEIGHTS`).
         seed: seeds PGD's random starts.
+        eps_ramp_epochs: epochs over which the attack's radius (and PGD's step with it) grows
+            linearly to `eps`: epoch k of the fit (from 0) attacks at `eps * min(1, (k + 1) /
+            eps_ramp_epochs)`. Set per epoch by the `EpsRamp` callback, which `fit` needs then;
+            0 (the default) attacks at `eps` throughout.
 
     Example:
         >>> trainer = AdversarialTrainer(build_classifier("A"), method="pgd", eps=0.3)
@@ -134,10 +157,11 @@ class AdversarialTrainer(keras.Model):
         step_size: float = PGD_STEP_SIZE,
         clean_weight: float | None = None,
         seed: int | None = None,
+        eps_ramp_epochs: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        clean_weight = check_adversarial_settings(method, eps, steps, step_size, clean_weight)
+        clean_weight = check_adversarial_settings(method, eps, steps, step_size, clean_weight, eps_ramp_epochs)
         self.classifier = classifier
         self.method = method
         self.eps = float(eps)
@@ -145,6 +169,9 @@ class AdversarialTrainer(keras.Model):
         self.step_size = float(step_size)
         self.clean_weight = clean_weight
         self.seed = seed
+        self.eps_ramp_epochs = int(eps_ramp_epochs)
+        # The share of `eps` attacked at now (`EpsRamp` sets it per epoch), read in the compiled step.
+        self.eps_fraction = keras.Variable(1.0, trainable=False, name="eps_fraction")
         self.start_seed = keras.random.SeedGenerator(seed)
         self.cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -162,6 +189,7 @@ class AdversarialTrainer(keras.Model):
             "step_size": self.step_size,
             "clean_weight": self.clean_weight,
             "seed": self.seed,
+            "eps_ramp_epochs": self.eps_ramp_epochs,
         }
 
     @classmethod
@@ -194,6 +222,12 @@ class AdversarialTrainer(keras.Model):
     def load_own_variables(self, store):
         load_seed_state(store, self.start_seed)
 
+    def eps_fraction_at(self, epoch: int) -> float:
+        """The share of `eps` that epoch `epoch` (from 0) of a fit attacks at."""
+        if self.eps_ramp_epochs == 0:
+            return 1.0
+        return min(1.0, (epoch + 1) / self.eps_ramp_epochs)
+
     @property
     def metrics(self):
         return [self.loss_tracker, self.accuracy_tracker, self.clean_accuracy_tracker]
@@ -213,18 +247,19 @@ class AdversarialTrainer(keras.Model):
     def fgsm(self, images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
         """FGSM (Goodfellow et al. 2015): one step of eps along the loss gradient's sign, clipped to [0, 1]."""
         images = ops.convert_to_tensor(images, "float32")
-        adversarial = images + self.eps * self._input_gradient_sign(images, labels)
+        adversarial = images + self.eps * self.eps_fraction * self._input_gradient_sign(images, labels)
         return ops.stop_gradient(ops.clip(adversarial, *VALUE_RANGE))
 
     def pgd(self, images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
         """L-inf PGD (Madry et al. 2018): a uniform start in the eps-ball, then `steps` signed steps,
         each projected back onto the ball around `images` and onto [0, 1]."""
         images = ops.convert_to_tensor(images, "float32")
-        low, high = ops.maximum(images - self.eps, VALUE_RANGE[0]), ops.minimum(images + self.eps, VALUE_RANGE[1])
-        start = images + keras.random.uniform(ops.shape(images), -self.eps, self.eps, seed=self.start_seed)
+        eps, step_size = self.eps * self.eps_fraction, self.step_size * self.eps_fraction
+        low, high = ops.maximum(images - eps, VALUE_RANGE[0]), ops.minimum(images + eps, VALUE_RANGE[1])
+        start = images + eps * keras.random.uniform(ops.shape(images), -1.0, 1.0, seed=self.start_seed)
 
         def step(_, adversarial):
-            adversarial = adversarial + self.step_size * self._input_gradient_sign(adversarial, labels)
+            adversarial = adversarial + step_size * self._input_gradient_sign(adversarial, labels)
             return ops.clip(adversarial, low, high)
 
         # A graph loop, not a Python one: 40 unrolled gradient steps would take long to trace.
@@ -270,6 +305,25 @@ class AdversarialTrainer(keras.Model):
         return self._update_metrics(loss, labels, adversarial_logits, clean_logits, sample_weight)
 
 
+class EpsRamp(keras.callbacks.Callback):
+    """Sets an `AdversarialTrainer`'s attack radius per epoch (`eps_fraction_at`), and back to the
+    full `eps` when the fit ends, so that `evaluate` afterwards attacks at `eps`.
+
+    Read from the epoch index Keras passes, so a fit resumed by `BackupAndRestore` at epoch k
+    ramps as the uninterrupted one would have.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.eps_fraction.assign(self.model.eps_fraction_at(epoch))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["eps"] = self.model.eps * float(self.model.eps_fraction.numpy())  # in the training curve
+
+    def on_train_end(self, logs=None):
+        self.model.eps_fraction.assign(1.0)
+
+
 # The parameters below repeat `train_classifier`'s on purpose: the same names, defaults and meaning,
 # so a study passes one settings dict to either; folding them into an object would change both
 # public signatures for no saved fact (the defaults already live once, in train.py's constants).
@@ -291,6 +345,9 @@ def train_adversarial_classifier(
     verbose: str | int = "auto",
     init_from: str | None = None,
     clean_weight: float | None = None,
+    eps_ramp_epochs: int = 0,
+    backup_dir: str | None = None,
+    validation_limit: int | None = None,
 ) -> dict:
     """Adversarially trains classifier `name` on `dataset`; saves the plain classifier and a JSON summary.
 
@@ -324,6 +381,13 @@ def train_adversarial_classifier(
             trained one, the same budget keeps its accuracy.
         clean_weight: weight of the clean images' loss (`AdversarialTrainer`); None takes the
             method's (Madry's 0, Goodfellow's 0.5).
+        eps_ramp_epochs: epochs over which eps grows linearly to its value (`AdversarialTrainer`).
+        backup_dir: where an unfinished training keeps its state after every epoch; a call with
+            the same arguments resumes from there (Keras' `BackupAndRestore`, which removes the
+            folder when the training finishes). The summary's `curve` then holds every epoch,
+            and `seconds` the time of every call, interrupted ones included.
+        validation_limit: also attack the first `validation_limit` test images after every epoch
+            with the training attack (`val_accuracy`, `val_clean_accuracy` in the curve).
 
     Raises:
         ValueError: unknown classifier, dataset or method, an `out_path` not ending in `.keras`,
@@ -332,18 +396,42 @@ def train_adversarial_classifier(
             not fit the architecture; all before any data is read.
     """
     image_shape, num_classes = check_training_arguments(dataset, out_path, epochs, batch_size)
-    check_adversarial_settings(method, eps, steps, step_size, clean_weight)
+    check_adversarial_settings(method, eps, steps, step_size, clean_weight, eps_ramp_epochs)
+    if validation_limit is not None and validation_limit < 1:
+        raise ValueError(f"validation_limit must be a positive number of test images, got {validation_limit!r}")
+    started = time.perf_counter()
     keras.utils.set_random_seed(seed)
     classifier = build_classifier(name, image_shape, num_classes)
     if init_from is not None:
         _load_initial_weights(classifier, init_from, name)
     trainer = AdversarialTrainer(
-        classifier, method=method, eps=eps, steps=steps, step_size=step_size, clean_weight=clean_weight, seed=seed
+        classifier,
+        method=method,
+        eps=eps,
+        steps=steps,
+        step_size=step_size,
+        clean_weight=clean_weight,
+        seed=seed,
+        eps_ramp_epochs=eps_ramp_epochs,
     )
     trainer.compile(optimizer=keras.optimizers.Adam(learning_rate))
 
     train, test = load_splits(dataset, limit, test_limit, data_dir)
-    history = trainer.fit(batched(train, batch_size, shuffle=True, seed=seed), epochs=epochs, verbose=verbose)
+    callbacks: list[keras.callbacks.Callback] = [EpsRamp()] if eps_ramp_epochs else []
+    record = None
+    if backup_dir is not None:
+        # Last: the record holds what the others add to the logs (`eps`).
+        record = EpochRecord(os.path.join(backup_dir, RECORD_FILE))
+        callbacks = [keras.callbacks.BackupAndRestore(backup_dir), *callbacks, record]
+    validation = batched(test.take(validation_limit), batch_size) if validation_limit else None
+    history = trainer.fit(
+        batched(train, batch_size, shuffle=True, seed=seed),
+        epochs=epochs,
+        verbose=verbose,
+        callbacks=callbacks,
+        validation_data=validation,
+    )
+    curve = record.history if record is not None else {name: list(values) for name, values in history.history.items()}
     adversarial_test = trainer.evaluate(batched(test, batch_size), verbose=0, return_dict=True)
     # The trained optimizer goes with the classifier, so fine-tuning the saved file resumes it.
     compile_classifier(classifier, trainer.optimizer)
@@ -357,15 +445,20 @@ def train_adversarial_classifier(
             "steps": trainer.steps if method == "pgd" else None,
             "step_size": trainer.step_size if method == "pgd" else None,
             "clean_weight": trainer.clean_weight,
+            "eps_ramp_epochs": trainer.eps_ramp_epochs,
         },
-        "train_accuracy": float(history.history["accuracy"][-1]),
-        "train_clean_accuracy": float(history.history["clean_accuracy"][-1]),
+        "train_accuracy": float(curve["accuracy"][-1]),
+        "train_clean_accuracy": float(curve["clean_accuracy"][-1]),
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
         "test_adversarial_accuracy": float(adversarial_test["accuracy"]),
         "test_top_class_share": top_class_share(classifier, test, batch_size),
         "test_limit": test_limit,
         "init_from": init_from,
+        # Every epoch's metrics, resumed ones included; the wall time of every call, interrupted ones too.
+        "curve": {name: [float(value) for value in values] for name, values in curve.items()},
+        "seconds": round(time.perf_counter() - started + (record.earlier_seconds if record else 0.0), 1),
+        "earlier_seconds": round(record.earlier_seconds, 1) if record else 0.0,
     }
     save_with_summary(classifier, out_path, summary)
     return summary

@@ -225,9 +225,34 @@ def build_residual(image_shape: Sequence[int] = MNIST_SHAPE, num_classes: int = 
     return keras.Model(inputs, outputs, name="classifier_R")
 
 
-# The classifiers no purifier is trained with (`build_residual`): `build_classifier` builds them
+def build_keras_example(image_shape: Sequence[int] = MNIST_SHAPE, num_classes: int = MNIST_CLASSES) -> keras.Model:
+    """Classifier K, not one of Defense-GAN's: the Keras documentation's "Simple MNIST convnet"
+    (keras.io/examples/vision/mnist_convnet: 3x3 convolutions of 32 and 64 filters, each followed
+    by 2x2 max pooling, dropout 0.5, FC(classes)); outputs logits instead of its softmax.
+
+    Why: the second held-out classifier, the one a Keras user most likely starts from. R is
+    fragile to any pixel change through its batch norm (a 0.05 offset of every pixel ruins it,
+    `bench/classifier_sensitivity.py`); K is as unlike the guides (max pooling, no hidden FC)
+    without that, so that the two tell a new architecture from a fragile one.
+
+    Args:
+        image_shape: (height, width, channels) of the inputs, in [0, 1].
+        num_classes: the number of logits.
+    """
+    height, width, channels = _check_shape(image_shape, num_classes)
+    inputs = keras.Input((height, width, channels), name="images")
+    x = inputs
+    for filters in (32, 64):
+        x = keras.layers.Conv2D(filters, 3, activation="relu")(x)
+        x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Dropout(0.5)(keras.layers.Flatten()(x))
+    outputs = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="classifier_K")
+
+
+# The classifiers no purifier is trained with (`build_residual`, `build_keras_example`): `build_classifier` builds them
 # too, but the studies, the presets and the pipeline only ever train purifiers with A-E.
-HELD_OUT_CLASSIFIERS: dict[str, Callable[..., keras.Model]] = {"R": build_residual}
+HELD_OUT_CLASSIFIERS: dict[str, Callable[..., keras.Model]] = {"R": build_residual, "K": build_keras_example}
 
 CLASSIFIERS: dict[str, Callable[..., keras.Model]] = {
     "A": build_a,

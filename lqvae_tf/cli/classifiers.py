@@ -72,6 +72,12 @@ def add_parser(subparsers) -> None:
     )
     train.add_argument("--pgd-steps", type=int, help=f"PGD iterations (default {PGD_STEPS})")
     train.add_argument("--pgd-step-size", type=float, help=f"PGD step (default {PGD_STEP_SIZE})")
+    train.add_argument(
+        "--eps-ramp-epochs",
+        type=int,
+        help="grow the training attack's eps linearly over the first N epochs (default 0: none; "
+        "from scratch at a large eps, e.g. MNIST's 0.3, PGD training can otherwise collapse)",
+    )
 
 
 def _adversarial_settings(args: argparse.Namespace) -> dict:
@@ -80,8 +86,10 @@ def _adversarial_settings(args: argparse.Namespace) -> dict:
         "eps": ("--eps", args.eps),
         "steps": ("--pgd-steps", args.pgd_steps),
         "step_size": ("--pgd-step-size", args.pgd_step_size),
+        "eps_ramp_epochs": ("--eps-ramp-epochs", args.eps_ramp_epochs),
     }
-    applicable = {"pgd": ("eps", "steps", "step_size"), "fgsm": ("eps",)}.get(args.adversarial, ())
+    applicable = {"pgd": ("eps", "steps", "step_size", "eps_ramp_epochs"), "fgsm": ("eps", "eps_ramp_epochs")}
+    applicable = applicable.get(args.adversarial, ())
     ignored = [flag for key, (flag, value) in given.items() if value is not None and key not in applicable]
     if ignored:
         raise ValueError(f"--adversarial {args.adversarial} does not use {', '.join(ignored)}")
@@ -120,7 +128,11 @@ def _train(args: argparse.Namespace) -> int:
             summary = train_classifier(name, args.dataset, path, **common)
             print(f"{name}: test accuracy {summary['test_accuracy']:.4f}  {path}")
         else:
-            summary = train_adversarial_classifier(name, args.dataset, path, method=adversarial, **settings, **common)
+            # Backed up after every epoch: the same command resumes an interrupted training.
+            backup = os.path.splitext(path)[0] + ".backup"
+            summary = train_adversarial_classifier(
+                name, args.dataset, path, method=adversarial, backup_dir=backup, **settings, **common
+            )
             print(
                 f"{name}: test accuracy {summary['test_accuracy']:.4f}, under {adversarial} (eps "
                 f"{summary['adversarial']['eps']}) {summary['test_adversarial_accuracy']:.4f}  {path}"

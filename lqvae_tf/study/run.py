@@ -150,15 +150,65 @@ def train_models(
                 f"classifier {name} ({column})",
                 f"classifier_{name}_{method}",
                 key,
+                # Backed up after every epoch beside the model, so an interrupted training resumes
+                # (a long from-scratch Madry recipe spans sessions); its earlier calls' time counts.
                 lambda path, name=name, method=method, s=settings: train_adversarial_classifier(
-                    name, dataset, path, method=method, seed=seed, data_dir=data_dir, verbose=2, test_limit=2000, **s
-                ),
+                    name,
+                    dataset,
+                    path,
+                    method=method,
+                    seed=seed,
+                    data_dir=data_dir,
+                    verbose=2,
+                    test_limit=2000,
+                    backup_dir=os.path.join(os.path.dirname(path), "backup"),
+                    **s,
+                )["earlier_seconds"],
             )
     # After the classifiers: a guided purifier is trained with one of them.
     keep("purifier", "purifier", purifier_key, purifier)
     gan_config = GANTrainingConfig(dataset=dataset, seed=seed, **config.gan)
     keep("gan", "gan", {"config": gan_config.to_dict()}, lambda path: train_gan(gan_config, path, data_dir=data_dir))
     return {name: paths[name] for name in sorted(paths, key=lambda name: name != "purifier")}  # purifier first
+
+
+# The per-epoch metrics of an adversarial training's curve (its summary's `curve`), by column title.
+CURVE_COLUMNS = {
+    "eps": "eps attacked",
+    "accuracy": "train accuracy under the training attack",
+    "clean_accuracy": "train clean accuracy",
+    "val_accuracy": "test accuracy under the training attack",
+    "val_clean_accuracy": "test clean accuracy",
+}
+
+
+def training_curves(summaries: dict[str, dict]) -> list[str]:
+    """Markdown lines: for each model whose summary holds a per-epoch `curve` (adversarially
+    trained classifiers), a table of it, one row an epoch; accuracies in percent."""
+    lines = []
+    for name, summary in summaries.items():
+        curve = summary.get("curve") or {}
+        columns = [key for key in CURVE_COLUMNS if curve.get(key)]
+        if not columns:
+            continue
+        attack = summary.get("adversarial") or {}
+        lines += [
+            "",
+            f"Training curve of {name} ({attack.get('method')}, eps {attack.get('eps')}, "
+            f"{attack.get('steps') or 1} step(s) of {attack.get('step_size') or attack.get('eps')}; "
+            f"{summary.get('seconds', '')} s in all):",
+            "",
+            "| epoch | " + " | ".join(CURVE_COLUMNS[key] for key in columns) + " |",
+            "|---" * (len(columns) + 1) + "|",
+        ]
+        for epoch in range(max(len(curve[key]) for key in columns)):
+            cells = []
+            for key in columns:
+                values = curve[key]
+                value = values[epoch] if epoch < len(values) else None
+                cells.append("" if value is None else f"{value:.3g}" if key == "eps" else f"{100 * value:.2f}")
+            lines.append(f"| {epoch + 1} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def run_study(
@@ -307,6 +357,7 @@ def report(
         if isinstance(share, float) and share >= ONE_CLASS_SHARE:
             cells[-1] += f" (one class for {100 * share:.1f}% of them: collapsed, its columns measure no robustness)"
         lines.append("| " + " | ".join(cells) + " |")
+    lines += training_curves({name: _summary_of(path) for name, path in paths.items()})
     lines += [
         "",
         f"Tables and figures, this run (rows a stopped run finished are read from its cache): "
