@@ -240,7 +240,7 @@ def _mnist_study() -> StudyConfig:
         defense_gan=_DEFENSE_GAN,
         madry=_madry_from_scratch(eps=0.3, epochs=12, ramp_epochs=3),
         adv_tr=_budget_adv_tr(eps=0.3, limit=30_000, batch_size=128),
-        attacks=("fgsm", "deepfool", "cw", _PAPER_BPDA, *_ADAPTIVE_BPDA, *_ATTACK_CHECKS),
+        attacks=("fgsm", "deepfool", "cw", "cw_l2", _PAPER_BPDA, *_ADAPTIVE_BPDA, *_ATTACK_CHECKS),
         eps_grid=(0.05, 0.1, 0.2, 0.3),
     )
 
@@ -277,6 +277,7 @@ def _fashion_mnist_study() -> StudyConfig:
             "fgsm",
             "deepfool",
             "cw",
+            "cw_l2",
             _PAPER_BPDA,
             *_ADAPTIVE_BPDA,
             *_ATTACK_CHECKS,
@@ -343,7 +344,18 @@ def _celeb_a_study() -> StudyConfig:
             "warm_start": True,
         },
         adv_tr={"eps": 0.031, "learning_rate": 1e-4, "epochs": 1, "limit": None, "batch_size": 128, "warm_start": True},
-        attacks=("fgsm", "deepfool", "cw", "bim", "pgd", "papernot-cw", _PAPER_BPDA, *_ADAPTIVE_BPDA, *_ATTACK_CHECKS),
+        attacks=(
+            "fgsm",
+            "deepfool",
+            "cw",
+            "cw_l2",
+            "bim",
+            "pgd",
+            "papernot-cw",
+            _PAPER_BPDA,
+            *_ADAPTIVE_BPDA,
+            *_ATTACK_CHECKS,
+        ),
         eps_grid=(0.05, 0.1, 0.2, 0.3),
         scale=CELEB_A_SUBSET,
     )
