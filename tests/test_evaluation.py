@@ -183,6 +183,27 @@ def test_robust_classifier_columns_are_attacked_themselves_in_white_box_and_fed_
         Evaluation(images, labels, {"L": LevelClassifier()}, [], robust_classifiers={"m": {"X": LevelClassifier()}})
 
 
+def test_stacked_columns_put_the_purifier_in_front_of_the_robust_classifier_in_every_setting():
+    robust = {"madry": {"L": ConfidentLevelClassifier()}, "plain": {"L": LevelClassifier()}}
+    stacked = {"madry+undo": ("undo", "madry"), "plain+undo": ("undo", "plain")}
+    images, labels, evaluation = _level_evaluation(robust_classifiers=robust, stacked=stacked)
+    attack = ShiftUnlessConfident()
+    white = evaluation.white_box(attack, "L")
+    # Crafted on each robust classifier alone, then purified: the confident one is not shifted;
+    # the plain one's five shifted images meet the filter, which restores the first four (two shifted).
+    assert (white.defended["madry+undo"].correct, white.defended["plain+undo"].correct) == (10, 7)
+    assert white.clean_defended["madry+undo"].correct == white.clean_defended["plain+undo"].correct == 10
+    black = evaluation.black_box(attack, "L", "S", LevelClassifier())
+    assert black.defended["madry+undo"].correct == 7  # the substitute's transfers, through filter and model
+    end = evaluation.end_to_end(attack, "L", gradient="bpda")
+    assert (end.defended["madry+undo"].correct, end.defended["plain+undo"].correct) == (10, 7)
+    skipped = evaluation.end_to_end(attack, "L", gradient="identity", skip=["undo"])
+    assert not {"undo", "madry+undo", "plain+undo"} & set(skipped.defended)  # the filter was not attacked
+    assert "| madry+undo |" in markdown([white])
+    with pytest.raises(ValueError, match="stacked column 'x': \\('undo', 'trades'\\) must name"):
+        _level_evaluation(robust_classifiers=robust, stacked={"x": ("undo", "trades")})
+
+
 def test_cached_adversarials_are_reused(tmp_path):
     labels = np.arange(10) % 10
     images = np.ones((10, 28, 28, 1), np.float32) * (labels / 10)[:, None, None, None]

@@ -12,10 +12,10 @@ from lqvae_tf.classifiers import check_adversarial_settings, summary_path
 from lqvae_tf.cli.main import main
 from lqvae_tf.config import preset
 from lqvae_tf.generated import is_generated
-from lqvae_tf.study import ROBUST_COLUMNS, ModelStore, settings_hash, study_config
+from lqvae_tf.study import ROBUST_COLUMNS, STACKED_COLUMNS, ModelStore, settings_hash, study_config
 from lqvae_tf.study.run import training_curves
 
-COLUMNS = ("lq-vae", "defense-gan", *ROBUST_COLUMNS)
+COLUMNS = ("lq-vae", "defense-gan", *ROBUST_COLUMNS, *STACKED_COLUMNS)
 
 
 def test_store_trains_once_per_settings_and_again_when_they_change(tmp_path):

@@ -39,3 +39,16 @@ def test_adaptive_rows_get_one_worst_row_per_eps(tmp_path):
     }
     assert "| 70.00 |" in by_name["end to end, adaptive at eps 0.1 (worst row)"]  # not 0.3's 20.00
     assert "| 20.00 |" in by_name["end to end, adaptive at eps 0.3 (worst row)"]
+
+
+def test_the_index_shows_every_column_the_rows_hold_after_the_papers(tmp_path):
+    row = _row("fgsm", 0.3, 50.0)
+    row.update(setting="white-box", defended={"lq-vae": {"accuracy": 50.0}, "madry+lq-vae": {"accuracy": 88.0}})
+    folder = tmp_path / "results" / "mnist"
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps({"meta": {"date": "2026-12-06", "n": 10}, "rows": [row]}))
+    text = open(write_index(str(tmp_path)), encoding="utf-8").read()
+    (header,) = [line for line in text.splitlines() if line.startswith("| rows |")]
+    assert header.endswith("| lq-vae | defense-gan | madry | adv-tr | madry+lq-vae |")
+    (line,) = [line for line in text.splitlines() if line.startswith("| white-box")]
+    assert line.endswith("| 50.00 |  |  |  | 88.00 |")

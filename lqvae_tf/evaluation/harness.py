@@ -124,6 +124,12 @@ class Evaluation:
         verbose: progress bars.
         defense_limits: defense name -> score it on the first this-many images of the sample
             only (a costly defense on a subsample; its cells report that n).
+        stacked: further columns that put a purifier in front of a robust classifier (what a
+            user who wants the most robustness deploys): column name -> (defense name, robust
+            column name). White-box rows craft on the robust classifier alone (the attacker knows
+            the classifier, not the filter) and feed the result through the purifier; black-box
+            rows feed the transferred adversarials through both; end-to-end rows attack purifier
+            and robust classifier together, through the purifier's gradient mode.
     """
 
     def __init__(
@@ -137,17 +143,25 @@ class Evaluation:
         verbose: bool = True,
         robust_classifiers: Mapping[str, Mapping[str, keras.Model]] | None = None,
         defense_limits: Mapping[str, int] | None = None,
+        stacked: Mapping[str, tuple[str, str]] | None = None,
     ):
         if len(images) != len(labels) or len(images) == 0:
             raise ValueError(f"{len(images)} images and {len(labels)} labels: need the same, non-zero count")
         robust_classifiers = {column: dict(models) for column, models in (robust_classifiers or {}).items()}
-        names = [d.name for d in defenses] + list(robust_classifiers)
+        stacked = {column: tuple(parts) for column, parts in (stacked or {}).items()}
+        names = [d.name for d in defenses] + list(robust_classifiers) + list(stacked)
         if len(set(names)) != len(names) or "none" in names:
             raise ValueError(f"defense names must be unique and not 'none', got {names}")
         for column, models in robust_classifiers.items():
             unknown = sorted(set(models) - set(classifiers))
             if unknown:
                 raise ValueError(f"robust column {column!r}: classifiers {unknown} are not among {sorted(classifiers)}")
+        for column, (defense_name, robust_column) in stacked.items():
+            if defense_name not in [d.name for d in defenses] or robust_column not in robust_classifiers:
+                raise ValueError(
+                    f"stacked column {column!r}: ({defense_name!r}, {robust_column!r}) must name a defense of "
+                    f"{[d.name for d in defenses]} and a robust column of {sorted(robust_classifiers)}"
+                )
         defense_limits = dict(defense_limits or {})
         for name, limit in defense_limits.items():
             if name not in names[: len(defenses)] or not isinstance(limit, int) or limit < 1:
@@ -159,6 +173,7 @@ class Evaluation:
         self.classifiers = dict(classifiers)
         self.defenses = list(defenses)
         self.robust_classifiers = robust_classifiers
+        self.stacked = stacked
         self.cache_dir = cache_dir
         self.batch_size = batch_size
         self.verbose = verbose
@@ -212,11 +227,14 @@ class Evaluation:
 
     def clean_accuracy(self, classifier_name: str, defense: Defense | str | None = None) -> Accuracy:
         """Accuracy on the clean sample, alone, behind `defense`, or of the robust classifier of the
-        column named `defense` (computed once per pair)."""
+        column named `defense`, or behind that stacked column's purifier (computed once per pair)."""
         column = defense if isinstance(defense, str) else (defense.name if defense else "")
         key = (classifier_name, column)
         if key not in self._clean:
-            if isinstance(defense, str):
+            if isinstance(defense, str) and defense in self.stacked:
+                purifier, model = self._stacked_parts(defense, classifier_name)
+                self._clean[key] = self.accuracy(model, self.images, purifier)
+            elif isinstance(defense, str):
                 model = self.robust_classifiers[defense][classifier_name]
                 self._clean[key] = self.accuracy(model, self.images)
             else:
@@ -256,19 +274,40 @@ class Evaluation:
             parts.append(part)
         return np.concatenate(parts)
 
-    def _robust_columns(self, setting, attack, classifier_name, adversarial, restarts=1) -> dict[str, Accuracy]:
-        """Accuracies of the adversarially trained counterparts of `classifier_name`."""
-        accuracies = {}
+    def _stacked_parts(self, column: str, classifier_name: str) -> tuple[Defense, keras.Model]:
+        """The purifier and the robust classifier of stacked column `column` for `classifier_name`."""
+        defense_name, robust_column = self.stacked[column]
+        purifier = next(d for d in self.defenses if d.name == defense_name)
+        return purifier, self.robust_classifiers[robust_column][classifier_name]
+
+    def _stacked_columns_for(self, classifier_name: str) -> list[str]:
+        return [c for c, (_, robust) in self.stacked.items() if classifier_name in self.robust_classifiers[robust]]
+
+    def _robust_columns(
+        self, setting, attack, classifier_name, adversarial, restarts=1, per_stacked=None
+    ) -> dict[str, Accuracy]:
+        """Accuracies of the adversarially trained counterparts of `classifier_name`, alone and
+        behind a purifier (`stacked`; `per_stacked` holds end-to-end rows' adversarials for them)."""
+        accuracies, on_robust = {}, {}
         for column, models in self.robust_classifiers.items():
             if classifier_name not in models:
                 continue
             model = models[classifier_name]
+            on_robust[column] = adversarial
             if setting != "black-box":  # the attacker knows the whole defended system: this model
-                adversarial = self.adversarials_on(attack, f"{classifier_name} ({column})", model, restarts)
-            accuracies[column] = self.accuracy(model, adversarial)
+                on_robust[column] = self.adversarials_on(attack, f"{classifier_name} ({column})", model, restarts)
+            accuracies[column] = self.accuracy(model, on_robust[column])
+        for column in self._stacked_columns_for(classifier_name):
+            if per_stacked is not None and column not in per_stacked:
+                continue  # not attacked in this row
+            purifier, model = self._stacked_parts(column, classifier_name)
+            images = per_stacked[column] if per_stacked is not None else on_robust[self.stacked[column][1]]
+            accuracies[column] = self.accuracy(model, images, purifier)
         return accuracies
 
-    def _row(self, setting, attack, classifier_name, source, adversarial, per_defense=None, restarts=1) -> Row:
+    def _row(
+        self, setting, attack, classifier_name, source, adversarial, per_defense=None, restarts=1, per_stacked=None
+    ) -> Row:
         classifier = self.classifiers[classifier_name]
         defended = {}
         for defense in self.defenses:
@@ -276,13 +315,19 @@ class Evaluation:
                 continue  # not attacked in this row
             images = per_defense[defense.name] if per_defense is not None else adversarial
             defended[defense.name] = self.accuracy(classifier, images, defense)
-        defended.update(self._robust_columns(setting, attack, classifier_name, adversarial, restarts))
+        defended.update(self._robust_columns(setting, attack, classifier_name, adversarial, restarts, per_stacked))
         clean = {d.name: self.clean_accuracy(classifier_name, d) for d in self.defenses}
         clean.update(
             {
                 column: self.clean_accuracy(classifier_name, column)
                 for column, models in self.robust_classifiers.items()
                 if classifier_name in models
+            }
+        )
+        clean.update(
+            {
+                column: self.clean_accuracy(classifier_name, column)
+                for column in self._stacked_columns_for(classifier_name)
             }
         )
         return Row(
@@ -363,33 +408,37 @@ class Evaluation:
         if unknown:
             raise ValueError(f"skip names no defense of this evaluation: {unknown}")
         classifier = self.classifiers[classifier_name]
-        logits = logits_of(classifier)
         undefended = self.adversarials_on(attack, classifier_name, restarts=restarts)
-        per_defense = {}
-        for defense in (d for d in self.defenses if d.name not in skip):
+
+        def through(defense: Defense, model: keras.Model, description: str) -> np.ndarray:
+            """Adversarials crafted on `defense` + `model` together."""
+            logits = logits_of(model)
             samples = eot_samples if defense.random_gradient(gradient) else 1
 
-            def model_fn(x, defense=defense, samples=samples):
+            def model_fn(x):
                 outputs = [logits(defense.differentiable(x, gradient)) for _ in range(samples)]
                 return tf.add_n(outputs) / samples  # EOT: the expectation's gradient
 
-            per_defense[defense.name] = self.craft(
+            parts = ("end-to-end", attack.name, attack.params, gradient, samples, restarts)
+            return self.craft(
                 attack,
                 model_fn,
-                self._key(
-                    "end-to-end",
-                    attack.name,
-                    attack.params,
-                    gradient,
-                    samples,
-                    restarts,
-                    self._defense_keys[defense.name],
-                    classifier,
-                ),
-                f"{attack.name}+{gradient} on {defense.name}+{classifier_name}",
+                self._key(*parts, self._defense_keys[defense.name], model),
+                f"{attack.name}+{gradient} on {description}",
                 count=self.count_for(defense),
                 restarts=restarts,
             )
+
+        per_defense = {
+            defense.name: through(defense, classifier, f"{defense.name}+{classifier_name}")
+            for defense in self.defenses
+            if defense.name not in skip
+        }
+        per_stacked = {}
+        for column in self._stacked_columns_for(classifier_name):
+            purifier, model = self._stacked_parts(column, classifier_name)
+            if purifier.name not in skip:
+                per_stacked[column] = through(purifier, model, f"{column} ({classifier_name})")
         row = self._row(
             "end-to-end",
             attack,
@@ -398,6 +447,7 @@ class Evaluation:
             undefended,
             per_defense,
             restarts=restarts,
+            per_stacked=per_stacked,
         )
         row.params = {**row.params, "gradient": gradient, "eot_samples": eot_samples, "restarts": restarts}
         if skip:

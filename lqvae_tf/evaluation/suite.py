@@ -142,6 +142,9 @@ def load_test_arrays(dataset: str, data_dir: str | None = None) -> tuple[np.ndar
     return np.stack([p[0] for p in pairs]), np.array([p[1] for p in pairs], np.int64)
 
 
+LQVAE_NAME = "lq-vae"  # the LQ-VAE column's name in every table
+
+
 def run_suite(
     images: np.ndarray,
     labels: np.ndarray,
@@ -159,6 +162,7 @@ def run_suite(
     other_defenses: Sequence[Defense] = (),
     robust_classifiers: Mapping[str, Mapping[str, keras.Model]] | None = None,
     defense_limits: Mapping[str, int] | None = None,
+    stacked: Mapping[str, tuple[str, str]] | None = None,
 ) -> dict[str, str]:
     """Runs every spec on every classifier, writes results.{md,csv,json} and the figures.
 
@@ -178,6 +182,8 @@ def run_suite(
         robust_classifiers: adversarially trained columns, column -> classifier name -> model
             (see `Evaluation`).
         defense_limits: defense name -> images of the sample it is scored on (see `Evaluation`).
+        stacked: purifier-in-front-of-robust-classifier columns, column -> (defense name, robust
+            column); the LQ-VAE purifier's name is `LQVAE_NAME` (see `Evaluation`).
 
     Returns:
         Paths of what was written, by kind.
@@ -194,7 +200,7 @@ def run_suite(
     attacks = {
         spec: make_attack(spec.attack, **{**attack_params.get(spec.attack, {}), **dict(spec.params)}) for spec in parsed
     }
-    defense = LQVAEDefense(purifier)
+    defense = LQVAEDefense(purifier, name=LQVAE_NAME)
     evaluation = Evaluation(
         images,
         labels,
@@ -204,6 +210,7 @@ def run_suite(
         verbose=verbose,
         robust_classifiers=robust_classifiers,
         defense_limits=defense_limits,
+        stacked=stacked,
     )
     names = list(classifiers)
     rows: list[Row] = []

@@ -42,6 +42,13 @@ def _mean(values: list[float]) -> str:
     return f"{sum(values) / len(values):.2f}" if values else ""
 
 
+def _columns(rows: list[dict]) -> tuple[str, ...]:
+    """The defended columns of the index: the paper's, then any other the rows hold (e.g. the
+    filter in front of the Madry classifier), in the order they first appear."""
+    extra = dict.fromkeys(column for row in rows for column in row["defended"] if column not in COLUMNS)
+    return (*COLUMNS[2:], *extra)
+
+
 def _summary(dataset: str, rows: list[dict]) -> list[str]:
     """One line per (setting, group of rows): our averages, then the paper's over the same rows.
 
@@ -50,6 +57,7 @@ def _summary(dataset: str, rows: list[dict]) -> list[str]:
     Adaptive end-to-end rows give one worst row per eps, never a minimum across budgets.
     """
     paper = reference(dataset)
+    columns = ("no attack", "no defense", *_columns(rows))
     lines = []
     groups: dict[str, list[dict]] = {}
     for row in rows:
@@ -67,15 +75,13 @@ def _summary(dataset: str, rows: list[dict]) -> list[str]:
         ours = [_cells(row) for row in chosen]
         theirs = [paper[key] for row in chosen if (key := (row["setting"], row["attack"], _label(row))) in paper]
         if name.endswith("(worst row)"):
-            cells = [
-                min((v[c] for v in ours if c in v), default=None) for c in ("no attack", "no defense", *COLUMNS[2:])
-            ]
+            cells = [min((v[c] for v in ours if c in v), default=None) for c in columns]
             cells = ["" if v is None else f"{v:.2f}" for v in cells]
         else:
-            cells = [_mean([v[c] for v in ours if c in v]) for c in ("no attack", "no defense", *COLUMNS[2:])]
+            cells = [_mean([v[c] for v in ours if c in v]) for c in columns]
         lines.append(f"| {name} | {len(chosen)} | " + " | ".join(cells) + " |")
         if theirs:
-            paper_cells = [_mean([t[c] for t in theirs if c in t]) for c in ("no attack", "no defense", *COLUMNS[2:])]
+            paper_cells = [_mean([t[c] for t in theirs if c in t]) for c in columns]
             lines.append(f"| paper, same rows | {len(theirs)} | " + " | ".join(paper_cells) + " |")
     return lines
 
@@ -109,8 +115,8 @@ def write_index(out_dir: str) -> str:
             "",
             f"Measured {meta.get('date', '')}, evaluation sample n = {meta.get('n', '')}.{scale}",
             "",
-            "| rows | count | no attack | no defense | " + " | ".join(COLUMNS[2:]) + " |",
-            "|---|---|---|---|" + "---|" * len(COLUMNS[2:]),
+            "| rows | count | no attack | no defense | " + " | ".join(_columns(saved["rows"])) + " |",
+            "|---|---|---|---|" + "---|" * len(_columns(saved["rows"])),
             *_summary(dataset, saved["rows"]),
             "",
         ]

@@ -33,6 +33,9 @@ from lqvae_tf.study.index import page_path, write_index
 from lqvae_tf.study.store import ModelStore
 
 ROBUST_COLUMNS = {"madry": "pgd", "adv-tr": "fgsm"}  # result column -> adversarial-training method
+# The filter in front of the Madry classifier: what a user who wants the most robustness deploys
+# (issue 27). Column -> (purifier column, robust column).
+STACKED_COLUMNS = {"madry+lq-vae": ("lq-vae", "madry")}
 
 
 class Stages:
@@ -276,6 +279,7 @@ def run_study(
             other_defenses=[defense_gan],
             robust_classifiers=robust,
             defense_limits={defense_gan.name: config.defense_gan_n} if config.defense_gan_n else None,
+            stacked=STACKED_COLUMNS,
         ),
     )
     page = page_path(out_dir, config.dataset)
@@ -320,8 +324,10 @@ def report(
         f"Written by `lqvae reproduce` on {datetime.date.today().isoformat()}; every number below comes from it.",
         "Each row attacks the same seeded sample; columns are the defenses compared on it: the classifier alone",
         "(`no defense`), behind LQ-VAE (`lq-vae`), behind Defense-GAN (`defense-gan`), and replaced by its Madry",
-        "PGD (`madry`) or FGSM (`adv-tr`) adversarially trained version. White-box and end-to-end rows attack",
-        "the adversarially trained classifiers themselves. A `paper` line follows a row wherever the paper",
+        "PGD (`madry`) or FGSM (`adv-tr`) adversarially trained version, and the Madry classifier behind",
+        "LQ-VAE (`madry+lq-vae`). White-box and end-to-end rows attack the adversarially trained classifiers",
+        "themselves (white-box `madry+lq-vae` feeds the adversarials of the Madry classifier through the filter;",
+        "end-to-end attacks filter and Madry classifier together). A `paper` line follows a row wherever the paper",
         "reports the same setting. Carlini-Wagner L2 comes in two settings: `cw`, Defense-GAN's (one",
         "binary-search step, 100 iterations, lr 10, c = 100: large changes, often a new image), and `cw_l2`,",
         "the standard minimal-perturbation attack (a binary search over c); each row's mean L2 and L-inf",
