@@ -13,9 +13,11 @@ from lqvae_tf.cli.main import main
 from lqvae_tf.config import preset
 from lqvae_tf.generated import is_generated
 from lqvae_tf.study import ROBUST_COLUMNS, STACKED_COLUMNS, ModelStore, settings_hash, study_config
-from lqvae_tf.study.run import training_curves
+from lqvae_tf.study.run import PAPER_COLUMN, training_curves
 
 COLUMNS = ("lq-vae", "defense-gan", *ROBUST_COLUMNS, *STACKED_COLUMNS)
+# The quick Fashion-MNIST study also has the authors' purifier (tiny) as a column; CelebA's has not.
+COLUMNS_28 = (*COLUMNS, PAPER_COLUMN)
 
 
 def test_store_trains_once_per_settings_and_again_when_they_change(tmp_path):
@@ -92,6 +94,10 @@ def test_study_configs_name_every_baseline_and_reject_impossible_ones():
         full.replace(defense_gan_n=full.n + 1)
     with pytest.raises(ValueError, match="the purifier's classifier 'Z' is not one of the study's"):
         full.replace(purifier={**full.purifier, "classifier": "Z"})
+    with pytest.raises(ValueError, match="paper_purifier is the authors' classifier-free recipe"):
+        full.replace(paper_purifier={"preset": "paper", "overrides": {}, "limit": None, "classifier": "A"})
+    # The authors' purifier at its full budget stands as its own column on MNIST.
+    assert study_config("mnist").paper_purifier == {"preset": "paper", "overrides": {}, "limit": None}
 
 
 def test_a_guided_study_purifier_is_trained_after_and_with_its_classifier(tmp_path, monkeypatch):
@@ -186,7 +192,7 @@ def test_reproduce_quick_writes_a_table_with_every_column_and_reuses_its_models(
     table_headers = [line for line in report.splitlines() if line.startswith(("| attack |", "| what | attack |"))]
     assert len(table_headers) == 3  # white-box, black-box (transfer), end-to-end
     for header in table_headers:
-        for column in ("no defense", *COLUMNS):
+        for column in ("no defense", *COLUMNS_28):
             assert f"| {column} |" in header, (column, header)
     with open(tmp_path / "out" / "results" / "fashion_mnist" / "results.json", encoding="utf-8") as handle:
         rows = json.load(handle)["rows"]
@@ -194,11 +200,11 @@ def test_reproduce_quick_writes_a_table_with_every_column_and_reuses_its_models(
     assert {row["attack"] for row in rows if row["setting"] == "end-to-end"} == {"authors_fgsm", "pgd"}
     for row in rows:
         skipped = set(row["params"].get("skip", []))  # the quick study's PGD row skips Defense-GAN
-        assert set(row["defended"]) == set(COLUMNS) - skipped and set(row["clean_defended"]) == set(COLUMNS)
+        assert set(row["defended"]) == set(COLUMNS_28) - skipped and set(row["clean_defended"]) == set(COLUMNS_28)
         assert all(0 <= cell["accuracy"] <= 100 and cell["n"] == 16 for cell in row["defended"].values())
     assert "| not run |" in report and "paper's setting (authors' BPDA.py)" in report
     models = [line for line in report.splitlines() if line.startswith("| ") and "model.keras" in line]
-    assert len(models) == 1 + 2 * 3 + 1  # purifier, A and B plain / Madry / FGSM-trained, the GAN
+    assert len(models) == 1 + 1 + 2 * 3 + 1  # purifier, the paper's, A and B plain / Madry / FGSM-trained, the GAN
     assert all("| no |" in line for line in models)
     assert all(line.split(" | ")[1].startswith("`<models>/") for line in models)  # not this machine's path
     assert all(line.split(" | ")[3].split(" (")[0].replace(".", "").isdigit() for line in models)  # seconds

@@ -36,6 +36,7 @@ ROBUST_COLUMNS = {"madry": "pgd", "adv-tr": "fgsm"}  # result column -> adversar
 # The filter in front of the Madry classifier: what a user who wants the most robustness deploys
 # (issue 27). Column -> (purifier column, robust column).
 STACKED_COLUMNS = {"madry+lq-vae": ("lq-vae", "madry")}
+PAPER_COLUMN = "lq-vae (paper)"  # the authors' purifier (`StudyConfig.paper_purifier`) beside ours
 
 
 class Stages:
@@ -170,6 +171,23 @@ def train_models(
             )
     # After the classifiers: a guided purifier is trained with one of them.
     keep("purifier", "purifier", purifier_key, purifier)
+    if config.paper_purifier is not None:
+        paper_config = config_from_settings(config.paper_purifier, seed=seed)
+        paper_limit = config.paper_purifier.get("limit")
+
+        def paper_purifier(path: str) -> float:
+            result = train_purifier(
+                paper_config, dataset, os.path.dirname(path), limit=paper_limit, data_dir=data_dir, verbose=2
+            )
+            os.replace(result.model_path, path)
+            return result.earlier_seconds
+
+        keep(
+            "purifier (paper)",
+            "purifier",
+            {"config": paper_config.to_dict(), "limit": paper_limit},
+            paper_purifier,
+        )
     gan_config = GANTrainingConfig(dataset=dataset, seed=seed, **config.gan)
     keep("gan", "gan", {"config": gan_config.to_dict()}, lambda path: train_gan(gan_config, path, data_dir=data_dir))
     return {name: paths[name] for name in sorted(paths, key=lambda name: name != "purifier")}  # purifier first
@@ -240,7 +258,7 @@ def run_study(
         with `models_only`, the models' paths by name.
     """
     from lqvae_tf.attacks.substitute import PAPERNOT_SEEDS
-    from lqvae_tf.defenses import DefenseGANDefense
+    from lqvae_tf.defenses import DefenseGANDefense, LQVAEDefense
     from lqvae_tf.evaluation.suite import load_test_arrays, run_suite, sample_indices
 
     stages = Stages(verbose)
@@ -260,6 +278,9 @@ def run_study(
     defense_gan = DefenseGANDefense(
         keras.models.load_model(paths["gan"]), seed=config.seed, name="defense-gan", **config.defense_gan
     )
+    others = [defense_gan]
+    if "purifier (paper)" in paths:
+        others.insert(0, LQVAEDefense(keras.models.load_model(paths["purifier (paper)"]), name=PAPER_COLUMN))
     results_dir = os.path.join(out_dir, "results", config.dataset)
     written = stages.run(
         "tables and figures",
@@ -276,7 +297,7 @@ def run_study(
             seed=config.seed,
             verbose=verbose,
             meta={"dataset": config.dataset, "study": config.to_dict(), "models": paths, "scale": config.scale},
-            other_defenses=[defense_gan],
+            other_defenses=others,
             robust_classifiers=robust,
             defense_limits={defense_gan.name: config.defense_gan_n} if config.defense_gan_n else None,
             stacked=STACKED_COLUMNS,
@@ -325,9 +346,11 @@ def report(
         "Each row attacks the same seeded sample; columns are the defenses compared on it: the classifier alone",
         "(`no defense`), behind LQ-VAE (`lq-vae`), behind Defense-GAN (`defense-gan`), and replaced by its Madry",
         "PGD (`madry`) or FGSM (`adv-tr`) adversarially trained version, and the Madry classifier behind",
-        "LQ-VAE (`madry+lq-vae`). White-box and end-to-end rows attack the adversarially trained classifiers",
-        "themselves (white-box `madry+lq-vae` feeds the adversarials of the Madry classifier through the filter;",
-        "end-to-end attacks filter and Madry classifier together). A `paper` line follows a row wherever the paper",
+        "LQ-VAE (`madry+lq-vae`); where the study has it, the authors' own purifier (the `paper` preset at",
+        "its full budget, `lq-vae (paper)`) stands beside ours. White-box and end-to-end rows attack the",
+        "adversarially trained classifiers themselves (white-box `madry+lq-vae` feeds the adversarials of the",
+        "Madry classifier through the filter; end-to-end attacks filter and Madry classifier together). A",
+        "`paper` line follows a row wherever the paper",
         "reports the same setting. Carlini-Wagner L2 comes in two settings: `cw`, Defense-GAN's (one",
         "binary-search step, 100 iterations, lr 10, c = 100: large changes, often a new image), and `cw_l2`,",
         "the standard minimal-perturbation attack (a binary search over c); each row's mean L2 and L-inf",
