@@ -8,6 +8,7 @@ gradient at the purified image, and bad input must fail with a message naming th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -18,7 +19,7 @@ import tensorflow as tf
 
 from lqvae_tf.defenses import DefenseGANDefense, defense_gan_from_path
 from lqvae_tf.models import WGANGP
-from lqvae_tf.training.gan import GANTrainingConfig, summary_path_of, train_gan
+from lqvae_tf.training.gan import DefenseGANTarget, GANTrainingConfig, summary_path_of, train_gan
 
 TRAIN, HELD_OUT = slice(0, 448), slice(448, 480)
 # A quarter-width network with latent 32, at a higher learning rate (2e-3, not 1e-4) and 2 critic
@@ -236,3 +237,70 @@ def test_defense_gan_from_path_projects_with_the_saved_generator(trained, held_o
     in_memory = DefenseGANDefense(trained.model, steps=5, restarts=2, seed=3)
     assert (loaded.steps, loaded.restarts, loaded.latent_dim) == (5, 2, TEST_TRAINING.latent_dim)
     np.testing.assert_allclose(loaded.purify(held_out[:4]), in_memory.purify(held_out[:4]), atol=1e-6)
+
+
+# ------------------------------------------------------------------ training toward a target
+def _always(label: int) -> keras.Model:
+    """A classifier that answers `label` for every image, whatever Defense-GAN makes of it."""
+    bias = np.zeros(10, np.float32)
+    bias[label] = 1.0
+    dense = keras.layers.Dense(10, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(bias))
+    return keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), dense])
+
+
+SEARCH = {"steps": 2, "restarts": 1}
+QUICK = dataclasses.replace(TEST_TRAINING, steps_per_epoch=4)
+
+
+def _target(held_out, label, accuracy=0.9, every_epochs=2, cls=DefenseGANTarget):
+    return cls(_always(0), held_out[:4], np.full(4, label), accuracy, every_epochs=every_epochs, search=SEARCH)
+
+
+def test_a_generator_trained_toward_a_target_stops_once_defense_gan_reaches_it(tmp_path, fmnist_images, held_out):
+    config = dataclasses.replace(QUICK, epochs=6)
+    result = train_gan(config, str(tmp_path / "gan.keras"), images=fmnist_images[TRAIN], target=_target(held_out, 0))
+    with open(summary_path_of(result.model_path), encoding="utf-8") as handle:
+        summary = json.load(handle)
+    target = summary["target"]
+    assert target["reached"] and target["curve"] == [{"epoch": 2, "accuracy": 1.0}]  # checked after epoch 2
+    assert summary["epochs_trained"] == 2 and summary["critic_steps_taken"] == 2 * 4  # stopped there
+    assert (target["accuracy"], target["images"], target["search"]) == (0.9, 4, SEARCH)
+
+
+def test_a_target_out_of_reach_trains_the_whole_budget_and_measures_the_last_epoch(tmp_path, fmnist_images, held_out):
+    config = dataclasses.replace(QUICK, epochs=3)
+    result = train_gan(config, str(tmp_path / "gan.keras"), images=fmnist_images[TRAIN], target=_target(held_out, 1))
+    with open(summary_path_of(result.model_path), encoding="utf-8") as handle:
+        summary = json.load(handle)
+    assert summary["epochs_trained"] == 3 and not summary["target"]["reached"]
+    assert summary["target"]["curve"] == [{"epoch": 2, "accuracy": 0.0}, {"epoch": 3, "accuracy": 0.0}]
+    with pytest.raises(ValueError, match="target accuracy must be in \\(0, 1\\]"):
+        _target(held_out, 0, accuracy=1.5)
+    with pytest.raises(ValueError, match="every_epochs must be a positive integer"):
+        _target(held_out, 0, every_epochs=0)
+
+
+def test_an_interrupted_generator_training_resumes_from_its_last_finished_epoch(tmp_path, fmnist_images, held_out):
+    class Interruption(Exception):
+        pass
+
+    class InterruptedOnce(DefenseGANTarget):
+        armed = True
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2 and InterruptedOnce.armed:
+                InterruptedOnce.armed = False
+                raise Interruption
+
+    config, out, backup = dataclasses.replace(QUICK, epochs=4), str(tmp_path / "gan.keras"), str(tmp_path / "backup")
+    arguments = dict(images=fmnist_images[TRAIN], backup_dir=backup)
+    with pytest.raises(Interruption):
+        train_gan(config, out, target=_target(held_out, 1, cls=InterruptedOnce), **arguments)
+    assert not os.path.exists(out) and os.path.isdir(backup)
+    result = train_gan(config, out, target=_target(held_out, 1, cls=InterruptedOnce), **arguments)
+    with open(summary_path_of(out), encoding="utf-8") as handle:
+        summary = json.load(handle)
+    assert summary["epochs_trained"] == 4 and len(summary["history"]["critic_loss"]) == 4
+    assert summary["critic_steps_taken"] == 4 * 4  # no epoch repeated, none lost
+    assert [point["epoch"] for point in summary["target"]["curve"]] == [2, 4]  # the check before the break kept
+    assert result.earlier_seconds > 0 and not os.path.exists(backup)

@@ -96,6 +96,14 @@ def test_study_configs_name_every_baseline_and_reject_impossible_ones():
         full.replace(purifier={**full.purifier, "classifier": "Z"})
     with pytest.raises(ValueError, match="paper_purifier is the authors' classifier-free recipe"):
         full.replace(paper_purifier={"preset": "paper", "overrides": {}, "limit": None, "classifier": "A"})
+    with pytest.raises(ValueError, match="gan_target needs exactly accuracy, classifier, images and every_epochs"):
+        full.replace(gan_target={"accuracy": 0.9})
+    with pytest.raises(ValueError, match="gan_target's classifier 'Z' is not one of"):
+        full.replace(gan_target={**full.gan_target, "classifier": "Z"})
+    # Defense-GAN's generator trains toward the issue's floors, capped at the reference's 200k steps.
+    for dataset, floor in (("mnist", 0.90), ("fashion_mnist", 0.85)):
+        config = study_config(dataset)
+        assert config.gan_target["accuracy"] == floor and config.gan["epochs"] * 60_000 // 64 // 5 >= 200_000
     # The authors' purifier at its full budget stands as its own column on MNIST.
     assert study_config("mnist").paper_purifier == {"preset": "paper", "overrides": {}, "limit": None}
 
@@ -219,6 +227,12 @@ def test_reproduce_quick_writes_a_table_with_every_column_and_reuses_its_models(
         curve_title = f"Training curve of classifier {name} (madry) (pgd, eps {summary['adversarial']['eps']}"
         assert curve_title in report
         assert len(summary["curve"]["accuracy"]) == summary["epochs"]
+    # The generator trained toward its target (out of reach for the quick one): its checks are shown.
+    (gan,) = glob.glob(str(tmp_path / "models" / "gan-*" / "model.keras"))
+    with open(summary_path(gan), encoding="utf-8") as handle:
+        target = json.load(handle)["target"]
+    assert [point["epoch"] for point in target["curve"]] == [1, 2] and not target["reached"]
+    assert "Training of gan toward its target: classifier accuracy 100% behind Defense-GAN on 8 held-out" in report
 
     assert main(args) == 0  # nothing changed: every model is reused
     with open(tmp_path / "out" / "results" / "fashion_mnist.md", encoding="utf-8") as handle:

@@ -133,6 +133,16 @@ def sample_indices(total: int, n: int, seed: int, held_out: int = 0) -> tuple[np
     return np.sort(order[:n]), np.sort(order[n : n + held_out])
 
 
+def spare_indices(total: int, n: int, seed: int, held_out: int, count: int) -> np.ndarray:
+    """`count` indices outside `sample_indices(total, n, seed, held_out)`'s two sets (the next of
+    its permutation): test images no table scores and no attacker sees, e.g. to check a model
+    while it trains."""
+    if n + held_out + count > total:
+        raise ValueError(f"asked for {count} spare images beside {n} evaluation + {held_out} held-out of {total}")
+    order = np.random.default_rng(seed).permutation(total)
+    return np.sort(order[n + held_out : n + held_out + count])
+
+
 def load_test_arrays(dataset: str, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The test split of `dataset` as numpy (images in [0, 1], labels)."""
     kwargs = {"value_range": CLASSIFIER_VALUE_RANGE}

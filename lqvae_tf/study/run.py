@@ -91,8 +91,11 @@ def train_models(
 
     dataset, seed = config.dataset, config.seed
     paths: dict[str, str] = {}
-    # A warm-started adversarial classifier needs its clean classifier first.
+    # A warm-started adversarial classifier needs its clean classifier first; a generator trained
+    # to a target, the target's classifier.
     needed = set(only or ())
+    if config.gan_target is not None and "gan" in needed:
+        needed.add(f"classifier {config.gan_target['classifier']}")
     for name in config.classifiers:
         for column, method in ROBUST_COLUMNS.items():
             warm = (config.madry if method == "pgd" else config.adv_tr).get("warm_start", False)
@@ -189,7 +192,21 @@ def train_models(
             paper_purifier,
         )
     gan_config = GANTrainingConfig(dataset=dataset, seed=seed, **config.gan)
-    keep("gan", "gan", {"config": gan_config.to_dict()}, lambda path: train_gan(gan_config, path, data_dir=data_dir))
+    gan_key: dict[str, Any] = {"config": gan_config.to_dict()}
+    if config.gan_target is not None:
+        # The target's classifier and search are part of what the generator becomes.
+        gan_key["target"] = {
+            **config.gan_target,
+            "classifier_settings": config.classifier,
+            "search": config.defense_gan,
+        }
+
+    def gan(path: str) -> float:
+        target = _gan_target(config, paths, data_dir) if config.gan_target is not None else None
+        backup = os.path.join(os.path.dirname(path), "backup")
+        return train_gan(gan_config, path, data_dir=data_dir, target=target, backup_dir=backup).earlier_seconds
+
+    keep("gan", "gan", gan_key, gan)
     return {name: paths[name] for name in sorted(paths, key=lambda name: name != "purifier")}  # purifier first
 
 
@@ -203,11 +220,30 @@ CURVE_COLUMNS = {
 }
 
 
+def _target_curve(name: str, target: dict | None, summary: dict) -> list[str]:
+    """Markdown lines: a generator's accuracy-behind-Defense-GAN checks (`train_gan`'s `target`)."""
+    if not target:
+        return []
+    outcome = "reached" if target["reached"] else "not reached"
+    return [
+        "",
+        f"Training of {name} toward its target: classifier accuracy {100 * target['accuracy']:.0f}% behind "
+        f"Defense-GAN on {target['images']} held-out test images, {outcome} after {summary.get('epochs_trained')} "
+        f"epochs ({summary.get('generator_steps_taken')} generator steps, {summary.get('train_seconds')} s):",
+        "",
+        "| epoch | accuracy behind Defense-GAN |",
+        "|---|---|",
+        *[f"| {point['epoch']} | {100 * point['accuracy']:.2f} |" for point in target["curve"]],
+    ]
+
+
 def training_curves(summaries: dict[str, dict]) -> list[str]:
     """Markdown lines: for each model whose summary holds a per-epoch `curve` (adversarially
-    trained classifiers), a table of it, one row an epoch; accuracies in percent."""
+    trained classifiers), a table of it, one row an epoch; for a generator trained toward a
+    target, its checks; accuracies in percent."""
     lines = []
     for name, summary in summaries.items():
+        lines += _target_curve(name, summary.get("target"), summary)
         curve = summary.get("curve") or {}
         columns = [key for key in CURVE_COLUMNS if curve.get(key)]
         if not columns:
@@ -230,6 +266,26 @@ def training_curves(summaries: dict[str, dict]) -> list[str]:
                 cells.append("" if value is None else f"{value:.3g}" if key == "eps" else f"{100 * value:.2f}")
             lines.append(f"| {epoch + 1} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _gan_target(config: StudyConfig, paths: dict[str, str], data_dir: str | None):
+    """The `DefenseGANTarget` of `config.gan_target`: its classifier, the study's search, and
+    spare test images (none of the evaluation sample's or the attackers' seeds)."""
+    from lqvae_tf.evaluation.suite import load_test_arrays, spare_indices
+    from lqvae_tf.training.gan import DefenseGANTarget
+
+    target = config.gan_target
+    images, labels = load_test_arrays(config.dataset, data_dir)
+    chosen = spare_indices(len(images), config.n, config.seed, config.held_out, target["images"])
+    return DefenseGANTarget(
+        keras.models.load_model(paths[f"classifier {target['classifier']}"]),
+        images[chosen],
+        labels[chosen],
+        accuracy=target["accuracy"],
+        every_epochs=target["every_epochs"],
+        search=config.defense_gan,
+        seed=config.seed,
+    )
 
 
 def run_study(

@@ -3,6 +3,13 @@
 `train_gan` writes two files: the model (`<name>.keras`, written atomically) and beside it a JSON
 summary (`<name>.json`: the resolved configuration, the per-epoch metrics, the step counts and the
 wall time), so a run can be rebuilt and judged from one folder.
+
+Defense-GAN is only as good as its generator's range: a generator trained too briefly projects
+every input onto a blurred digit, and the classifier behind it loses accuracy on clean images.
+With a `DefenseGANTarget`, training measures that accuracy every few epochs (the real search,
+`DefenseGANDefense`, on held images) and stops once it reaches the target, or at `epochs`, the
+budget; the summary keeps the curve. With a `backup_dir`, an interrupted training resumes from
+its last finished epoch.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ import tensorflow as tf
 
 from lqvae_tf.atomic import atomic_path, write_text
 from lqvae_tf.data import DATASETS, batched, load
+from lqvae_tf.defenses import DefenseGANDefense
+from lqvae_tf.epoch_record import EpochRecord
 from lqvae_tf.models.inputs import check_images
 from lqvae_tf.models.wgan import (
     ADAM_LEARNING_RATE,
@@ -29,6 +38,8 @@ from lqvae_tf.models.wgan import (
 )
 
 REFERENCE_BATCH_SIZE = 50  # BATCH_SIZE, kabkabm/defensegan experiments/cfgs/gans/default.yml
+RECORD_FILE = "epochs.json"  # inside the backup folder: the EpochRecord of an unfinished training
+TARGET_METRIC = "defense_gan_accuracy"  # the logs' name of the accuracy a DefenseGANTarget measures
 IMAGE_SHAPES = {name: info.image_shape for name, info in DATASETS.items()}
 
 
@@ -118,6 +129,78 @@ class GANTrainResult:
     model_path: str
     summary_path: str
     history: dict[str, list[float]]
+    earlier_seconds: float = 0.0  # the wall time of earlier, interrupted calls (with a backup_dir)
+
+
+class DefenseGANTarget(keras.callbacks.Callback):
+    """Every `every_epochs` epochs, the accuracy of `classifier` on held images projected by
+    Defense-GAN with the generator as trained so far; stops the training once it reaches `accuracy`.
+
+    Logged as `defense_gan_accuracy` on the epochs it is measured (so `EpochRecord` and the
+    summary keep the curve), and measured once more at the end of the training if the last epoch
+    was not a measured one.
+
+    Args:
+        classifier: a Keras classifier of images in `value_range` (logits or probabilities).
+        images: the held images (not the generator's training images), in `value_range`.
+        labels: their labels.
+        accuracy: the target, in [0, 1].
+        every_epochs: measure after every this-many epochs.
+        search: `DefenseGANDefense` settings (steps, restarts, learning_rate, momentum): the
+            search the evaluation runs, so the target is what the tables will show.
+        value_range: the images' range.
+        seed: the search's random starts.
+    """
+
+    def __init__(
+        self,
+        classifier: keras.Model,
+        images: np.ndarray,
+        labels: np.ndarray,
+        accuracy: float,
+        every_epochs: int = 5,
+        search: dict | None = None,
+        value_range: tuple[float, float] = (0.0, 1.0),
+        seed: int = 0,
+    ):
+        super().__init__()
+        if not 0.0 < accuracy <= 1.0:
+            raise ValueError(f"the target accuracy must be in (0, 1], got {accuracy!r}")
+        if isinstance(every_epochs, bool) or not isinstance(every_epochs, int) or every_epochs < 1:
+            raise ValueError(f"every_epochs must be a positive integer, got {every_epochs!r}")
+        if len(images) != len(labels) or len(images) == 0:
+            raise ValueError(f"{len(images)} images and {len(labels)} labels: need the same, non-zero count")
+        self.classifier = classifier
+        self.images = np.asarray(images, np.float32)
+        self.labels = np.asarray(labels)
+        self.accuracy = float(accuracy)
+        self.every_epochs = every_epochs
+        self.search = dict(search or {})
+        self.value_range = tuple(value_range)
+        self.seed = seed
+        self.reached = False
+        self._measured_epoch = -1
+        self.final_epoch_measured = -1
+
+    def measure(self) -> float:
+        """The classifier's accuracy on the held images behind Defense-GAN with the current generator."""
+        defense = DefenseGANDefense(self.model, seed=self.seed, value_range=self.value_range, **self.search)
+        predictions = np.asarray(self.classifier.predict(defense.purify(self.images), verbose=0)).argmax(axis=-1)
+        return float(np.mean(predictions == self.labels))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every_epochs:
+            return
+        self._measured_epoch = epoch
+        value = self.measure()
+        if logs is not None:
+            logs[TARGET_METRIC] = value
+        if value >= self.accuracy:
+            self.reached = True
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        self.final_epoch_measured = self._measured_epoch
 
 
 def summary_path_of(model_path: str) -> str:
@@ -143,6 +226,8 @@ def train_gan(
     data_dir: str | None = None,
     log_dir: str | None = None,
     verbose: str | int = "auto",
+    target: DefenseGANTarget | None = None,
+    backup_dir: str | None = None,
 ) -> GANTrainResult:
     """Trains a WGAN-GP with `fit` and saves it to `out_path` (a `.keras` file) atomically.
 
@@ -154,6 +239,12 @@ def train_gan(
         data_dir: the dataset's folder (see `lqvae_tf.data`).
         log_dir: write TensorBoard scalars there (none if None).
         verbose: Keras `fit` verbosity ("auto" shows a progress bar).
+        target: stop once Defense-GAN with this generator gives the target accuracy
+            (`DefenseGANTarget`); `config.epochs` is then the budget. The summary records the
+            curve, whether the target was reached, and the generator steps taken.
+        backup_dir: where an unfinished training keeps its state after every epoch; the same
+            call resumes from there (Keras' `BackupAndRestore`, which removes the folder at the
+            end). The summary's history and time then cover the interrupted calls too.
 
     Raises:
         ValueError: for an impossible configuration, an `out_path` not ending in `.keras`, or
@@ -168,17 +259,44 @@ def train_gan(
     batches = batched(dataset, config.batch_size, shuffle=True, seed=config.seed)
     if config.steps_per_epoch is not None:
         batches = batches.repeat()
-    callbacks = [keras.callbacks.TensorBoard(log_dir=log_dir)] if log_dir else []
+    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.TensorBoard(log_dir=log_dir)] if log_dir else []
+    if target is not None:
+        callbacks.append(target)
+    record = None
+    if backup_dir is not None:
+        # BackupAndRestore first (it restores before the others start), the record last (it
+        # keeps what the others add to the logs).
+        record = EpochRecord(os.path.join(backup_dir, RECORD_FILE))
+        callbacks = [keras.callbacks.BackupAndRestore(backup_dir), *callbacks, record]
 
     start = time.perf_counter()
     history = model.fit(
         batches, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, verbose=verbose
     )
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start + (record.earlier_seconds if record else 0.0)
+    history_values = record.history if record else {name: list(values) for name, values in history.history.items()}
+    history_values = {name: [float(v) for v in values] for name, values in history_values.items()}
+    epochs_trained = len(next(iter(history_values.values()), []))
+    target_summary = None
+    if target is not None:
+        curve = history_values.get(TARGET_METRIC, [])
+        if target.final_epoch_measured != epochs_trained - 1:  # the last epoch was not measured: measure it
+            curve = [*curve, target.measure()]
+            target.reached = curve[-1] >= target.accuracy
+        checked = [e for e in range(1, epochs_trained + 1) if e % target.every_epochs == 0]
+        if len(checked) < len(curve):
+            checked.append(epochs_trained)
+        target_summary = {
+            "accuracy": target.accuracy,
+            "reached": bool(target.reached),
+            "every_epochs": target.every_epochs,
+            "images": len(target.images),
+            "search": target.search,
+            "curve": [{"epoch": e, "accuracy": a} for e, a in zip(checked, curve)],
+        }
 
     with atomic_path(out_path) as temporary:
         model.save(temporary)
-    history_values = {name: [float(v) for v in values] for name, values in history.history.items()}
     summary = {
         "model_path": os.path.basename(out_path),
         "config": config.to_dict(),
@@ -186,7 +304,10 @@ def train_gan(
         "critic_steps_taken": int(model.critic_optimizer.iterations.numpy()),
         "generator_steps_taken": int(model.generator_optimizer.iterations.numpy()),
         "train_seconds": round(seconds, 2),
+        "epochs_trained": epochs_trained,
         "history": history_values,
+        "target": target_summary,
     }
     summary_path = write_text(summary_path_of(out_path), json.dumps(summary, indent=2))
-    return GANTrainResult(model, os.path.abspath(out_path), summary_path, history_values)
+    earlier = record.earlier_seconds if record else 0.0
+    return GANTrainResult(model, os.path.abspath(out_path), summary_path, history_values, earlier)
