@@ -13,7 +13,7 @@ from lqvae_tf.cli.main import main
 from lqvae_tf.config import preset
 from lqvae_tf.generated import is_generated
 from lqvae_tf.study import ROBUST_COLUMNS, STACKED_COLUMNS, ModelStore, settings_hash, study_config
-from lqvae_tf.study.run import PAPER_COLUMN, training_curves
+from lqvae_tf.study.run import PAPER_COLUMN, fgsm_training_lines, training_curves
 
 COLUMNS = ("lq-vae", "defense-gan", *ROBUST_COLUMNS, *STACKED_COLUMNS)
 # The quick Fashion-MNIST study also has the authors' purifier (tiny) as a column; CelebA's has not.
@@ -78,6 +78,23 @@ def test_training_curves_show_every_epoch_of_each_adversarial_training_and_nothi
     )
     assert lines[3] == header
     assert lines[5:] == ["| 1 | 0.1 | 50.00 | 40.00 |", "| 2 | 0.2 | 60.00 | 55.00 |", "| 3 | 0.3 | 70.00 | 65.00 |"]
+
+
+def test_the_page_says_from_its_rows_whether_fgsm_training_collapses_under_pgd():
+    def row(setting, attack, accuracy, eps=None):
+        params = {"eps": eps} if eps is not None else {}
+        return {"setting": setting, "attack": attack, "params": params, "defended": {"adv-tr": {"accuracy": accuracy}}}
+
+    rows = [row("white-box", "fgsm", 80.0), row("white-box", "fgsm", 70.0), row("white-box", "deepfool", 1.0)]
+    rows += [
+        row("end-to-end", "pgd", 60.0, 0.1),
+        row("end-to-end", "pgd", 58.0, 0.1),
+        row("end-to-end", "pgd", 2.0, 0.3),
+    ]
+    (line,) = [line for line in fgsm_training_lines(rows) if line]
+    assert "keeps 75.00% under FGSM" in line and "58.00% at eps 0.1, 2.00% at eps 0.3" in line
+    assert line.endswith("it collapses under PGD (more than 20 points below its FGSM accuracy) at eps 0.3.")
+    assert fgsm_training_lines(rows[:3]) == []  # no PGD row: nothing to say
 
 
 def test_study_configs_name_every_baseline_and_reject_impossible_ones():
@@ -233,6 +250,7 @@ def test_reproduce_quick_writes_a_table_with_every_column_and_reuses_its_models(
         target = json.load(handle)["target"]
     assert [point["epoch"] for point in target["curve"]] == [1, 2] and not target["reached"]
     assert "Training of gan toward its target: classifier accuracy 100% behind Defense-GAN on 8 held-out" in report
+    assert "**Adv-Tr** (the paper's FGSM adversarial training) keeps" in report
 
     assert main(args) == 0  # nothing changed: every model is reused
     with open(tmp_path / "out" / "results" / "fashion_mnist.md", encoding="utf-8") as handle:

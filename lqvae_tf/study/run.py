@@ -220,6 +220,44 @@ CURVE_COLUMNS = {
 }
 
 
+# Adv-Tr "collapses" under PGD when PGD takes it this many points below its FGSM accuracy.
+COLLAPSE_POINTS = 20.0
+
+
+def fgsm_training_lines(rows: list[dict]) -> list[str]:
+    """Markdown lines: what the FGSM-trained column (`adv-tr`, the paper's Adv-Tr) keeps under
+    FGSM, its own training attack, and under iterative PGD at each eps (the worst end-to-end row,
+    which attacks the model itself), measured in `rows` (results.json); [] without both."""
+    fgsm = [
+        r["defended"]["adv-tr"]["accuracy"]
+        for r in rows
+        if r["setting"] == "white-box" and r["attack"] == "fgsm" and "adv-tr" in r["defended"]
+    ]
+    pgd: dict[float, float] = {}
+    for row in rows:
+        eps = row["params"].get("eps")
+        if row["setting"] == "end-to-end" and row["attack"] == "pgd" and "adv-tr" in row["defended"] and eps:
+            pgd[eps] = min(pgd.get(eps, 100.0), row["defended"]["adv-tr"]["accuracy"])
+    if not fgsm or not pgd:
+        return []
+    under_fgsm = sum(fgsm) / len(fgsm)
+    cells = ", ".join(f"{accuracy:.2f}% at eps {eps:g}" for eps, accuracy in sorted(pgd.items()))
+    collapsed = [eps for eps, accuracy in pgd.items() if accuracy < under_fgsm - COLLAPSE_POINTS]
+    verdict = (
+        f"it collapses under PGD (more than {COLLAPSE_POINTS:g} points below its FGSM accuracy) at eps "
+        + ", ".join(f"{eps:g}" for eps in sorted(collapsed))
+        if collapsed
+        else f"PGD takes it no more than {COLLAPSE_POINTS:g} points below its FGSM accuracy"
+    )
+    return [
+        "",
+        f"**Adv-Tr** (the paper's FGSM adversarial training) keeps {under_fgsm:.2f}% under FGSM, its own "
+        f"training attack (white-box average), and under PGD-40 with restarts (the worst end-to-end row, "
+        f"which attacks the model itself) {cells}: {verdict}.",
+        "",
+    ]
+
+
 def _target_curve(name: str, target: dict | None, summary: dict) -> list[str]:
     """Markdown lines: a generator's accuracy-behind-Defense-GAN checks (`train_gan`'s `target`)."""
     if not target:
@@ -455,6 +493,9 @@ def report(
         "",
     ]
     lines.append(tables)
+    if "json" in written:
+        with open(written["json"], encoding="utf-8") as handle:
+            lines += fgsm_training_lines(json.load(handle)["rows"])
     figures = [(kind, path) for kind, path in sorted(written.items()) if path.endswith(".png")]
     if figures:
         lines += ["## Figures", ""]
