@@ -84,6 +84,23 @@ def test_fashion_mnist_classifier_has_table_1_layers_and_outputs_logits(name, fm
     assert not np.allclose(logits.sum(axis=1), 1.0)  # no softmax at the end
 
 
+def test_held_out_classifier_k_is_the_keras_documentation_convnet_with_logits(fmnist_images):
+    # keras.io/examples/vision/mnist_convnet, its softmax left out: logits like every classifier here.
+    model = build_classifier("K", (28, 28, 1), 10)
+    assert layer_table(model) == [
+        ("Conv2D", 32, 3, 1, "valid", "relu"),
+        ("MaxPooling2D",),
+        ("Conv2D", 64, 3, 1, "valid", "relu"),
+        ("MaxPooling2D",),
+        ("Flatten",),
+        ("Dropout", 0.5),
+        ("Dense", 10, "linear"),
+    ]
+    assert model.count_params() == 34_826  # the documentation's summary
+    logits = keras.ops.convert_to_numpy(model(fmnist_images[:4], training=False))
+    assert logits.shape == (4, 10) and not np.allclose(logits.sum(axis=1), 1.0)
+
+
 @pytest.mark.parametrize("name", ["A", "B", "C"])
 def test_gender_classifier_takes_64x64x3_faces_and_outputs_two_logits(name):
     model = build_gender_classifier(name)
