@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         study = base_study(dataset)
         images, labels = first_examples(dataset, "test", IMAGES)
         inputs = {"clean": images, "behind the preset": LQVAE.from_preset(dataset).purify(images), **changes(images)}
-        for name in (*GUIDES, HELD_OUT):
+        for name in (*GUIDES, *HELD_OUT):
             settings = {"dataset": dataset, "seed": study.seed, **study.classifier}
             path = store.path(f"classifier_{name}", settings)
             if not os.path.isfile(path):
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                 for x in inputs.values()
             ]
             rows.append(
-                f"| {dataset} | {name}{' (held out)' if name == HELD_OUT else ''} | " + " | ".join(cells) + " |"
+                f"| {dataset} | {name}{' (held out)' if name in HELD_OUT else ''} | " + " | ".join(cells) + " |"
             )
     append_table(
         "Classifier fragility: accuracy under small pixel changes, beside the shipped preset",

@@ -12,8 +12,9 @@ from its last finished epoch):
    behind the filter (the mean of their cross-entropies), so that it keeps what any classifier
    needs rather than what one does.
 
-Then it measures the filter in front of A, B, C and a classifier no purifier is trained with
-(`HELD_OUT`, a small residual network): clean accuracy alone and behind it on the first
+Then it measures the filter in front of A, B, C and two classifiers no purifier is trained with
+(`HELD_OUT`: R, a small residual network with batch norm, and K, the Keras documentation's simple
+MNIST convnet): clean accuracy alone and behind it on the first
 `--test-images` test images, and the adaptive accuracy at eps 0.1 (per image the worst of PGD-40
 with 2 restarts through BPDA, the soft path + EOT and the identity; Square beside it) on the
 first `--adaptive-images`, with `lqvae_tf.evaluation.frontier.measure_robustness`. Into
@@ -55,11 +56,13 @@ from lqvae_tf.training import train_purifier
 
 PRESET_DATASETS = {"fashion_mnist": "fashion_mnist", "mnist": "mnist"}  # preset -> the study it is made with
 GUIDES = ("A", "B", "C")  # the classifiers the fine-tune is guided by and attacks through
-HELD_OUT = "R"  # measured only: no purifier is trained with it
+# Measured only: no purifier is trained with them (`lqvae_tf.classifiers.HELD_OUT_CLASSIFIERS`).
+HELD_OUT = ("R", "K")
+HELD_OUT_NOTES = {"R": "a small residual network with batch norm", "K": "the Keras documentation's simple MNIST convnet"}
 # The classifiers' training: MNIST's study's (3 epochs of the full split), for both datasets.
 CLASSIFIER_SETTINGS = {"epochs": 3, "limit": None, "batch_size": 128}
 FINE_TUNE_EPOCHS = 1
-ADAPTIVE_ON = ("A", HELD_OUT)  # the classifiers the adaptive attack is run against
+ADAPTIVE_ON = ("A", *HELD_OUT)  # the classifiers the adaptive attack is run against
 ADAPTIVE_EPS = 0.1
 MAX_FILE_BYTES = 16 * 1024 * 1024  # the most any shipped file may weigh
 
@@ -90,13 +93,14 @@ def classifiers(study: StudyConfig, store: ModelStore) -> dict[str, str]:
     paths = train_models(study, store, only=tuple(f"classifier {guide}" for guide in GUIDES))
     found = {guide: paths[f"classifier {guide}"] for guide in GUIDES}
     settings = {"dataset": study.dataset, "seed": study.seed, **study.classifier}
-    found[HELD_OUT], _ = store.get_or_train(
-        f"classifier_{HELD_OUT}",
-        settings,
-        lambda path: train_classifier(
-            HELD_OUT, study.dataset, path, seed=study.seed, verbose=2, test_limit=2000, **study.classifier
-        ),
-    )
+    for name in HELD_OUT:
+        found[name], _ = store.get_or_train(
+            f"classifier_{name}",
+            settings,
+            lambda path, name=name: train_classifier(
+                name, study.dataset, path, seed=study.seed, verbose=2, test_limit=2000, **study.classifier
+            ),
+        )
     return found
 
 
@@ -283,7 +287,7 @@ def markdown(metrics: dict) -> str:
     tune, clean, adaptive = metrics["fine_tune"], metrics["clean"], metrics["adaptive"]
     attacks = adaptive["attacks"]
     rows = "\n".join(
-        f"| {name}{' (held out)' if name == metrics['held_out'] else ''} | {_cell(c['alone'])} | "
+        f"| {name}{' (held out)' if name in metrics['held_out'] else ''} | {_cell(c['alone'])} | "
         f"{_cell(c['behind_base'])} | {_cell(c['behind_filter'])} | {c['cost']} |"
         for name, c in clean.items()
     )
@@ -295,6 +299,7 @@ def markdown(metrics: dict) -> str:
     )
     files = "\n".join(f"| `{name}` | {size / 1e6:.1f} MB |" for name, size in metrics["files"].items())
     guides = ", ".join(metrics["guides"])
+    held_out = " and ".join(f"{name} ({metrics['held_out_notes'][name]})" for name in metrics["held_out"])
     return f"""{marker("`make presets` (`scripts/make_presets.py`)")}
 # Preset `{metrics["preset"]}`
 
@@ -302,7 +307,7 @@ The LQ-VAE filter behind `LQVAE.from_preset("{metrics["preset"]}")`, made on {me
 fine-tuned for {tune["epochs"]} epoch(s) of the {metrics["dataset"]} training split guided by classifiers {guides} at
 once and against PGD through all of them behind the filter ({tune["seconds"] / 60:.0f} minutes on a shared 2-core
 CPU); float32 weights of the encoder and Decoder1 only (no optimizer state). Classifiers: Defense-GAN's
-{guides} and the held-out {metrics["held_out"]} (a small residual network no purifier is trained with), each
+{guides} and, held out (no purifier is trained with them), {held_out}; each
 {metrics["classifier_settings"]["epochs"]} epochs on the full training split.
 
 Clean accuracy on the first {metrics["test_images"]} test images (percent, 95% Wilson intervals; cost: alone minus
@@ -337,14 +342,15 @@ def make_preset(name: str, args: argparse.Namespace) -> dict:
     paths = classifiers(study, store)
     path, config, base_record, base_path = fine_tuned(name, args, study, store, paths)
     model, base = keras.models.load_model(path), keras.models.load_model(base_path)
-    models = {guide: keras.models.load_model(paths[guide]) for guide in (*GUIDES, HELD_OUT)}
+    models = {guide: keras.models.load_model(paths[guide]) for guide in (*GUIDES, *HELD_OUT)}
     metrics = {
         "preset": name,
         "dataset": study.dataset,
         "date": datetime.date.today().isoformat(),
         "base": base_record,
         "guides": list(GUIDES),
-        "held_out": HELD_OUT,
+        "held_out": list(HELD_OUT),
+        "held_out_notes": {name: HELD_OUT_NOTES[name] for name in HELD_OUT},
         "adaptive_on": list(ADAPTIVE_ON),
         "classifier_settings": study.classifier,
         "fine_tune": {

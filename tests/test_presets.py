@@ -92,8 +92,8 @@ def test_unknown_presets_and_presets_without_weights_are_refused_by_name():
 @pytest.mark.parametrize("name", ["fashion_mnist", "mnist"])
 def test_each_preset_is_measured_in_front_of_its_guides_and_a_held_out_classifier(name):
     measured = preset_metrics(name)
-    assert measured["guides"] == ["A", "B", "C"] and measured["held_out"] == "R"
-    assert set(measured["clean"]) == {"A", "B", "C", "R"}
+    assert measured["guides"] == ["A", "B", "C"] and measured["held_out"] == ["R", "K"]
+    assert set(measured["clean"]) == {"A", "B", "C", "R", "K"} and set(measured["adaptive_on"]) == {"A", "R", "K"}
     for cells in measured["clean"].values():
         assert cells["cost"] == pytest.approx(cells["alone"]["accuracy"] - cells["behind_filter"]["accuracy"])
         assert cells["behind_base"]["n"] == cells["behind_filter"]["n"] == measured["test_images"]
