@@ -202,7 +202,7 @@ def train_models(
         }
 
     def gan(path: str) -> float:
-        target = _gan_target(config, paths, data_dir) if config.gan_target is not None else None
+        target = _defense_gan_target(config, paths, data_dir) if config.gan_target is not None else None
         backup = os.path.join(os.path.dirname(path), "backup")
         return train_gan(gan_config, path, data_dir=data_dir, target=target, backup_dir=backup).earlier_seconds
 
@@ -306,7 +306,7 @@ def training_curves(summaries: dict[str, dict]) -> list[str]:
     return lines
 
 
-def _gan_target(config: StudyConfig, paths: dict[str, str], data_dir: str | None):
+def _defense_gan_target(config: StudyConfig, paths: dict[str, str], data_dir: str | None):
     """The `DefenseGANTarget` of `config.gan_target`: its classifier, the study's search, and
     spare test images (none of the evaluation sample's or the attackers' seeds)."""
     from lqvae_tf.evaluation.suite import load_test_arrays, spare_indices
