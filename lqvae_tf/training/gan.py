@@ -179,8 +179,7 @@ class DefenseGANTarget(keras.callbacks.Callback):
         self.value_range = tuple(value_range)
         self.seed = seed
         self.reached = False
-        self._measured_epoch = -1
-        self.final_epoch_measured = -1
+        self.last_measured_epoch = -1  # the fit's epoch (from 0) of the latest check
 
     def measure(self) -> float:
         """The classifier's accuracy on the held images behind Defense-GAN with the current generator."""
@@ -191,16 +190,13 @@ class DefenseGANTarget(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every_epochs:
             return
-        self._measured_epoch = epoch
+        self.last_measured_epoch = epoch
         value = self.measure()
         if logs is not None:
             logs[TARGET_METRIC] = value
         if value >= self.accuracy:
             self.reached = True
             self.model.stop_training = True
-
-    def on_train_end(self, logs=None):
-        self.final_epoch_measured = self._measured_epoch
 
 
 def summary_path_of(model_path: str) -> str:
@@ -280,7 +276,7 @@ def train_gan(
     target_summary = None
     if target is not None:
         curve = history_values.get(TARGET_METRIC, [])
-        if target.final_epoch_measured != epochs_trained - 1:  # the last epoch was not measured: measure it
+        if target.last_measured_epoch != epochs_trained - 1:  # the last epoch was not measured: measure it
             curve = [*curve, target.measure()]
             target.reached = curve[-1] >= target.accuracy
         checked = [e for e in range(1, epochs_trained + 1) if e % target.every_epochs == 0]
