@@ -77,12 +77,13 @@ def base_study(name: str, quick: bool = False) -> StudyConfig:
     return study.replace(purifier=purifier, classifier=classifier, classifiers=GUIDES)
 
 
-def fine_tune_config(name: str, epochs: int) -> LQVAEConfig:
-    """The fine-tune's config: `preset(name)`'s networks with the guided recipe's guidance and
-    adversarial retraining (end to end through the classifiers) from the first step."""
+def fine_tune_config(name: str, epochs: int, guidance_weight: float = DEFAULT_GUIDANCE.weight) -> LQVAEConfig:
+    """The fine-tune's config: `preset(name)`'s networks with the guided recipe's guidance (at
+    `guidance_weight`) and adversarial retraining (end to end through the classifiers) from the
+    first step."""
     ranged = {"classifier_range": CLASSIFIER_VALUE_RANGE}
     return preset(name).replace(
-        guidance=dataclasses.replace(DEFAULT_GUIDANCE, **ranged),
+        guidance=dataclasses.replace(DEFAULT_GUIDANCE, weight=guidance_weight, **ranged),
         adversarial=dataclasses.replace(GUIDED_ADVERSARIAL, clean_epochs=0, **ranged),
         epochs=epochs,
     )
@@ -164,6 +165,7 @@ def _committed_base(name: str, revision: str, scratch: str) -> tuple[str, dict]:
         "source": "git",
         "commit": commit,
         "sha256": hashlib.sha256("".join(digests).encode()).hexdigest(),
+        "guided": config.guidance is not None,  # a preset fine-tuned before, rather than the classifier-free one
         "metrics": {key: metrics[key] for key in keep if key in metrics},
     }
 
@@ -185,7 +187,7 @@ def fine_tuned(name: str, args: argparse.Namespace, study: StudyConfig, store: M
     """The fine-tuned purifier's path (trained into `store` if missing), its config, and the base's
     record and path."""
     base_path, base_record = base_model(name, args.base, study, store, os.path.join(args.models, "scratch"))
-    config = fine_tune_config(name, args.epochs)
+    config = fine_tune_config(name, args.epochs, args.guidance_weight)
     limit = study.purifier.get("limit")
     if args.quick:
         config = config.replace(**study.purifier.get("overrides", {}))
@@ -274,6 +276,11 @@ def _cell(accuracy: dict) -> str:
 def _base_line(base: dict) -> str:
     if base["source"] == "store":
         return f"the classifier-free recipe trained into the model store ({base['store']})"
+    if base["source"] == "git" and base.get("guided"):
+        return (
+            f"the guided preset shipped before it (commit {str(base['commit'])[:10]}, "
+            f"made by `{base['metrics'].get('command', 'make presets')}`), fine-tuned once more"
+        )
     if base["source"] == "git":
         return (
             f"the classifier-free weights shipped before it (commit {str(base['commit'])[:10]}, "
@@ -299,13 +306,15 @@ def markdown(metrics: dict) -> str:
     )
     files = "\n".join(f"| `{name}` | {size / 1e6:.1f} MB |" for name, size in metrics["files"].items())
     guides = ", ".join(metrics["guides"])
+    # Written down since the weight became a flag (the presets before it used the guided recipe's 3.0).
+    weight = f" (KL weight {tune['guidance_weight']:g})" if "guidance_weight" in tune else ""
     held_out = " and ".join(f"{name} ({metrics['held_out_notes'][name]})" for name in metrics["held_out"])
     return f"""{marker("`make presets` (`scripts/make_presets.py`)")}
 # Preset `{metrics["preset"]}`
 
 The LQ-VAE filter behind `LQVAE.from_preset("{metrics["preset"]}")`, made on {metrics["date"]}: {_base_line(metrics["base"])},
 fine-tuned for {tune["epochs"]} epoch(s) of the {metrics["dataset"]} training split guided by classifiers {guides} at
-once and against PGD through all of them behind the filter ({tune["seconds"] / 60:.0f} minutes on a shared 2-core
+once{weight} and against PGD through all of them behind the filter ({tune["seconds"] / 60:.0f} minutes on a shared 2-core
 CPU); float32 weights of the encoder and Decoder1 only (no optimizer state). Classifiers: Defense-GAN's
 {guides} and, held out (no purifier is trained with them), {held_out}; each
 {metrics["classifier_settings"]["epochs"]} epochs on the full training split.
@@ -355,6 +364,7 @@ def make_preset(name: str, args: argparse.Namespace) -> dict:
         "classifier_settings": study.classifier,
         "fine_tune": {
             "epochs": config.epochs,
+            "guidance_weight": config.guidance.weight,
             "seconds": store.training_record(path).get("seconds"),
             "store": os.path.basename(os.path.dirname(path)),
         },
@@ -386,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
         "missing), 'git:REV' (the preset's weights as committed at REV) or a .keras purifier",
     )
     parser.add_argument("--epochs", type=int, default=FINE_TUNE_EPOCHS, help="the fine-tune's epochs")
+    parser.add_argument(
+        "--guidance-weight",
+        type=float,
+        default=DEFAULT_GUIDANCE.weight,
+        help="the weight of the guides' KL term in the fine-tune (the guided recipe's by default)",
+    )
     parser.add_argument("--test-images", type=int, default=2000, help="test images the clean accuracy is measured on")
     parser.add_argument("--adaptive-images", type=int, default=500, help="test images the adaptive attack runs on")
     parser.add_argument("--quick", action="store_true", help="the --quick studies' tiny models (a smoke check)")

@@ -76,7 +76,9 @@ def test_training_settings_may_change_but_not_the_filter():
 
 
 def test_unknown_presets_and_presets_without_weights_are_refused_by_name():
-    names = r"\['celeb_a', 'fashion_mnist', 'fashion_mnist_guided', 'mnist', 'mnist_guided', 'paper'\]"
+    names = (
+        r"\['celeb_a', 'celeb_a_guided', 'fashion_mnist', 'fashion_mnist_guided', 'mnist', 'mnist_guided', 'paper'\]"
+    )
     with pytest.raises(ValueError, match=rf"unknown preset 'svhn'; choose one of {names}"):
         LQVAE.from_preset("svhn")
     # The guided default ships no weights (it is best trained with the classifier it protects).

@@ -162,6 +162,10 @@ def test_each_preset_is_its_classifier_free_base_fine_tuned_guided_by_several_cl
         assert all(getattr(tuned, field) == getattr(preset(dataset), field) for field in FILTER_FIELDS)
         assert tuned.guidance.weight == 3.0 and tuned.guidance.classifier is None  # the guides are handed over
         assert (tuned.adversarial.mode, tuned.adversarial.clean_epochs, tuned.epochs) == ("end_to_end", 0, 1)
+        heavier = make_presets.fine_tune_config(dataset, epochs=1, guidance_weight=10.0)
+        assert heavier.guidance.weight == 10.0 and heavier.replace(guidance=tuned.guidance) == tuned
+    args = make_presets.build_parser().parse_args(["--models", "m", "--guidance-weight", "10", "mnist"])
+    assert args.guidance_weight == 10.0
     assert make_presets.GUIDES == ("A", "B", "C") and not set(make_presets.HELD_OUT) & set(make_presets.GUIDES)
 
 
@@ -380,3 +384,26 @@ def test_index_averages_black_box_rows_per_attack_with_the_papers_line_after_its
     assert lines[deepfool].startswith("| black-box transfer, deepfool | 2 | 90.00 | 75.00 |")
     assert lines[deepfool + 1].startswith("| paper, same rows | 2 |")  # A/B and B/A of the paper's Table 3
     assert any(line.startswith("| black-box transfer, fgsm | 1 | 90.00 | 10.00 |") for line in lines)
+
+
+def test_models_only_with_only_trains_the_named_models_alone_and_refuses_unknown_names(tmp_path, capsys):
+    """`--only` spreads a long models phase over sessions: one model (and what it needs) per run."""
+    models = str(tmp_path / "models")
+    args = ["reproduce", "fashion_mnist", "--quick", "--models", models, "--quiet", "--models-only"]
+    assert main([*args, "--only", "classifier B"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("classifier B: ")
+    assert [name.split("-")[0] for name in os.listdir(models)] == ["classifier_B"]  # nothing else trained
+    assert main([*args, "--only", "classifier Z"]) == 2
+    assert "no model named 'classifier Z' in the fashion_mnist study; its models: " in capsys.readouterr().err
+    assert main(["reproduce", "fashion_mnist", "--quick", "--models", models, "--only", "purifier"]) == 2
+    assert "give it with --models-only" in capsys.readouterr().err
+    assert len(os.listdir(models)) == 1
+
+
+def test_the_celeb_a_study_filter_is_guided_by_classifier_a_on_clean_faces():
+    """Issue 27: the classifier-free CelebA filter lost the gender; the study's is guided by A."""
+    purifier = study_config("celeb_a").purifier
+    assert purifier["classifier"] == "A" and purifier["preset"] == "celeb_a_guided"
+    config = preset("celeb_a_guided")
+    assert config.guidance.weight > 0 and config.adversarial is None
+    assert config.replace(guidance=None) == preset("celeb_a")  # the same networks and training otherwise

@@ -26,6 +26,13 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--n", type=int, help="evaluation images (over the study's)")
     parser.add_argument("--data-dir", help="the dataset's folder")
     parser.add_argument("--models-only", action="store_true", help="train (or find) the models, run no table")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="MODEL",
+        help="with --models-only, train (or find) this model alone, e.g. 'purifier', 'classifier A (madry)', 'gan' "
+        "(repeatable; the models it needs come with it)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars or stage times")
 
 
@@ -33,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     """Runs `lqvae reproduce`."""
     from lqvae_tf.study import run_study, study_config
 
+    if args.only and not args.models_only:
+        raise ValueError("--only trains models and runs no table: give it with --models-only")
     config = study_config(args.dataset, quick=args.quick)
     if args.n is not None:
         config = config.replace(n=args.n)
@@ -45,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         command="lqvae " + shlex.join(args.argv),
         verbose=not args.quiet,
         models_only=args.models_only,
+        only=tuple(args.only) if args.only else None,
     )
     if args.models_only:
         print("\n".join(f"{name}: {path}" for name, path in written.items()))

@@ -69,6 +69,14 @@ def _summary_of(model_path: str) -> dict[str, Any]:
         return json.load(handle)
 
 
+def model_names(config: StudyConfig) -> list[str]:
+    """The names of the study's models, as `train_models` keys them."""
+    names = ["purifier", *(["purifier (paper)"] if config.paper_purifier is not None else [])]
+    for name in config.classifiers:
+        names += [f"classifier {name}", *(f"classifier {name} ({column})" for column in ROBUST_COLUMNS)]
+    return [*names, "gan"]
+
+
 def train_models(
     config: StudyConfig,
     store: ModelStore,
@@ -94,6 +102,10 @@ def train_models(
     # A warm-started adversarial classifier needs its clean classifier first; a generator trained
     # to a target, the target's classifier.
     needed = set(only or ())
+    unknown = sorted(needed - set(model_names(config)))
+    if unknown:
+        names = ", ".join(map(repr, unknown))
+        raise ValueError(f"no model named {names} in the {config.dataset} study; its models: {model_names(config)}")
     if config.gan_target is not None and "gan" in needed:
         needed.add(f"classifier {config.gan_target['classifier']}")
     for name in config.classifiers:
@@ -334,6 +346,7 @@ def run_study(
     command: str = "",
     verbose: bool = True,
     models_only: bool = False,
+    only: tuple[str, ...] | None = None,
 ) -> dict[str, str]:
     """Runs the study `config`: writes `<out_dir>/results/<dataset>.md`, `<out_dir>/results/<dataset>/`
     and the index `<out_dir>/results.md`.
@@ -346,6 +359,8 @@ def run_study(
         command: the command line that ran the study, written at the top of the report.
         verbose: progress bars and stage times.
         models_only: train (or find) the study's models and stop there.
+        only: with `models_only`, those models alone (`train_models`' names, e.g. "purifier"), so
+            that a long models phase can be spread over sessions one model at a time.
 
     Returns:
         Paths of what was written, by kind ("report" is the study's page, "index" the index);
@@ -357,7 +372,9 @@ def run_study(
 
     stages = Stages(verbose)
     images, labels = load_test_arrays(config.dataset, data_dir)  # first: no data, no training
-    paths = train_models(config, ModelStore(models_dir), data_dir, stages)
+    if only is not None and not models_only:
+        raise ValueError("only names models to train: it needs models_only (the tables need every model)")
+    paths = train_models(config, ModelStore(models_dir), data_dir, stages, only=only)
     if models_only:
         return paths
     held_out = min(config.held_out, PAPERNOT_SEEDS) if config.held_out else 0
