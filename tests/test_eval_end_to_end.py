@@ -105,3 +105,18 @@ def test_eval_command_writes_tables_figures_and_resumes_from_cache(trained, tmp_
 def test_eval_command_reports_missing_files(tmp_path, capsys):
     assert main(["eval", "--purifier", str(tmp_path / "none.keras"), "--out", str(tmp_path)]) == 2
     assert "purifier file" in capsys.readouterr().err
+
+
+def test_eval_refuses_two_classifiers_of_one_name_instead_of_dropping_one(tmp_path, capsys):
+    """Store paths all end in model.keras: keyed by file name, the second would replace the first."""
+    from lqvae_tf.cli.evaluate import _classifier_paths
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "model.keras").write_bytes(b"")
+    both = f"{tmp_path / 'a' / 'model.keras'},{tmp_path / 'b' / 'model.keras'}"
+    with pytest.raises(ValueError, match="two classifiers are named 'model'.*give the files different names"):
+        _classifier_paths(both, str(tmp_path))
+    (tmp_path / "b" / "classifier_B.keras").write_bytes(b"")
+    named = _classifier_paths(f"{tmp_path / 'a' / 'model.keras'},{tmp_path / 'b' / 'classifier_B.keras'}", "")
+    assert list(named) == ["model", "B"]

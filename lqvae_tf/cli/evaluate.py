@@ -76,9 +76,15 @@ def _classifier_paths(text: str, folder: str) -> dict[str, str]:
     paths = {}
     for item in (part.strip() for part in text.split(",") if part.strip()):
         if item.endswith(".keras"):
-            paths[os.path.splitext(os.path.basename(item))[0].removeprefix("classifier_")] = item
+            name, path = os.path.splitext(os.path.basename(item))[0].removeprefix("classifier_"), item
         else:
-            paths[item.upper()] = os.path.join(folder, classifier_filename(item.upper()))
+            name, path = item.upper(), os.path.join(folder, classifier_filename(item.upper()))
+        if name in paths:  # the tables are keyed by name: a second one would silently replace the first
+            raise ValueError(
+                f"two classifiers are named {name!r} ({paths[name]} and {path}): the tables name each by its "
+                "file name, so give the files different names"
+            )
+        paths[name] = path
     missing = [p for p in paths.values() if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(
