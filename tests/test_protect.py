@@ -138,3 +138,22 @@ def test_bad_input_is_refused_by_name_before_anything_is_written(tmp_path, capsy
     assert main(args) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("weight", [None, 10.0])
+def test_the_fine_tune_keeps_the_guidance_weight_the_preset_was_tuned_with(monkeypatch, weight):
+    """A preset fine-tuned at a heavier guidance (make_presets --guidance-weight) keeps that balance
+    in protect's fine-tune; one trained without guidance gets the guided recipe's."""
+    import dataclasses
+    import importlib
+
+    from lqvae_tf.config import DEFAULT_GUIDANCE
+
+    module = importlib.import_module("lqvae_tf.protection.protect")  # the package exports the function
+
+    shipped = module.trained_config("fashion_mnist")
+    guidance = None if weight is None else dataclasses.replace(DEFAULT_GUIDANCE, weight=weight)
+    monkeypatch.setattr(module, "trained_config", lambda name: shipped.replace(guidance=guidance))
+    config = module.fine_tune_config("fashion_mnist", "mine.keras")
+    assert config.guidance.weight == (DEFAULT_GUIDANCE.weight if weight is None else weight)
+    assert config.guidance.classifier == "mine.keras" == config.adversarial.classifier

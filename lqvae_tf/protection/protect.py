@@ -84,7 +84,8 @@ def fine_tune_config(
 ) -> LQVAEConfig:
     """The fine-tune of the shipped preset `preset_name` for one classifier: its networks
     (`trained_config`), warm-started from its weights (`init_from`), with classifier guidance
-    (`DEFAULT_GUIDANCE`) and PGD through the classifier behind the filter on a quarter of each
+    at the weight the preset was fine-tuned with (`DEFAULT_GUIDANCE`'s for a preset trained
+    without guidance) and PGD through the classifier behind the filter on a quarter of each
     batch (`GUIDED_ADVERSARIAL`) from the first step (no clean epochs: the code already works).
 
     Args:
@@ -95,9 +96,12 @@ def fine_tune_config(
         seed: the run's seed.
     """
     ranged = {"classifier": classifier_path, "classifier_range": CLASSIFIER_VALUE_RANGE}  # [0, 1] classifiers
-    return trained_config(preset_name).replace(
+    shipped = trained_config(preset_name)
+    # The balance of guidance against reconstruction the shipped weights were tuned at, kept.
+    guidance = shipped.guidance or DEFAULT_GUIDANCE
+    return shipped.replace(
         adversarial=dataclasses.replace(GUIDED_ADVERSARIAL, clean_epochs=0, **ranged),
-        guidance=dataclasses.replace(DEFAULT_GUIDANCE, **ranged),
+        guidance=dataclasses.replace(guidance, **ranged),
         epochs=epochs,
         init_from=preset_name,
         seed=seed,
