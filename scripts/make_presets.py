@@ -77,14 +77,19 @@ def base_study(name: str, quick: bool = False) -> StudyConfig:
     return study.replace(purifier=purifier, classifier=classifier, classifiers=GUIDES)
 
 
-def fine_tune_config(name: str, epochs: int, guidance_weight: float = DEFAULT_GUIDANCE.weight) -> LQVAEConfig:
+def fine_tune_config(
+    name: str,
+    epochs: int,
+    guidance_weight: float = DEFAULT_GUIDANCE.weight,
+    adversarial_fraction: float = GUIDED_ADVERSARIAL.fraction,
+) -> LQVAEConfig:
     """The fine-tune's config: `preset(name)`'s networks with the guided recipe's guidance (at
-    `guidance_weight`) and adversarial retraining (end to end through the classifiers) from the
-    first step."""
+    `guidance_weight`) and adversarial retraining (end to end through the classifiers, on
+    `adversarial_fraction` of each batch) from the first step."""
     ranged = {"classifier_range": CLASSIFIER_VALUE_RANGE}
     return preset(name).replace(
         guidance=dataclasses.replace(DEFAULT_GUIDANCE, weight=guidance_weight, **ranged),
-        adversarial=dataclasses.replace(GUIDED_ADVERSARIAL, clean_epochs=0, **ranged),
+        adversarial=dataclasses.replace(GUIDED_ADVERSARIAL, clean_epochs=0, fraction=adversarial_fraction, **ranged),
         epochs=epochs,
     )
 
@@ -187,7 +192,7 @@ def fine_tuned(name: str, args: argparse.Namespace, study: StudyConfig, store: M
     """The fine-tuned purifier's path (trained into `store` if missing), its config, and the base's
     record and path."""
     base_path, base_record = base_model(name, args.base, study, store, os.path.join(args.models, "scratch"))
-    config = fine_tune_config(name, args.epochs, args.guidance_weight)
+    config = fine_tune_config(name, args.epochs, args.guidance_weight, args.adversarial_fraction)
     limit = study.purifier.get("limit")
     if args.quick:
         config = config.replace(**study.purifier.get("overrides", {}))
@@ -308,13 +313,14 @@ def markdown(metrics: dict) -> str:
     guides = ", ".join(metrics["guides"])
     # Written down since the weight became a flag (the presets before it used the guided recipe's 3.0).
     weight = f" (KL weight {tune['guidance_weight']:g})" if "guidance_weight" in tune else ""
+    share = f" on {tune['adversarial_fraction']:g} of each batch" if "adversarial_fraction" in tune else ""
     held_out = " and ".join(f"{name} ({metrics['held_out_notes'][name]})" for name in metrics["held_out"])
     return f"""{marker("`make presets` (`scripts/make_presets.py`)")}
 # Preset `{metrics["preset"]}`
 
 The LQ-VAE filter behind `LQVAE.from_preset("{metrics["preset"]}")`, made on {metrics["date"]}: {_base_line(metrics["base"])},
 fine-tuned for {tune["epochs"]} epoch(s) of the {metrics["dataset"]} training split guided by classifiers {guides} at
-once{weight} and against PGD through all of them behind the filter ({tune["seconds"] / 60:.0f} minutes on a shared 2-core
+once{weight} and against PGD through all of them behind the filter{share} ({tune["seconds"] / 60:.0f} minutes on a shared 2-core
 CPU); float32 weights of the encoder and Decoder1 only (no optimizer state). Classifiers: Defense-GAN's
 {guides} and, held out (no purifier is trained with them), {held_out}; each
 {metrics["classifier_settings"]["epochs"]} epochs on the full training split.
@@ -365,6 +371,7 @@ def make_preset(name: str, args: argparse.Namespace) -> dict:
         "fine_tune": {
             "epochs": config.epochs,
             "guidance_weight": config.guidance.weight,
+            "adversarial_fraction": config.adversarial.fraction,
             "seconds": store.training_record(path).get("seconds"),
             "store": os.path.basename(os.path.dirname(path)),
         },
@@ -401,6 +408,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=DEFAULT_GUIDANCE.weight,
         help="the weight of the guides' KL term in the fine-tune (the guided recipe's by default)",
+    )
+    parser.add_argument(
+        "--adversarial-fraction",
+        type=float,
+        default=GUIDED_ADVERSARIAL.fraction,
+        help="the share of each fine-tune batch perturbed by PGD (the guided recipe's by default)",
     )
     parser.add_argument("--test-images", type=int, default=2000, help="test images the clean accuracy is measured on")
     parser.add_argument("--adaptive-images", type=int, default=500, help="test images the adaptive attack runs on")

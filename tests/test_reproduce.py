@@ -164,8 +164,11 @@ def test_each_preset_is_its_classifier_free_base_fine_tuned_guided_by_several_cl
         assert (tuned.adversarial.mode, tuned.adversarial.clean_epochs, tuned.epochs) == ("end_to_end", 0, 1)
         heavier = make_presets.fine_tune_config(dataset, epochs=1, guidance_weight=10.0)
         assert heavier.guidance.weight == 10.0 and heavier.replace(guidance=tuned.guidance) == tuned
-    args = make_presets.build_parser().parse_args(["--models", "m", "--guidance-weight", "10", "mnist"])
-    assert args.guidance_weight == 10.0
+        lighter = make_presets.fine_tune_config(dataset, epochs=1, adversarial_fraction=0.1)
+        assert lighter.adversarial.fraction == 0.1 and tuned.adversarial.fraction == 0.25
+    flags = ["--models", "m", "--guidance-weight", "10", "--adversarial-fraction", "0.1", "mnist"]
+    args = make_presets.build_parser().parse_args(flags)
+    assert (args.guidance_weight, args.adversarial_fraction) == (10.0, 0.1)
     assert make_presets.GUIDES == ("A", "B", "C") and not set(make_presets.HELD_OUT) & set(make_presets.GUIDES)
 
 
