@@ -284,7 +284,7 @@ def _base_line(base: dict) -> str:
     if base["source"] == "git" and base.get("guided"):
         return (
             f"the guided preset shipped before it (commit {str(base['commit'])[:10]}, "
-            f"made by `{base['metrics'].get('command', 'make presets')}`), fine-tuned once more"
+            f"made by `{base['metrics'].get('command', 'make presets')}`)"
         )
     if base["source"] == "git":
         return (
