@@ -312,8 +312,8 @@ def markdown(metrics: dict) -> str:
     files = "\n".join(f"| `{name}` | {size / 1e6:.1f} MB |" for name, size in metrics["files"].items())
     guides = ", ".join(metrics["guides"])
     # Written down since the weight became a flag (the presets before it used the guided recipe's 3.0).
-    weight = f" (KL weight {tune['guidance_weight']:g})" if "guidance_weight" in tune else ""
-    share = f" on {tune['adversarial_fraction']:g} of each batch" if "adversarial_fraction" in tune else ""
+    weight = f" (KL weight {tune['guidance_weight']:g})" if tune.get("guidance_weight") is not None else ""
+    share = f" on {tune['adversarial_fraction']:g} of each batch" if tune.get("adversarial_fraction") is not None else ""
     held_out = " and ".join(f"{name} ({metrics['held_out_notes'][name]})" for name in metrics["held_out"])
     return f"""{marker("`make presets` (`scripts/make_presets.py`)")}
 # Preset `{metrics["preset"]}`
@@ -370,8 +370,9 @@ def make_preset(name: str, args: argparse.Namespace) -> dict:
         "classifier_settings": study.classifier,
         "fine_tune": {
             "epochs": config.epochs,
-            "guidance_weight": config.guidance.weight,
-            "adversarial_fraction": config.adversarial.fraction,
+            # None where the fine-tune has no such part (the --quick smoke run trains without PGD).
+            "guidance_weight": config.guidance.weight if config.guidance else None,
+            "adversarial_fraction": config.adversarial.fraction if config.adversarial else None,
             "seconds": store.training_record(path).get("seconds"),
             "store": os.path.basename(os.path.dirname(path)),
         },
