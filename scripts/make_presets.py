@@ -51,7 +51,7 @@ from lqvae_tf.generated import marker
 from lqvae_tf.models.inputs import rescale
 from lqvae_tf.presets import CONFIG_FILE, METRICS_FILE, PRESET_ROOT, WEIGHT_FILES, preset_dir, save_filter_weights
 from lqvae_tf.stats import accuracy_of
-from lqvae_tf.study import ModelStore, StudyConfig, study_config, train_models
+from lqvae_tf.study import ModelStore, StudyConfig, classifier_model, study_config, train_models
 from lqvae_tf.training import train_purifier
 
 PRESET_DATASETS = {"fashion_mnist": "fashion_mnist", "mnist": "mnist"}  # preset -> the study it is made with
@@ -96,8 +96,8 @@ def fine_tune_config(
 
 def classifiers(study: StudyConfig, store: ModelStore) -> dict[str, str]:
     """Classifiers `GUIDES` and `HELD_OUT` of the study's dataset, trained into `store` if missing."""
-    paths = train_models(study, store, only=tuple(f"classifier {guide}" for guide in GUIDES))
-    found = {guide: paths[f"classifier {guide}"] for guide in GUIDES}
+    paths = train_models(study, store, only=tuple(classifier_model(guide) for guide in GUIDES))
+    found = {guide: paths[classifier_model(guide)] for guide in GUIDES}
     settings = {"dataset": study.dataset, "seed": study.seed, **study.classifier}
     for name in HELD_OUT:
         found[name], _ = store.get_or_train(

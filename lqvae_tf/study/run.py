@@ -69,11 +69,17 @@ def _summary_of(model_path: str) -> dict[str, Any]:
         return json.load(handle)
 
 
+def classifier_model(name: str, column: str | None = None) -> str:
+    """The name `train_models` gives the study's classifier `name`, or its robust version `column`
+    (a key of `ROBUST_COLUMNS`, e.g. "madry"): "classifier A", "classifier A (madry)"."""
+    return f"classifier {name}" if column is None else f"classifier {name} ({column})"
+
+
 def model_names(config: StudyConfig) -> list[str]:
     """The names of the study's models, as `train_models` keys them."""
     names = ["purifier", *(["purifier (paper)"] if config.paper_purifier is not None else [])]
     for name in config.classifiers:
-        names += [f"classifier {name}", *(f"classifier {name} ({column})" for column in ROBUST_COLUMNS)]
+        names += [classifier_model(name), *(classifier_model(name, column) for column in ROBUST_COLUMNS)]
     return [*names, "gan"]
 
 
@@ -107,12 +113,12 @@ def train_models(
         names = ", ".join(map(repr, unknown))
         raise ValueError(f"no model named {names} in the {config.dataset} study; its models: {model_names(config)}")
     if config.gan_target is not None and "gan" in needed:
-        needed.add(f"classifier {config.gan_target['classifier']}")
+        needed.add(classifier_model(config.gan_target["classifier"]))
     for name in config.classifiers:
         for column, method in ROBUST_COLUMNS.items():
             warm = (config.madry if method == "pgd" else config.adv_tr).get("warm_start", False)
-            if warm and f"classifier {name} ({column})" in needed:
-                needed.add(f"classifier {name}")
+            if warm and classifier_model(name, column) in needed:
+                needed.add(classifier_model(name))
 
     def keep(name: str, kind: str, settings: dict, train: Callable[[str], object]) -> None:
         if only is not None and name not in needed:
@@ -138,12 +144,12 @@ def train_models(
         # Keyed by the classifier's settings, not its path, so another store finds the same model.
         purifier_key["classifier"] = {"name": guide, **config.classifier}
         if "purifier" in needed:
-            needed.add(f"classifier {guide}")
+            needed.add(classifier_model(guide))
 
     def purifier(path: str) -> float:
         trained_with = purifier_config
         if "classifier" in purifier_key:
-            trained_with = purifier_config.with_classifier(paths[f"classifier {guide}"])
+            trained_with = purifier_config.with_classifier(paths[classifier_model(guide)])
         result = train_purifier(trained_with, dataset, os.path.dirname(path), limit=limit, data_dir=data_dir, verbose=2)
         os.replace(result.model_path, path)
         return result.earlier_seconds  # a resumed training's earlier epochs count in its time
@@ -151,7 +157,7 @@ def train_models(
     for name in config.classifiers:
         settings = dict(config.classifier)
         keep(
-            f"classifier {name}",
+            classifier_model(name),
             f"classifier_{name}",
             settings,
             lambda path, name=name, s=settings: train_classifier(
@@ -164,9 +170,9 @@ def train_models(
             if settings.pop("warm_start", False):
                 # Fine-tuned from the clean classifier: its settings are part of this one's key.
                 key["init"] = dict(config.classifier)
-                settings["init_from"] = paths.get(f"classifier {name}")
+                settings["init_from"] = paths.get(classifier_model(name))
             keep(
-                f"classifier {name} ({column})",
+                classifier_model(name, column),
                 f"classifier_{name}_{method}",
                 key,
                 # Backed up after every epoch beside the model, so an interrupted training resumes
@@ -328,7 +334,7 @@ def _defense_gan_target(config: StudyConfig, paths: dict[str, str], data_dir: st
     images, labels = load_test_arrays(config.dataset, data_dir)
     chosen = spare_indices(len(images), config.n, config.seed, config.held_out, target["images"])
     return DefenseGANTarget(
-        keras.models.load_model(paths[f"classifier {target['classifier']}"]),
+        keras.models.load_model(paths[classifier_model(target["classifier"])]),
         images[chosen],
         labels[chosen],
         accuracy=target["accuracy"],
@@ -381,9 +387,9 @@ def run_study(
     chosen, seeds = sample_indices(len(images), config.n, config.seed, held_out)
 
     purifier = keras.models.load_model(paths["purifier"])
-    classifiers = {name: keras.models.load_model(paths[f"classifier {name}"]) for name in config.classifiers}
+    classifiers = {name: keras.models.load_model(paths[classifier_model(name)]) for name in config.classifiers}
     robust = {
-        column: {name: keras.models.load_model(paths[f"classifier {name} ({column})"]) for name in config.classifiers}
+        column: {name: keras.models.load_model(paths[classifier_model(name, column)]) for name in config.classifiers}
         for column in ROBUST_COLUMNS
     }
     defense_gan = DefenseGANDefense(
