@@ -34,6 +34,7 @@ from results_table import RESULTS, append_table, machine  # noqa: E402
 from lqvae_tf.atomic import write_text  # noqa: E402
 from lqvae_tf.generated import replace_block  # noqa: E402
 from lqvae_tf.pipeline_components.gate import REPORT_FILE  # noqa: E402
+from lqvae_tf.provenance import code_version  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
@@ -51,11 +52,6 @@ def gate_report(run_dir: str) -> dict:
 def _cell(accuracy: dict) -> str:
     low, high = accuracy["ci95"]
     return f"{accuracy['accuracy']}% [{low}, {high}]"
-
-
-def commit() -> str:
-    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
-    return result.stdout.strip() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,14 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     rows += [f"| {check['attack']} {check['row']['params']} | {_cell(check['accuracy'])} |" for check in attacks]
     append_table(
         "`make run` from a fresh run folder",
-        f"commit {commit()}; venv and data set up beforehand; gate on {report['n']} eval images",
+        f"commit {code_version()}; venv and data set up beforehand; gate on {report['n']} eval images",
         ["what", "measured"],
         rows,
         path=args.results,
     )
     adaptive = ", ".join(f"`{check['attack']}` {_cell(check['accuracy'])}" for check in attacks)
     body = (
-        f"Measured on {datetime.date.today()} ({machine()}, commit {commit()}, `python bench/time_make_run.py`): "
+        f"Measured on {datetime.date.today()} ({machine()}, commit {code_version()}, `python bench/time_make_run.py`): "
         f"`make run` took **{minutes:.1f} min** from a fresh run folder; the gate **{verdict}** the purifier: "
         f"clean accuracy {_cell(alone)} alone, {_cell(behind)} behind it (cost {cost} points); {adaptive} "
         f"on {report['n']} eval images."

@@ -12,6 +12,7 @@ from lqvae_tf.classifiers import check_adversarial_settings, summary_path
 from lqvae_tf.cli.main import main
 from lqvae_tf.config import preset
 from lqvae_tf.generated import is_generated
+from lqvae_tf.provenance import code_version
 from lqvae_tf.study import ROBUST_COLUMNS, STACKED_COLUMNS, ModelStore, settings_hash, study_config
 from lqvae_tf.study.run import PAPER_COLUMN, fgsm_training_lines, training_curves
 
@@ -241,6 +242,8 @@ def test_reproduce_quick_writes_a_table_with_every_column_and_reuses_its_models(
     assert all(line.split(" | ")[1].startswith("`<models>/") for line in models)  # not this machine's path
     assert all(line.split(" | ")[3].split(" (")[0].replace(".", "").isdigit() for line in models)  # seconds
     assert "lqvae reproduce fashion_mnist --quick" in report and "accuracy_vs_eps" in report
+    assert f"at commit {code_version()};" in report  # the code that made it, beside the date
+    assert "Models phase: " in report and " hours of training in all" in report
     for name in ("A", "B"):  # the quick study's Madry classifiers fine-tune its clean ones
         (madry,) = glob.glob(str(tmp_path / "models" / f"classifier_{name}_pgd-*" / "model.keras"))
         (clean,) = glob.glob(str(tmp_path / "models" / f"classifier_{name}-*" / "model.keras"))

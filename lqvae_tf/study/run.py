@@ -28,6 +28,7 @@ import keras
 
 from lqvae_tf.atomic import write_text
 from lqvae_tf.generated import marker, without_marker
+from lqvae_tf.provenance import code_version
 from lqvae_tf.study.config import StudyConfig
 from lqvae_tf.study.index import page_path, write_index
 from lqvae_tf.study.store import ModelStore
@@ -459,7 +460,8 @@ def report(
         marker(f"`lqvae reproduce {config.dataset}`"),
         f"# Measured results: {config.dataset}",
         "",
-        f"Written by `lqvae reproduce` on {datetime.date.today().isoformat()}; every number below comes from it.",
+        f"Written by `lqvae reproduce` on {datetime.date.today().isoformat()} at commit {code_version()}; every",
+        "number below comes from it.",
         "Each row attacks the same seeded sample; columns are the defenses compared on it: the classifier alone",
         "(`no defense`), behind LQ-VAE (`lq-vae`), behind Defense-GAN (`defense-gan`), and replaced by its Madry",
         "PGD (`madry`) or FGSM (`adv-tr`) adversarially trained version, and the Madry classifier behind",
@@ -492,8 +494,10 @@ def report(
     ]
     from lqvae_tf.classifiers.train import ONE_CLASS_SHARE
 
+    total_seconds = 0.0
     for name, path in paths.items():
         summary, record = _summary_of(path), ModelStore.training_record(path)
+        total_seconds += float(record.get("seconds", 0.0))
         accuracy = summary.get("test_accuracy")
         cells = [
             name,
@@ -506,6 +510,11 @@ def report(
         if isinstance(share, float) and share >= ONE_CLASS_SHARE:
             cells[-1] += f" (one class for {100 * share:.1f}% of them: collapsed, its columns measure no robustness)"
         lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"Models phase: {total_seconds / 3600:.2f} hours of training in all (the seconds above, each model's",
+        "earlier interrupted runs included; a reused model's were spent when it was trained).",
+    ]
     lines += training_curves({name: _summary_of(path) for name, path in paths.items()})
     lines += [
         "",
