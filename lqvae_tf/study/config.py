@@ -14,6 +14,8 @@ from typing import Any
 from lqvae_tf.data.registry import DATASET_NAMES
 
 DATASETS = DATASET_NAMES  # the registry's
+# The tables' column of the authors' purifier (`StudyConfig.paper_purifier`), beside ours ("lq-vae").
+PAPER_COLUMN = "lq-vae (paper)"
 
 # Table 5 (BPDA end to end): the paper's setting as the authors' code runs it, then our adaptive
 # attacks beside it. Rows of one eps share their parameters and restarts, so the undefended and

@@ -27,7 +27,8 @@ def page_path(out_dir: str, dataset: str) -> str:
     return os.path.join(out_dir, "results", f"{dataset}.md")
 
 
-def _cells(row: dict) -> dict[str, float]:
+def row_cells(row: dict) -> dict[str, float]:
+    """A row's accuracies by column: "no attack", "no defense" and each defended column."""
     values = {"no attack": row["no_attack"]["accuracy"], "no defense": row["no_defense"]["accuracy"]}
     values.update({column: cell["accuracy"] for column, cell in row["defended"].items()})
     return values
@@ -49,16 +50,14 @@ def _columns(rows: list[dict]) -> tuple[str, ...]:
     return (*COLUMNS[2:], *extra)
 
 
-def _summary(dataset: str, rows: list[dict]) -> list[str]:
-    """One line per (setting, group of rows): our averages, then the paper's over the same rows.
+def group_rows(rows: list[dict]) -> dict[str, list[dict]]:
+    """The rows by the question they answer, named as the index names them.
 
     Black-box rows are grouped per attack (the paper's DeepFool or CW beside, e.g., the Defense-GAN
     code's FGSM), so that an average never mixes two attacks and the paper's line follows its own.
-    Adaptive end-to-end rows give one worst row per eps, never a minimum across budgets.
+    Adaptive end-to-end rows are grouped per eps (their worst row is the group's answer), never
+    across budgets; the groups whose name ends in "(worst row)" are those.
     """
-    paper = reference(dataset)
-    columns = ("no attack", "no defense", *_columns(rows))
-    lines = []
     groups: dict[str, list[dict]] = {}
     for row in rows:
         if row["setting"] == "end-to-end":
@@ -71,9 +70,23 @@ def _summary(dataset: str, rows: list[dict]) -> list[str]:
         else:
             name = SETTING_NAMES[row["setting"]]
         groups.setdefault(name, []).append(row)
-    for name, chosen in groups.items():
-        ours = [_cells(row) for row in chosen]
-        theirs = [paper[key] for row in chosen if (key := (row["setting"], row["attack"], _label(row))) in paper]
+    return groups
+
+
+def paper_row(paper: dict[tuple[str, str, str], dict[str, float]], row: dict) -> dict[str, float] | None:
+    """The paper's numbers for the same setting, attack and classifier as `row` (None: not reported)."""
+    return paper.get((row["setting"], row["attack"], _label(row)))
+
+
+def _summary(dataset: str, rows: list[dict]) -> list[str]:
+    """One line per group of rows (`group_rows`): our averages, then the paper's over the same rows;
+    for the adaptive end-to-end groups, the worst row per eps instead of an average."""
+    paper = reference(dataset)
+    columns = ("no attack", "no defense", *_columns(rows))
+    lines = []
+    for name, chosen in group_rows(rows).items():
+        ours = [row_cells(row) for row in chosen]
+        theirs = [found for row in chosen if (found := paper_row(paper, row)) is not None]
         if name.endswith("(worst row)"):
             cells = [min((v[c] for v in ours if c in v), default=None) for c in columns]
             cells = ["" if v is None else f"{v:.2f}" for v in cells]

@@ -29,7 +29,8 @@ import keras
 from lqvae_tf.atomic import write_text
 from lqvae_tf.generated import marker, without_marker
 from lqvae_tf.provenance import code_version
-from lqvae_tf.study.config import StudyConfig
+from lqvae_tf.study.config import PAPER_COLUMN, StudyConfig
+from lqvae_tf.study.gaps import gap_lines
 from lqvae_tf.study.index import page_path, write_index
 from lqvae_tf.study.store import ModelStore
 
@@ -37,7 +38,6 @@ ROBUST_COLUMNS = {"madry": "pgd", "adv-tr": "fgsm"}  # result column -> adversar
 # The filter in front of the Madry classifier: what a user who wants the most robustness deploys
 # (issue 27). Column -> (purifier column, robust column).
 STACKED_COLUMNS = {"madry+lq-vae": ("lq-vae", "madry")}
-PAPER_COLUMN = "lq-vae (paper)"  # the authors' purifier (`StudyConfig.paper_purifier`) beside ours
 
 
 class Stages:
@@ -527,7 +527,9 @@ def report(
     lines.append(tables)
     if "json" in written:
         with open(written["json"], encoding="utf-8") as handle:
-            lines += fgsm_training_lines(json.load(handle)["rows"])
+            rows = json.load(handle)["rows"]
+        lines += fgsm_training_lines(rows)
+        lines += gap_lines(config.dataset, rows)
     figures = [(kind, path) for kind, path in sorted(written.items()) if path.endswith(".png")]
     if figures:
         lines += ["## Figures", ""]
