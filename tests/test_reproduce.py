@@ -246,6 +246,13 @@ def test_reproduce_quick_writes_a_table_with_every_column_and_reuses_its_models(
     assert "lqvae reproduce fashion_mnist --quick" in report and "accuracy_vs_eps" in report
     assert f"at commit {code_version()};" in report  # the code that made it, beside the date
     assert "Models phase: " in report and " hours of training in all" in report
+    # The quick study's floors, read from its rows: the tiny Madry model keeps at least 0% clean and
+    # not 100% under PGD at eps 0.3; the masking check reads the FGSM curve (n images a point).
+    floors = [line for line in report.splitlines() if line.startswith("| `madry`")]
+    verdicts = [line.rstrip(" |").rsplit("| ", 1)[-1] for line in floors]
+    assert verdicts[:2] == ["met", "**missed**"] and len(floors) == 3
+    with open(tmp_path / "out" / "results" / "fashion_mnist" / "accuracy_vs_eps.json", encoding="utf-8") as handle:
+        assert json.load(handle)["n"] == 16
     for name in ("A", "B"):  # the quick study's Madry classifiers fine-tune its clean ones
         (madry,) = glob.glob(str(tmp_path / "models" / f"classifier_{name}_pgd-*" / "model.keras"))
         (clean,) = glob.glob(str(tmp_path / "models" / f"classifier_{name}-*" / "model.keras"))

@@ -333,6 +333,17 @@ def _figures(evaluation, defense, attacks, parsed, names, out_dir, eps_grid) -> 
         )
         paths["accuracy_vs_eps_data"] = write_text(
             os.path.join(out_dir, "accuracy_vs_eps.json"),
-            json.dumps({"attack": "fgsm", "classifier": names[0], "eps": list(eps_grid), "accuracy": curves}, indent=2),
+            json.dumps(
+                # n: the images behind each point, from which a reader (and the study's masking
+                # check, lqvae_tf.study.floors) takes the points' intervals.
+                {
+                    "attack": "fgsm",
+                    "classifier": names[0],
+                    "eps": list(eps_grid),
+                    "n": len(evaluation.labels),
+                    "accuracy": curves,
+                },
+                indent=2,
+            ),
         )
     return paths

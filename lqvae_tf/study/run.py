@@ -30,6 +30,7 @@ from lqvae_tf.atomic import write_text
 from lqvae_tf.generated import marker, without_marker
 from lqvae_tf.provenance import code_version
 from lqvae_tf.study.config import PAPER_COLUMN, StudyConfig
+from lqvae_tf.study.floors import floor_lines
 from lqvae_tf.study.gaps import gap_lines
 from lqvae_tf.study.index import page_path, write_index
 from lqvae_tf.study.store import ModelStore
@@ -516,8 +517,16 @@ def report(
         "earlier interrupted runs included; a reused model's were spent when it was trained).",
     ]
     lines += training_curves({name: _summary_of(path) for name, path in paths.items()})
+    rows: list[dict] = []
+    if "json" in written:
+        with open(written["json"], encoding="utf-8") as handle:
+            rows = json.load(handle)["rows"]
+    curve = None
+    if "accuracy_vs_eps_data" in written:
+        with open(written["accuracy_vs_eps_data"], encoding="utf-8") as handle:
+            curve = json.load(handle)
+    lines += ["", *floor_lines(config.floors, rows, curve)]
     lines += [
-        "",
         f"Tables and figures, this run (rows a stopped run finished are read from its cache): "
         f"{stages.seconds.get('tables and figures', '')} s.",
         "",
@@ -525,9 +534,7 @@ def report(
         "",
     ]
     lines.append(tables)
-    if "json" in written:
-        with open(written["json"], encoding="utf-8") as handle:
-            rows = json.load(handle)["rows"]
+    if rows:
         lines += fgsm_training_lines(rows)
         lines += gap_lines(config.dataset, rows)
     figures = [(kind, path) for kind, path in sorted(written.items()) if path.endswith(".png")]
