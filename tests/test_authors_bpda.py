@@ -1,6 +1,7 @@
 """The paper's Table 5 setting as the authors' code runs it, and the harness options it needs."""
 
 import json
+import os
 
 import keras
 import numpy as np
@@ -226,3 +227,30 @@ def test_on_restricts_a_row_to_the_named_classifiers_and_rejects_unknown_names(t
     assert attacked == [("bpda", "A"), ("bpda", "B"), ("identity", "B")]
     with pytest.raises(ValueError, match="on= names \\['Z'\\]"):
         run_suite(x, y, purifier, classifiers, ["bpda-fgsm[on=Z]"], str(tmp_path / "bad"), verbose=False)
+
+
+def test_n_scores_a_costly_row_on_the_first_images_of_the_sample_only(tmp_path, fmnist_images):
+    from lqvae_tf.evaluation.suite import run_suite
+
+    assert AttackSpec.parse("cw_l2[n=100,on=A]").n == 100 and AttackSpec.parse("cw_l2").n is None
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        AttackSpec.parse("cw_l2[n=0]")
+    keras.utils.set_random_seed(9)
+    classifiers = {"A": keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])}
+    purifier = LQVAE(tiny_config())
+    x, y = fmnist_images[:6], np.arange(6) % 10
+    # n above the sample's size scores the whole sample; the Fig. 3 figures take the cw row's 2 images.
+    specs = ["fgsm[eps=0.1]", "cw[n=2]", "bpda-fgsm[eps=0.1,n=3]", "pgd[n=60,nb_iter=2]"]
+    written = run_suite(x, y, purifier, classifiers, specs, str(tmp_path), verbose=False)
+    with open(written["json"], encoding="utf-8") as handle:
+        rows = json.load(handle)["rows"]
+    counts = {
+        (row["setting"], row["attack"]): {row["n"], *(cell["n"] for cell in row["defended"].values())} for row in rows
+    }
+    assert counts == {
+        ("white-box", "fgsm"): {6},
+        ("white-box", "cw"): {2},
+        ("end-to-end", "fgsm"): {3},
+        ("white-box", "pgd"): {6},
+    }
+    assert os.path.isfile(written["bit_flips"]) and os.path.isfile(written["tsne"])

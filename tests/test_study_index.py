@@ -52,3 +52,21 @@ def test_the_index_shows_every_column_the_rows_hold_after_the_papers(tmp_path):
     assert header.endswith("| lq-vae | defense-gan | madry | adv-tr | madry+lq-vae |")
     (line,) = [line for line in text.splitlines() if line.startswith("| white-box")]
     assert line.endswith("| 50.00 |  |  |  | 88.00 |")
+
+
+def test_a_white_box_attack_the_paper_lacks_gets_its_own_line_so_the_papers_line_matches(tmp_path):
+    rows = []
+    for attack, accuracy in (("fgsm", 60.0), ("cw", 20.0), ("cw_l2", 90.0)):
+        row = _row(attack, 0.3, accuracy)
+        row["setting"] = "white-box"
+        rows.append(row)
+    folder = tmp_path / "results" / "mnist"
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps({"meta": {"date": "2026-12-06", "n": 10}, "rows": rows}))
+    lines = open(write_index(str(tmp_path)), encoding="utf-8").read().splitlines()
+    (paper_rows,) = [line for line in lines if line.startswith("| white-box attacks on the classifier |")]
+    assert "| 2 | 99.00 | 1.00 | 40.00 |" in paper_rows  # fgsm and cw, as the paper's line below
+    after = lines[lines.index(paper_rows) + 1]
+    assert after.startswith("| paper, same rows | 2 |")
+    (own,) = [line for line in lines if line.startswith("| white-box attacks on the classifier, cw_l2 (not in")]
+    assert "| 1 | 99.00 | 1.00 | 90.00 |" in own

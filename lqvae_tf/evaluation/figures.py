@@ -38,7 +38,8 @@ def latent_tsne(
     from sklearn.manifold import TSNE
 
     both = np.concatenate([clean_means, adversarial_means])
-    perplexity = float(min(30, max(5, len(both) // 4)))
+    # t-SNE needs a perplexity below the number of points (a row scored on a few images: `n=`).
+    perplexity = float(min(30, max(5, len(both) // 4), len(both) - 1))
     embedded = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(both)
     n = len(clean_means)
     plt = _pyplot()

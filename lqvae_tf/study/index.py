@@ -55,8 +55,9 @@ def group_rows(rows: list[dict]) -> dict[str, list[dict]]:
 
     Black-box rows are grouped per attack (the paper's DeepFool or CW beside, e.g., the Defense-GAN
     code's FGSM), so that an average never mixes two attacks and the paper's line follows its own.
-    Adaptive end-to-end rows are grouped per eps (their worst row is the group's answer), never
-    across budgets; the groups whose name ends in "(worst row)" are those.
+    White-box attacks the paper does not run get a group each. Adaptive end-to-end rows are grouped
+    per eps (their worst row is the group's answer), never across budgets; the groups whose name
+    ends in "(worst row)" are those.
     """
     groups: dict[str, list[dict]] = {}
     for row in rows:
@@ -67,10 +68,19 @@ def group_rows(rows: list[dict]) -> dict[str, list[dict]]:
                 name = f"end to end, adaptive at eps {row['params']['eps']:g} (worst row)"
         elif row["setting"] == "black-box":
             name = f"{SETTING_NAMES['black-box']}, {row['attack']}"
+        elif row["setting"] == "white-box" and row["attack"] not in _paper_white_box():
+            # e.g. the standard cw_l2 beside the paper's CW: its own line, so that the white-box
+            # average and the paper's line beside it hold the same attacks.
+            name = f"{SETTING_NAMES['white-box']}, {row['attack']} (not in the paper)"
         else:
             name = SETTING_NAMES[row["setting"]]
         groups.setdefault(name, []).append(row)
     return groups
+
+
+def _paper_white_box() -> set[str]:
+    """The white-box attacks of the paper's tables (any dataset)."""
+    return {attack for dataset in TITLES for setting, attack, _ in reference(dataset) if setting == "white-box"}
 
 
 def paper_row(paper: dict[tuple[str, str, str], dict[str, float]], row: dict) -> dict[str, float] | None:
