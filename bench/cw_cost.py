@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dataset", choices=("mnist", "fashion_mnist", "celeb_a"))
     parser.add_argument("--classifier", required=True, help="a study classifier's .keras file")
     parser.add_argument("--images", type=int, default=128, help="first test images attacked")
+    parser.add_argument("--note", default="", help="how the machine was loaded, stated beside the table")
     args = parser.parse_args(argv)
     if not os.path.isfile(args.classifier):
         parser.error(f"--classifier {args.classifier} does not exist")
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Carlini-Wagner cost on {args.dataset}",
         f"{args.images} test images, classifier `{os.path.basename(os.path.dirname(args.classifier))}`; the "
         f"projection: the study's n = {study.n} images on each of its {attacked} classifiers (clean and robust); "
-        f"cw_l2 / cw per image: {ratio:.1f}",
+        f"cw_l2 / cw per image: {ratio:.1f}{'; ' + args.note if args.note else ''}",
         ["attack", "ms per image", "mean L2", "accuracy left (%)", "projected white-box rows (min)"],
         rows,
     )
