@@ -47,7 +47,8 @@ def add_parser(subparsers) -> None:
         "--attacks",
         default="fgsm,deepfool,cw,bpda-pgd",
         help="attack specs: NAME (white-box), bpda-/identity-/naive-NAME (end to end), "
-        "transfer-/papernot-NAME (black box)",
+        "transfer-/papernot-NAME (black box), each with optional [key=value,...]: the attack's parameters, "
+        "restarts=R, eot=S, skip=DEFENSE, on=A+B (these classifiers only), n=N (the first N images only)",
     )
     parser.add_argument(
         "--attack-param",
