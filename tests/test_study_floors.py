@@ -94,3 +94,23 @@ def test_the_full_studies_carry_the_issue_27_floors():
     }
     assert {"kind": "robust", "column": "madry", "classifier": "A", "eps": 0.1, "at_least": 70.0} in fashion
     assert {f["column"] for f in celeb_a if f["kind"] == "no_masking"} == {"madry", "adv-tr"}
+
+
+def test_the_index_counts_each_studys_floors_from_its_page_data(tmp_path):
+    import json
+
+    from lqvae_tf.study.index import write_index
+
+    row = _row("end-to-end", "pgd", "A", 0.3, {"madry": 440}, nb_iter=40)
+    row.update(source="A", no_attack=_cell(495), no_defense=_cell(0))
+    floors = [
+        {"kind": "clean", "column": "madry", "classifier": "A", "at_least": 98.0},
+        {"kind": "robust", "column": "madry", "classifier": "A", "eps": 0.3, "at_least": 90.0},
+        {"kind": "robust", "column": "madry", "classifier": "B", "eps": 0.3, "at_least": 85.0},
+    ]
+    folder = tmp_path / "results" / "mnist"
+    folder.mkdir(parents=True)
+    meta = {"date": "2026-12-06", "n": 500, "study": {"floors": floors}}
+    (folder / "results.json").write_text(json.dumps({"meta": meta, "rows": [row]}))
+    text = open(write_index(str(tmp_path)), encoding="utf-8").read()
+    assert "Floors of the baselines (the page's Floors section): 1 met, 1 missed, 1 not measured of 3." in text

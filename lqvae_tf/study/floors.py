@@ -26,6 +26,7 @@ from typing import Any
 from lqvae_tf.stats import Accuracy
 
 KINDS = ("clean", "robust", "no_masking")
+VERDICTS = {True: "met", False: "missed", None: "not measured"}  # a check's `met` in words
 
 
 def check_floor(floor: dict[str, Any]) -> None:
@@ -161,7 +162,7 @@ def floor_lines(floors: tuple[dict, ...], rows: list[dict], curve: dict | None =
     if not floors:
         return []
     results = check_floors(floors, rows, curve)
-    verdicts = {True: "met", False: "**missed**", None: "not measured"}
+    verdicts = {**VERDICTS, False: f"**{VERDICTS[False]}**"}
     lines = [
         "## Floors",
         "",

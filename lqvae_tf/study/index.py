@@ -13,6 +13,7 @@ import os
 from lqvae_tf.atomic import write_text
 from lqvae_tf.evaluation.paper import COLUMNS, reference
 from lqvae_tf.generated import marker
+from lqvae_tf.study.floors import VERDICTS, check_floors
 
 TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "celeb_a": "CelebA (gender)"}
 SETTING_NAMES = {
@@ -109,6 +110,22 @@ def _summary(dataset: str, rows: list[dict]) -> list[str]:
     return lines
 
 
+def _floors_line(folder: str, meta: dict, rows: list[dict]) -> list[str]:
+    """How many of the study's floors (`StudyConfig.floors`, kept in the page's meta) its rows meet."""
+    floors = tuple((meta.get("study") or {}).get("floors") or ())
+    if not floors:
+        return []
+    curve = None
+    curve_path = os.path.join(folder, "accuracy_vs_eps.json")
+    if os.path.isfile(curve_path):
+        with open(curve_path, encoding="utf-8") as handle:
+            curve = json.load(handle)
+    results = check_floors(floors, rows, curve)
+    counts = {word: sum(result["met"] is met for result in results) for met, word in VERDICTS.items()}
+    listed = ", ".join(f"{count} {verdict}" for verdict, count in counts.items() if count)
+    return [f"Floors of the baselines (the page's Floors section): {listed} of {len(results)}.", ""]
+
+
 def write_index(out_dir: str) -> str:
     """Rebuilds `<out>/results.md` from every study found under `<out>/results/`; returns its path."""
     lines = [
@@ -138,6 +155,7 @@ def write_index(out_dir: str) -> str:
             "",
             f"Measured {meta.get('date', '')}, evaluation sample n = {meta.get('n', '')}.{scale}",
             "",
+            *_floors_line(os.path.dirname(data_path), meta, saved["rows"]),
             "| rows | count | no attack | no defense | " + " | ".join(_columns(saved["rows"])) + " |",
             "|---|---|---|---|" + "---|" * len(_columns(saved["rows"])),
             *_summary(dataset, saved["rows"]),
