@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -24,7 +25,8 @@ def machine() -> str:
 
 def append_table(title: str, settings: str, header: Sequence[str], rows: Sequence[str], path: str = RESULTS) -> str:
     """Prints a Markdown table headed by the exact command line and appends it to `path`."""
-    command = " ".join(["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+    # Quoted as a shell would need it, so that the line runs again as written.
+    command = shlex.join(["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]])
     table = "\n".join(
         [
             f"### {title} ({datetime.date.today()}, {machine()})",
