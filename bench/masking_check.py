@@ -5,9 +5,10 @@ Why: issue 27 asks that no robust classifier of a study be weaker under PGD than
 CelebA the Madry and FGSM-trained classifiers (fine-tuned at eps 8/255) kept far more under the
 study's PGD-40 of 0.01 at eps 0.3 than under FGSM. Forty steps of 0.01 from a random start in a
 ball of radius 0.3 can move a pixel by 0.4 only, short of the far corner FGSM reaches in one step;
-a step of 2.5 * eps / steps (Madry et al.'s rule) can. This measures which it is: an attack that
-cannot reach (accuracy falls with the larger step) or a classifier whose gradients mislead every
-step size (it does not).
+a step of 2.5 * eps / steps (Madry et al.'s rule) can, and a quarter of eps a step moves as coarsely
+as the first steps of APGD's schedule. This measures which it is: an attack whose steps are too fine
+(accuracy falls with the larger steps) or a classifier whose gradients mislead every step size (it
+does not).
 
 Usage:
     python bench/masking_check.py --images 200 --eps 0.3 celeb_a MODEL.keras [MODEL.keras ...]
@@ -34,13 +35,16 @@ STEPS = 40
 
 def attacks(eps: float) -> dict[str, tuple[str, dict]]:
     """The attacks compared, by label: FGSM, then BIM and PGD at the study's step and at Madry's rule."""
-    rule = round(2.5 * eps / STEPS, 6)
+    rule, quarter = round(2.5 * eps / STEPS, 6), round(eps / 4, 6)
     return {
         "FGSM": ("fgsm", {"eps": eps}),
         f"BIM-{STEPS}, step 0.01": ("bim", {"eps": eps, "eps_iter": 0.01, "nb_iter": STEPS}),
         f"PGD-{STEPS}, step 0.01 (the study's)": ("pgd", {"eps": eps, "eps_iter": 0.01, "nb_iter": STEPS}),
         f"BIM-{STEPS}, step {rule:g}": ("bim", {"eps": eps, "eps_iter": rule, "nb_iter": STEPS}),
         f"PGD-{STEPS}, step {rule:g}": ("pgd", {"eps": eps, "eps_iter": rule, "nb_iter": STEPS}),
+        # A quarter of eps a step: coarse, as the first steps of APGD's schedule (Croce & Hein 2020).
+        f"BIM-{STEPS}, step {quarter:g}": ("bim", {"eps": eps, "eps_iter": quarter, "nb_iter": STEPS}),
+        f"PGD-{STEPS}, step {quarter:g}": ("pgd", {"eps": eps, "eps_iter": quarter, "nb_iter": STEPS}),
     }
 
 
