@@ -62,6 +62,10 @@ def test_masking_is_pgd_weaker_than_fgsm_or_accuracy_rising_with_eps():
     (result,) = check_floors(({"kind": "no_masking", "column": "madry"},), pgd_weaker, curve)
     assert result["met"] is False and "PGD 40.0 > FGSM 12.00" in result["text"]
 
+    # A second PGD row (another step size) that reaches FGSM: the strongest PGD row is the one compared.
+    stronger = [*pgd_weaker, _row("white-box", "pgd", "A", 0.3, {"madry": 50}, eps_iter=0.075)]
+    assert check_floors(({"kind": "no_masking", "column": "madry"},), stronger, curve)[0]["met"] is True
+
     rising = {**curve, "accuracy": {"madry": [20.0, 40.0]}}
     (result,) = check_floors(({"kind": "no_masking", "column": "madry"},), healthy, rising)
     assert result["met"] is False and "FGSM on A: 40.0 at eps 0.1 > 20.00" in result["text"]

@@ -83,10 +83,12 @@ def _rises(smaller: dict, larger: dict) -> bool:
 
 def _no_masking(floor: dict, rows: list[dict], curve: dict | None) -> tuple[str, bool | None]:
     column, found, checked = floor["column"], [], 0
-    white = {}
+    white: dict[tuple, dict] = {}  # the strongest row of each attack (several PGD step sizes, say)
     for row in rows:
         if row["setting"] == "white-box" and row["attack"] in ("fgsm", "pgd") and column in row["defended"]:
-            white[(row["classifier"], row["attack"], row["params"].get("eps"))] = row["defended"][column]
+            key, cell = (row["classifier"], row["attack"], row["params"].get("eps")), row["defended"][column]
+            if key not in white or cell["accuracy"] < white[key]["accuracy"]:
+                white[key] = cell
     for (classifier, attack, eps), pgd in sorted(white.items(), key=str):
         fgsm = white.get((classifier, "fgsm", eps))
         if attack != "pgd" or fgsm is None:
