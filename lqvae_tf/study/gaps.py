@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from lqvae_tf.evaluation.paper import reference
 from lqvae_tf.study.config import PAPER_COLUMN
-from lqvae_tf.study.index import group_rows, paper_row, row_cells
+from lqvae_tf.study.index import group_rows, paper_row, row_cells, row_label
 
 GAP_POINTS = 10.0  # issue 27: every paper average ours misses by more than this is explained
 
@@ -107,7 +107,7 @@ def _miss_lines(miss: dict) -> list[str]:
         flipped = flips.get(column)  # only the LQ-VAE columns have a code
         cells = [
             row["attack"],
-            row["classifier"] if row["setting"] != "black-box" else f"{row['classifier']}/{row['source']}",
+            row_label(row),
             f"{ours:.1f}",
             f"{theirs[column]:.1f}",
             f"{theirs[column] - ours:.1f}",

@@ -35,7 +35,7 @@ def row_cells(row: dict) -> dict[str, float]:
     return values
 
 
-def _label(row: dict) -> str:
+def row_label(row: dict) -> str:
     """The row's classifier label as the paper writes it ("X/Y" for black-box rows)."""
     return row["classifier"] if row["setting"] != "black-box" else f"{row['classifier']}/{row['source']}"
 
@@ -86,7 +86,7 @@ def _paper_white_box() -> set[str]:
 
 def paper_row(paper: dict[tuple[str, str, str], dict[str, float]], row: dict) -> dict[str, float] | None:
     """The paper's numbers for the same setting, attack and classifier as `row` (None: not reported)."""
-    return paper.get((row["setting"], row["attack"], _label(row)))
+    return paper.get((row["setting"], row["attack"], row_label(row)))
 
 
 def _summary(dataset: str, rows: list[dict]) -> list[str]:
