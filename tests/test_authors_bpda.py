@@ -253,4 +253,10 @@ def test_n_scores_a_costly_row_on_the_first_images_of_the_sample_only(tmp_path, 
         ("end-to-end", "fgsm"): {3},
         ("white-box", "pgd"): {6},
     }
+    # The parameters a spec set (not n=, on=, ...) are the row's variant, and its table names them.
+    variants = {(row["setting"], row["attack"]): row["variant"] for row in rows}
+    assert variants[("white-box", "fgsm")] == "eps=0.1" and variants[("white-box", "cw")] == ""
+    assert variants[("white-box", "pgd")] == "nb_iter=2" and variants[("end-to-end", "fgsm")] == "eps=0.1"
+    table = open(written["md"], encoding="utf-8").read()
+    assert "| fgsm[eps=0.1] | A |" in table and "| cw | A |" in table
     assert os.path.isfile(written["bit_flips"]) and os.path.isfile(written["tsne"])

@@ -392,16 +392,51 @@ def test_square_is_flagged_where_it_beats_every_gradient_attack():
     assert "### Checks of the attacks" in table and "**FLAG** step" not in table
 
 
-def test_the_studies_run_the_checks_at_each_eps_on_a_valid_spec():
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist", "celeb_a"])
+def test_the_studies_run_the_checks_at_each_eps_on_a_valid_spec(dataset):
     from lqvae_tf.attacks import make_attack
     from lqvae_tf.evaluation.suite import AttackSpec
-    from lqvae_tf.study.config import _ATTACK_CHECKS
+    from lqvae_tf.study.config import study_config
 
-    parsed = [AttackSpec.parse(spec) for spec in _ATTACK_CHECKS]
-    found = {(p.attack, dict(p.params)["eps"]): p for p in parsed}
+    parsed = [AttackSpec.parse(spec) for spec in study_config(dataset).attacks]
+    end_to_end = [p for p in parsed if p.setting == "end-to-end" and p.attack in ("pgd", "square")]
+    checks = [p for p in end_to_end if p.attack == "square" or dict(p.params)["nb_iter"] == 80]
+    found = {(p.attack, dict(p.params)["eps"]): p for p in checks}
     assert set(found) == {("pgd", 0.1), ("pgd", 0.3), ("square", 0.1), ("square", 0.3)}
-    for (attack, _), spec in found.items():
-        assert spec.setting == "end-to-end" and spec.how == "bpda" and spec.on == ("A",)
+    for (attack, eps), spec in found.items():
+        assert spec.how == "bpda" and spec.on == ("A",)
         make_attack(attack, **dict(spec.params))  # valid parameters for the attack
+        if attack == "pgd":  # step doubling: the 40-step rows at the same eps take the same step
+            checked = [p for p in end_to_end if p.attack == "pgd" and p is not spec and dict(p.params)["eps"] == eps]
+            assert checked and {dict(p.params)["nb_iter"] for p in checked} == {40}
+            assert {dict(p.params)["eps_iter"] for p in checked} == {dict(spec.params)["eps_iter"]}
     assert dict(found["pgd", 0.1].params)["nb_iter"] == 80 and found["pgd", 0.1].restarts == 2
     assert dict(found["square", 0.3].params)["n_queries"] >= 1000
+
+
+def test_celeb_a_steps_a_quarter_of_eps_at_0_3_beside_the_papers_pgd():
+    from lqvae_tf.evaluation.suite import AttackSpec
+    from lqvae_tf.study.config import study_config
+
+    parsed = [AttackSpec.parse(spec) for spec in study_config("celeb_a").attacks]
+    white = [p for p in parsed if p.setting == "white-box" and p.attack == "pgd"]
+    assert [p.variant for p in white] == ["", "eps_iter=0.075"]  # the paper's PGD stays
+    adaptive = [p for p in parsed if p.setting == "end-to-end" and p.attack == "pgd" and dict(p.params)["eps"] == 0.3]
+    assert adaptive and all(dict(p.params)["eps_iter"] == 0.075 for p in adaptive)
+
+
+def test_a_row_whose_spec_set_the_attack_parameters_is_named_so_and_gets_no_papers_number():
+    from lqvae_tf.evaluation.harness import Row
+    from lqvae_tf.evaluation.paper import reference
+    from lqvae_tf.evaluation.report import markdown
+
+    def pgd(variant, step):
+        row = Row("white-box", "pgd", {"eps": 0.3, "eps_iter": step}, "A", "A", Accuracy(96, 100), Accuracy(3, 100), {})
+        row.variant = variant
+        return row
+
+    table = markdown([pgd("", 0.01), pgd("eps_iter=0.075", 0.075)], reference("celeb_a"))
+    lines = table.splitlines()
+    papers = [line for line in lines if line.startswith("| paper |")]
+    assert len(papers) == 1 and lines[lines.index(papers[0]) - 1].startswith("| pgd | A |")
+    assert any(line.startswith("| pgd[eps_iter=0.075] | A |") for line in lines)

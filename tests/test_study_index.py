@@ -70,3 +70,22 @@ def test_a_white_box_attack_the_paper_lacks_gets_its_own_line_so_the_papers_line
     assert after.startswith("| paper, same rows | 2 |")
     (own,) = [line for line in lines if line.startswith("| white-box attacks on the classifier, cw_l2 (not in")]
     assert "| 1 | 99.00 | 1.00 | 90.00 |" in own
+
+
+def test_a_row_at_other_attack_parameters_than_the_papers_gets_its_own_line_without_the_papers(tmp_path):
+    rows = []
+    for variant, accuracy in (("", 20.0), ("eps_iter=0.075", 5.0)):
+        row = _row("pgd", 0.3, accuracy)
+        row.update(setting="white-box", variant=variant, params={"eps": 0.3, "eps_iter": 0.075 if variant else 0.01})
+        rows.append(row)
+    folder = tmp_path / "results" / "celeb_a"
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps({"meta": {"date": "2026-12-06", "n": 10}, "rows": rows}))
+    lines = open(write_index(str(tmp_path)), encoding="utf-8").read().splitlines()
+    (papers,) = [line for line in lines if line.startswith("| white-box attacks on the classifier |")]
+    assert "| 1 | 99.00 | 1.00 | 20.00 |" in papers  # the paper's PGD alone
+    assert lines[lines.index(papers) + 1].startswith("| paper, same rows | 1 |")
+    name = "| white-box attacks on the classifier, pgd[eps_iter=0.075] (not the paper's setting) |"
+    (own,) = [line for line in lines if line.startswith(name)]
+    assert "| 1 | 99.00 | 1.00 | 5.00 |" in own
+    assert not any(line.startswith("| paper") for line in lines[lines.index(own) + 1 : lines.index(own) + 2])

@@ -56,6 +56,10 @@ class Row:
     # Wall seconds this run spent on the row (crafting, scoring and, for a black-box row, training
     # its substitute when it is the first to need it); a row read from the cache costs less.
     seconds: float | None = None
+    # The attack parameters the row's spec set over the attack's defaults ("eps_iter=0.075"; empty:
+    # the defaults). A white-box or black-box row with a variant is not the paper's setting, so no
+    # page or index sets the paper's number beside it.
+    variant: str = ""
 
     @property
     def n(self) -> int:
@@ -76,6 +80,7 @@ class Row:
             "bit_flips": self.bit_flips,
             "defended": {name: acc.to_dict() for name, acc in self.defended.items()},
             "seconds": self.seconds,
+            "variant": self.variant,
         }
 
 

@@ -85,3 +85,13 @@ def reference(dataset: str) -> dict[tuple[str, str, str], dict[str, float]]:
         for classifier in ("A", "B", "C"):
             table[("end-to-end", "authors_fgsm", classifier)] = {"lq-vae": lq_vae, "defense-gan": defense_gan}
     return table
+
+
+def reference_key(setting: str, attack: str, label: str, variant: str = "") -> tuple[str, str, str] | None:
+    """The key of the paper's number for a row (`reference`), or None where the row's spec set the
+    attack's parameters (`variant`, e.g. a larger PGD step beside the paper's): that row asks
+    another question than the paper's. End-to-end rows are told apart by their attack alone (the
+    paper's is `authors_fgsm`)."""
+    if variant and setting != "end-to-end":
+        return None
+    return (setting, attack, label)

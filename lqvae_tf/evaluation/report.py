@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from lqvae_tf.atomic import write_text
 from lqvae_tf.evaluation.harness import SETTINGS, Row
+from lqvae_tf.evaluation.paper import reference_key
 from lqvae_tf.generated import marker
 
 TITLES = {
@@ -67,6 +68,14 @@ def end_to_end_label(row: Row) -> str:
     return f"adaptive: {label}-{row.attack}{eps}{steps}{restarts}"
 
 
+def attack_name(row: Row) -> str:
+    """The attack as a table names it: with the parameters its spec set where they make it another
+    attack than the paper's ("pgd[eps_iter=0.075]"); an end-to-end row's label says them already."""
+    if row.variant and row.setting != "end-to-end":
+        return f"{row.attack}[{row.variant}]"
+    return row.attack
+
+
 def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | None = None) -> str:
     """Markdown tables, one per setting, each cell `accuracy [95% CI]`, with an average row.
 
@@ -98,7 +107,7 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
             label = row.classifier if setting != "black-box" else f"{row.classifier}/{row.source}"
             cells = [
                 *([end_to_end_label(row)] if setting == "end-to-end" else []),
-                row.attack,
+                attack_name(row),
                 label,
                 str(row.n),
                 str(row.no_attack),
@@ -110,7 +119,8 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
                 _params(row.params),
             ]
             out.append("| " + " | ".join(cells) + " |")
-            reference = (paper or {}).get((setting, row.attack, label))
+            key = reference_key(setting, row.attack, label, row.variant)
+            reference = (paper or {}).get(key) if key else None
             if reference:
                 paper_cells = [
                     *(["the paper's number"] if setting == "end-to-end" else []),
@@ -229,7 +239,7 @@ def _time_line(rows: Sequence[Row]) -> str:
     label = slowest.classifier if slowest.setting != "black-box" else f"{slowest.classifier}/{slowest.source}"
     return (
         f"Time: {sum(timed):,.0f} s of wall time this run over {len(timed)} rows{untimed} (the slowest: "
-        f"{slowest.attack} on {label}, {slowest.seconds:,.0f} s; each row's `seconds` in results.json; rows "
+        f"{attack_name(slowest)} on {label}, {slowest.seconds:,.0f} s; each row's `seconds` in results.json; rows "
         "read from the cache of a stopped run cost less than a full run's)."
     )
 

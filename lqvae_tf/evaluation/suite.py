@@ -79,6 +79,11 @@ class AttackSpec:
     on: tuple[str, ...] = ()
     n: int | None = None
 
+    @property
+    def variant(self) -> str:
+        """The attack parameters this spec sets, as written in it ("eps_iter=0.075"; empty: none)."""
+        return ",".join(f"{key}={value}" for key, value in self.params)
+
     @classmethod
     def parse(cls, text: str) -> AttackSpec:
         """`[PREFIX-]ATTACK[key=value,...]`; raises ValueError naming what is malformed."""
@@ -256,11 +261,11 @@ def run_suite(
         for target in (n for n in names if not spec.on or n in spec.on):
             start = time.perf_counter()
             if spec.setting == "white-box":
-                rows.append(_timed(scored.white_box(attack, target, spec.restarts), start))
+                rows.append(_timed(scored.white_box(attack, target, spec.restarts), start, spec))
             elif spec.setting == "end-to-end":
                 eot = eot_samples if spec.eot is None else spec.eot
                 row = scored.end_to_end(attack, target, spec.how, eot, spec.restarts, spec.skip)
-                rows.append(_timed(row, start))
+                rows.append(_timed(row, start, spec))
             else:
                 for source in (n for n in names if n != target):
                     start = time.perf_counter()
@@ -272,7 +277,7 @@ def run_suite(
                         substitutes[(target, source)] = substitute
                     row = scored.black_box(attack, target, source, substitute, spec.restarts)
                     row.params = {**row.params, "substitute": spec.how}
-                    rows.append(_timed(row, start))
+                    rows.append(_timed(row, start, spec))
     paths = write_reports(
         rows,
         out_dir,
@@ -290,9 +295,11 @@ def run_suite(
     return paths
 
 
-def _timed(row: Row, start: float) -> Row:
-    """`row` with the wall seconds since `start` (a `time.perf_counter()` reading) as its `seconds`."""
+def _timed(row: Row, start: float, spec: AttackSpec) -> Row:
+    """`row` with the wall seconds since `start` (a `time.perf_counter()` reading) as its `seconds`
+    and the attack parameters `spec` set as its `variant`."""
     row.seconds = round(time.perf_counter() - start, 1)
+    row.variant = spec.variant
     return row
 
 

@@ -11,7 +11,7 @@ import json
 import os
 
 from lqvae_tf.atomic import write_text
-from lqvae_tf.evaluation.paper import COLUMNS, reference
+from lqvae_tf.evaluation.paper import COLUMNS, reference, reference_key
 from lqvae_tf.generated import marker
 from lqvae_tf.study.floors import VERDICTS, check_floors
 
@@ -56,7 +56,8 @@ def group_rows(rows: list[dict]) -> dict[str, list[dict]]:
 
     Black-box rows are grouped per attack (the paper's DeepFool or CW beside, e.g., the Defense-GAN
     code's FGSM), so that an average never mixes two attacks and the paper's line follows its own.
-    White-box attacks the paper does not run get a group each. Adaptive end-to-end rows are grouped
+    White-box attacks the paper does not run, and rows whose spec set the attack's parameters, get
+    a group each. Adaptive end-to-end rows are grouped
     per eps (their worst row is the group's answer), never across budgets; the groups whose name
     ends in "(worst row)" are those.
     """
@@ -67,6 +68,10 @@ def group_rows(rows: list[dict]) -> dict[str, list[dict]]:
                 name = "end to end, paper's setting"
             else:  # one worst row per eps: a minimum over two budgets would mix two questions
                 name = f"end to end, adaptive at eps {row['params']['eps']:g} (worst row)"
+        elif row.get("variant"):
+            # The spec set the attack's parameters (e.g. PGD at a larger step beside the paper's):
+            # its own line, never in the paper's average (`reference_key`).
+            name = f"{SETTING_NAMES[row['setting']]}, {row['attack']}[{row['variant']}] (not the paper's setting)"
         elif row["setting"] == "black-box":
             name = f"{SETTING_NAMES['black-box']}, {row['attack']}"
         elif row["setting"] == "white-box" and row["attack"] not in _paper_white_box():
@@ -86,7 +91,8 @@ def _paper_white_box() -> set[str]:
 
 def paper_row(paper: dict[tuple[str, str, str], dict[str, float]], row: dict) -> dict[str, float] | None:
     """The paper's numbers for the same setting, attack and classifier as `row` (None: not reported)."""
-    return paper.get((row["setting"], row["attack"], row_label(row)))
+    key = reference_key(row["setting"], row["attack"], row_label(row), row.get("variant", ""))
+    return paper.get(key) if key else None
 
 
 def _summary(dataset: str, rows: list[dict]) -> list[str]:
