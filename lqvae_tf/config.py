@@ -415,6 +415,11 @@ class LQVAEConfig:
         return cls.from_dict(json.loads(text))
 
 
+# The optimizer steps of the authors' Train_LQ_VAE.py (10k iterations of batch 64), which the
+# `paper` preset's epochs cover.
+PAPER_ITERATIONS = 10_000
+
+
 def _paper() -> LQVAEConfig:
     # The authors' Train_LQ_VAE.py (LQVAE/LQVAE): inputs in [-1, 1], latent 64, band quantizer
     # t = 0.1, soft quantizer softsign(500 (t^2 - z^2)), noise 0.5 t sigma eps, K = 0.1 on the

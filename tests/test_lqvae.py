@@ -212,6 +212,15 @@ def test_a_resumed_training_keeps_every_epoch_in_its_history_and_counts_the_earl
     assert history == result.history
     assert len(history["loss_g"]) == len(history["val_loss_g"]) == len(history["val_distinct_codes"]) == 2
     assert not os.path.exists(os.path.join(run, "backup"))  # nothing left for a new run to inherit
+    # How far it trained counts the interrupted call's steps too: 2 epochs of 64 images at batch 32.
+    with open(os.path.join(run, "training.json"), encoding="utf-8") as handle:
+        record = json.load(handle)
+    assert record == {
+        "epochs": 2,
+        "planned_epochs": 2,
+        "optimizer_steps": 2 * 64 // config.batch_size,
+        "batch_size": 32,
+    }
 
 
 def test_celeb_a_architecture_purifies_64x64x3_faces():

@@ -248,6 +248,12 @@ def test_reproduce_quick_writes_a_table_with_every_column_and_reuses_its_models(
     assert "lqvae reproduce fashion_mnist --quick" in report and "accuracy_vs_eps" in report
     assert f"at commit {code_version()};" in report  # the code that made it, beside the date
     assert "Models phase: " in report and " hours of training in all" in report
+    # How far each purifier trained: the quick paper purifier, 1 epoch of 512 images at batch 32.
+    assert (
+        "- purifier (paper): 1 of 1 epochs, 16 optimizer steps of batch 32 (the authors' Train_LQ_VAE.py: 10,000)."
+        in report
+    )
+    assert "- purifier: " in report
     # The quick study's floors, read from its rows: the tiny Madry model keeps at least 0% clean and
     # not 100% under PGD at eps 0.3; the masking check reads the FGSM curve (n images a point).
     floors = [line for line in report.splitlines() if line.startswith("| `madry`")]

@@ -295,6 +295,33 @@ def _target_curve(name: str, target: dict | None, summary: dict) -> list[str]:
     ]
 
 
+def purifier_training(paths: dict[str, str]) -> list[str]:
+    """Markdown lines: how far each purifier of the study trained (the `training.json` its
+    training wrote beside the model), the authors' purifier beside the authors' step count."""
+    from lqvae_tf.config import PAPER_ITERATIONS
+    from lqvae_tf.training.train import TRAINING_FILE
+
+    lines = []
+    for name, path in paths.items():
+        if not name.startswith("purifier"):
+            continue
+        folder = os.path.dirname(path)
+        record_path, history_path = os.path.join(folder, TRAINING_FILE), os.path.join(folder, "history.json")
+        if os.path.isfile(record_path):
+            with open(record_path, encoding="utf-8") as handle:
+                record = json.load(handle)
+            authors = f" (the authors' Train_LQ_VAE.py: {PAPER_ITERATIONS:,})" if name == "purifier (paper)" else ""
+            lines.append(
+                f"- {name}: {record['epochs']} of {record['planned_epochs']} epochs, "
+                f"{record['optimizer_steps']:,} optimizer steps of batch {record['batch_size']}{authors}."
+            )
+        elif os.path.isfile(history_path):
+            with open(history_path, encoding="utf-8") as handle:
+                epochs = max((len(values) for values in json.load(handle).values()), default=0)
+            lines.append(f"- {name}: {epochs} epochs (trained before its optimizer steps were recorded).")
+    return ["", "How far the purifiers trained:", "", *lines] if lines else []
+
+
 def training_curves(summaries: dict[str, dict]) -> list[str]:
     """Markdown lines: for each model whose summary holds a per-epoch `curve` (adversarially
     trained classifiers), a table of it, one row an epoch; for a generator trained toward a
@@ -516,6 +543,7 @@ def report(
         f"Models phase: {total_seconds / 3600:.2f} hours of training in all (the seconds above, each model's",
         "earlier interrupted runs included; a reused model's were spent when it was trained).",
     ]
+    lines += purifier_training(paths)
     lines += training_curves({name: _summary_of(path) for name, path in paths.items()})
     rows: list[dict] = []
     if "json" in written:

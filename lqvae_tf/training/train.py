@@ -4,6 +4,7 @@ A run folder holds:
     config.json        the resolved LQVAEConfig (the model can be rebuilt from it)
     purifier.keras     the trained model (written atomically)
     history.json       per-epoch metrics, train and validation, every epoch (a resumed run too)
+    training.json      how far it trained: epochs finished of those planned, optimizer steps, batch
     purified.png       test images above their purified versions
     logs/              TensorBoard scalars and input-vs-purified images
     backup/            BackupAndRestore state and the per-epoch record while a run is unfinished
@@ -36,6 +37,7 @@ CODE_CHECK_IMAGES = 256  # validation images whose codes tell a working code fro
 VALIDATION_LIMIT = 2_000  # test images used for the per-epoch validation losses
 MODEL_FILE, GRID_FILE = "purifier.keras", "purified.png"
 RECORD_FILE = "epochs.json"  # inside backup/: the EpochRecord of an unfinished run
+TRAINING_FILE = "training.json"
 
 
 @dataclasses.dataclass
@@ -224,6 +226,18 @@ def fit_purifier(
     return model, {name: [float(v) for v in values] for name, values in history.history.items()}
 
 
+def training_record(model: LQVAE, history: dict[str, list[float]], config: LQVAEConfig) -> dict[str, int]:
+    """How far a purifier trained: the epochs it finished (a resumed run's earlier ones included)
+    of those its config plans, and the encoder optimizer's step count (restored on resume, so it
+    counts every step the weights took), at the config's batch size."""
+    return {
+        "epochs": max((len(values) for values in history.values()), default=0),
+        "planned_epochs": int(config.epochs),
+        "optimizer_steps": int(model.optimizer.iterations.numpy()),
+        "batch_size": int(config.batch_size),
+    }
+
+
 def train_purifier(
     config: LQVAEConfig,
     dataset: str,
@@ -298,6 +312,7 @@ def train_purifier(
         with atomic_path(os.path.join(run_dir, MODEL_FILE)) as temporary:
             model.save(temporary)
         write_text(os.path.join(run_dir, "history.json"), json.dumps(history, indent=2))
+        write_text(os.path.join(run_dir, TRAINING_FILE), json.dumps(training_record(model, history, config), indent=2))
         save_purification_grid(
             grid_images, model.purify(grid_images), os.path.join(run_dir, GRID_FILE), config.value_range
         )
