@@ -456,7 +456,10 @@ def _celeb_a_study() -> StudyConfig:
             "fgsm",
             "deepfool",
             "cw",
-            _cw_l2(50),  # a 64x64x3 face costs several times a digit (bench/RESULTS.md)
+            # A face costs several times a digit: 50 faces took 665 s on classifier A and 762 s on
+            # its Madry version (2026-12-06, the study at --n 50, alone on the 2 cores), about 36 min
+            # for the row's three classifiers, a quarter of the tables' budget; 20 take about 14.
+            _cw_l2(20),
             "bim",
             "pgd",
             f"pgd[eps_iter={_CELEB_A_STEPS[-1][1]}]",  # beside the paper's PGD, a step its eps allows
