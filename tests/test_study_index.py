@@ -19,6 +19,14 @@ def _row(attack, eps, accuracy, gradient="bpda"):
     }
 
 
+def _index(tmp_path, rows, dataset="mnist", date="2026-12-06") -> str:
+    """The index `write_index` builds from one study's `rows`."""
+    folder = tmp_path / "results" / dataset
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps({"meta": {"date": date, "n": 10}, "rows": rows}))
+    return open(write_index(str(tmp_path)), encoding="utf-8").read()
+
+
 def test_adaptive_rows_get_one_worst_row_per_eps(tmp_path):
     rows = [
         _row("pgd", 0.1, 80.0, "bpda"),
@@ -27,10 +35,7 @@ def test_adaptive_rows_get_one_worst_row_per_eps(tmp_path):
         _row("pgd", 0.3, 30.0, "identity"),
         _row("authors_fgsm", 0.15, 95.0),
     ]
-    folder = tmp_path / "results" / "mnist"
-    folder.mkdir(parents=True)
-    (folder / "results.json").write_text(json.dumps({"meta": {"date": "2026-12-04", "n": 10}, "rows": rows}))
-    text = open(write_index(str(tmp_path)), encoding="utf-8").read()
+    text = _index(tmp_path, rows, "mnist", "2026-12-04")
     by_name = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| end to end")}
     assert set(by_name) == {
         "end to end, adaptive at eps 0.1 (worst row)",
@@ -44,10 +49,7 @@ def test_adaptive_rows_get_one_worst_row_per_eps(tmp_path):
 def test_the_index_shows_every_column_the_rows_hold_after_the_papers(tmp_path):
     row = _row("fgsm", 0.3, 50.0)
     row.update(setting="white-box", defended={"lq-vae": {"accuracy": 50.0}, "madry+lq-vae": {"accuracy": 88.0}})
-    folder = tmp_path / "results" / "mnist"
-    folder.mkdir(parents=True)
-    (folder / "results.json").write_text(json.dumps({"meta": {"date": "2026-12-06", "n": 10}, "rows": [row]}))
-    text = open(write_index(str(tmp_path)), encoding="utf-8").read()
+    text = _index(tmp_path, [row])
     (header,) = [line for line in text.splitlines() if line.startswith("| rows |")]
     assert header.endswith("| lq-vae | defense-gan | madry | adv-tr | madry+lq-vae |")
     (line,) = [line for line in text.splitlines() if line.startswith("| white-box")]
@@ -60,10 +62,7 @@ def test_a_white_box_attack_the_paper_lacks_gets_its_own_line_so_the_papers_line
         row = _row(attack, 0.3, accuracy)
         row["setting"] = "white-box"
         rows.append(row)
-    folder = tmp_path / "results" / "mnist"
-    folder.mkdir(parents=True)
-    (folder / "results.json").write_text(json.dumps({"meta": {"date": "2026-12-06", "n": 10}, "rows": rows}))
-    lines = open(write_index(str(tmp_path)), encoding="utf-8").read().splitlines()
+    lines = _index(tmp_path, rows).splitlines()
     (paper_rows,) = [line for line in lines if line.startswith("| white-box attacks on the classifier |")]
     assert "| 2 | 99.00 | 1.00 | 40.00 |" in paper_rows  # fgsm and cw, as the paper's line below
     after = lines[lines.index(paper_rows) + 1]
@@ -78,10 +77,7 @@ def test_a_row_at_other_attack_parameters_than_the_papers_gets_its_own_line_with
         row = _row("pgd", 0.3, accuracy)
         row.update(setting="white-box", variant=variant, params={"eps": 0.3, "eps_iter": 0.075 if variant else 0.01})
         rows.append(row)
-    folder = tmp_path / "results" / "celeb_a"
-    folder.mkdir(parents=True)
-    (folder / "results.json").write_text(json.dumps({"meta": {"date": "2026-12-06", "n": 10}, "rows": rows}))
-    lines = open(write_index(str(tmp_path)), encoding="utf-8").read().splitlines()
+    lines = _index(tmp_path, rows, "celeb_a").splitlines()
     (papers,) = [line for line in lines if line.startswith("| white-box attacks on the classifier |")]
     assert "| 1 | 99.00 | 1.00 | 20.00 |" in papers  # the paper's PGD alone
     assert lines[lines.index(papers) + 1].startswith("| paper, same rows | 1 |")
