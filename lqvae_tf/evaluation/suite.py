@@ -183,6 +183,7 @@ def run_suite(
     robust_classifiers: Mapping[str, Mapping[str, keras.Model]] | None = None,
     defense_limits: Mapping[str, int] | None = None,
     stacked: Mapping[str, tuple[str, str]] | None = None,
+    substitutes: Mapping[tuple[str, str], keras.Model] | None = None,
 ) -> dict[str, str]:
     """Runs every spec on every classifier, writes results.{md,csv,json} and the figures.
 
@@ -204,6 +205,9 @@ def run_suite(
         defense_limits: defense name -> images of the sample it is scored on (see `Evaluation`).
         stacked: purifier-in-front-of-robust-classifier columns, column -> (defense name, robust
             column); the LQ-VAE purifier's name is `LQVAE_NAME` (see `Evaluation`).
+        substitutes: trained Papernot substitutes by (target, architecture), as
+            `papernot_pairs` names them (a study trains them in its models phase and keeps them);
+            a pair not given is trained here from `seeds_for_substitutes`.
 
     Returns:
         Paths of what was written, by kind.
@@ -254,7 +258,7 @@ def run_suite(
 
     names = list(classifiers)
     rows: list[Row] = []
-    substitutes: dict[tuple[str, str], keras.Model] = {}
+    substitutes = dict(substitutes or {})
     for spec in parsed:
         attack = attacks[spec]
         scored = evaluation_for(spec)
@@ -271,10 +275,11 @@ def run_suite(
                     start = time.perf_counter()
                     substitute = classifiers[source]
                     if spec.how == "papernot":
-                        substitute = substitutes.get((target, source)) or _papernot(
-                            classifiers[target], source, seeds_for_substitutes, evaluation, seed
-                        )
-                        substitutes[(target, source)] = substitute
+                        if (target, source) not in substitutes:
+                            substitutes[(target, source)] = papernot_substitute(
+                                classifiers[target], source, seeds_for_substitutes, seed
+                            )
+                        substitute = substitutes[(target, source)]
                     row = scored.black_box(attack, target, source, substitute, spec.restarts)
                     row.params = {**row.params, "substitute": spec.how}
                     rows.append(_timed(row, start, spec))
@@ -295,6 +300,19 @@ def run_suite(
     return paths
 
 
+def papernot_pairs(specs: Sequence[str], names: Sequence[str]) -> list[tuple[str, str]]:
+    """The (target, architecture) pairs whose Papernot substitutes `specs` need, in the order
+    `run_suite` uses them: for each `papernot-` spec, each of `names` it attacks (its `on=`, or
+    all) as target, with each other name as the substitute's architecture ("X/Y" rows)."""
+    pairs: list[tuple[str, str]] = []
+    for spec in map(AttackSpec.parse, specs):
+        if spec.how != "papernot":
+            continue
+        for target in (n for n in names if not spec.on or n in spec.on):
+            pairs += [(target, source) for source in names if source != target and (target, source) not in pairs]
+    return pairs
+
+
 def _timed(row: Row, start: float, spec: AttackSpec) -> Row:
     """`row` with the wall seconds since `start` (a `time.perf_counter()` reading) as its `seconds`
     and the attack parameters `spec` set as its `variant`."""
@@ -303,20 +321,27 @@ def _timed(row: Row, start: float, spec: AttackSpec) -> Row:
     return row
 
 
-def _papernot(target: keras.Model, architecture: str, seeds, evaluation: Evaluation, seed: int) -> keras.Model:
+def papernot_substitute(
+    target: keras.Model, architecture: str, seeds: np.ndarray | None, seed: int = 0, batch_size: int = 256
+) -> keras.Model:
+    """A Papernot substitute of `target` (`train_substitute`): classifier `architecture` of this
+    package, trained on `seeds` and their Jacobian augmentations labelled by `target`'s predicted
+    classes (query access only), seeded by `seed`."""
     from lqvae_tf.attacks.substitute import train_substitute
     from lqvae_tf.classifiers import build_classifier
 
     if seeds is None or len(seeds) == 0:
         raise ValueError("papernot substitutes need held-out seed images")
+
+    def oracle(images: np.ndarray) -> np.ndarray:
+        batches = range(0, len(images), batch_size)
+        return np.concatenate(
+            [np.asarray(target(images[i : i + batch_size], training=False)).argmax(axis=-1) for i in batches]
+        )
+
     shape = tuple(seeds.shape[1:])
     classes = int(target.output_shape[-1])
-    return train_substitute(
-        lambda x: evaluation.predict(target, x),
-        lambda: build_classifier(architecture, shape, classes),
-        seeds,
-        seed=seed,
-    )
+    return train_substitute(oracle, lambda: build_classifier(architecture, shape, classes), seeds, seed=seed)
 
 
 def _figures(evaluation, evaluation_for, defense, attacks, parsed, names, out_dir, eps_grid) -> dict[str, str]:

@@ -263,7 +263,7 @@ def study_config(dataset: str, quick: bool = False) -> StudyConfig:
         return StudyConfig(
             dataset=dataset,
             n=16,
-            held_out=0,
+            held_out=8,  # the Papernot substitute's seeds
             seed=0,
             classifiers=("A", "B"),
             classifier={"epochs": 1, "limit": 1000, "batch_size": 64},
@@ -296,7 +296,14 @@ def study_config(dataset: str, quick: bool = False) -> StudyConfig:
                 "warm_start": True,
             },
             adv_tr={"eps": 0.3, "epochs": 1, "limit": 1000, "batch_size": 64},
-            attacks=("fgsm", "deepfool", "transfer-deepfool", _PAPER_BPDA, "bpda-pgd[skip=defense-gan]"),
+            attacks=(
+                "fgsm",
+                "deepfool",
+                "transfer-deepfool",
+                "papernot-fgsm[on=A]",  # one substitute (A/B), trained in the models phase
+                _PAPER_BPDA,
+                "bpda-pgd[skip=defense-gan]",
+            ),
             attack_params={"deepfool": {"max_iter": 5}, "pgd": {"nb_iter": 2, "eps_iter": 0.1}},
             eps_grid=(0.1, 0.3),
             # One floor of each kind, so the smoke run renders them: the tiny Madry model misses
@@ -401,8 +408,8 @@ CELEB_A_SUBSET = (
     "(`lqvae_tf.data.image_folder`, seed 0) into 8,000 training and 2,000 test faces; the paper used all "
     "202,599 faces (162,770 for training). Every model trains on the 8,000 training faces alone, about a "
     "twentieth of the paper's: the purifier 16 epochs and Defense-GAN's generator 20, so both lose more of "
-    "each face than the paper's (their no-attack columns say how much). Each row scores 500 of the 2,000 "
-    "test faces (the other studies 1,000; intervals about 1.4 times as wide), Defense-GAN 20 of them, so "
+    "each face than the paper's (their no-attack columns say how much). Each row scores 200 of the 2,000 "
+    "test faces (the other studies 1,000; intervals about 2.2 times as wide), Defense-GAN 20 of them, so "
     "that one run fits 150 minutes on 2 cores (a 64x64x3 attack costs several times a 28x28 one); the "
     "Madry and FGSM-trained "
     "classifiers fine-tune the clean ones for one epoch at eps 8/255 with half of the loss on clean faces, "
@@ -413,9 +420,12 @@ CELEB_A_SUBSET = (
 def _celeb_a_study() -> StudyConfig:
     # Tables 2 (white-box FGSM / DeepFool / CW / iterative FGSM / Madry PGD), 4 (black-box CW from
     # Papernot substitutes) and 5, on the subset (CELEB_A_SUBSET). The 2,000 test faces hold the
-    # 500-image sample and the substitutes' 150 seeds. Departures, to fit 150 minutes on 2 cores:
-    # 500 images, not 1,000 (on 1,000, measured 2026-12-01 on a shared machine: the models 4,553 s,
-    # the tables of one run at least 5,487 s, together past the budget); every model trains on the 8,000
+    # 200-image sample and the substitutes' 150 seeds. Departures, to fit 150 minutes on 2 cores:
+    # 200 images, not 1,000 (on 1,000, measured 2026-12-01 on a shared machine: the models 4,553 s,
+    # the tables of one run at least 5,487 s, together past the budget; a run of the tables at
+    # --n 50 alone on the 2 cores, 2026-12-06, took about 12 min of white-box rows a 50 faces
+    # beside the cw_l2 row and Defense-GAN's fixed 20 faces, and 16 min of end-to-end rows, so
+    # 500 would take about four hours and 200 about 140 min); every model trains on the 8,000
     # training faces; classifiers 10 epochs (the paper's No Attack column is 96%); the purifier 16
     # epochs (its validation loss was still falling after 8); Madry PGD and FGSM training 1 epoch each, fine-tuning
     # the clean classifier at lr 1e-4, at eps 0.031 (8/255, Madry et al.'s radius for natural images)
@@ -432,7 +442,7 @@ def _celeb_a_study() -> StudyConfig:
     # (start-up included): generator 7 s, purifier 13 s, classifiers A 6 s, B 6 s, C 12 s.
     return StudyConfig(
         dataset="celeb_a",
-        n=500,
+        n=200,
         defense_gan_n=20,
         held_out=150,
         seed=0,

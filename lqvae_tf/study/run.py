@@ -77,11 +77,33 @@ def classifier_model(name: str, column: str | None = None) -> str:
     return f"classifier {name}" if column is None else f"classifier {name} ({column})"
 
 
+def substitute_model(target: str, architecture: str) -> str:
+    """The name `train_models` gives the Papernot substitute of classifier `target` that has
+    classifier `architecture`'s layers: "substitute A/B" (its transfers are the "A/B" rows)."""
+    return f"substitute {target}/{architecture}"
+
+
+def attacker_seeds(config: StudyConfig) -> int:
+    """How many held-out test images the Papernot substitutes start from: the study's
+    `held_out`, at most Defense-GAN's `PAPERNOT_SEEDS`."""
+    from lqvae_tf.attacks.substitute import PAPERNOT_SEEDS
+
+    return min(config.held_out, PAPERNOT_SEEDS) if config.held_out else 0
+
+
+def substitute_pairs(config: StudyConfig) -> list[tuple[str, str]]:
+    """The (target, architecture) pairs of the Papernot substitutes the study's attacks need."""
+    from lqvae_tf.evaluation.suite import papernot_pairs
+
+    return papernot_pairs(config.attacks, config.classifiers)
+
+
 def model_names(config: StudyConfig) -> list[str]:
     """The names of the study's models, as `train_models` keys them."""
     names = ["purifier", *(["purifier (paper)"] if config.paper_purifier is not None else [])]
     for name in config.classifiers:
         names += [classifier_model(name), *(classifier_model(name, column) for column in ROBUST_COLUMNS)]
+    names += [substitute_model(*pair) for pair in substitute_pairs(config)]
     return [*names, "gan"]
 
 
@@ -95,8 +117,10 @@ def train_models(
     """Every model of the study, trained now or reused from `store`: name -> .keras path.
 
     The names are "purifier", "classifier A", "classifier A (madry)", "classifier A (adv-tr)",
-    ..., "gan"; `only` restricts the work to those named (the presets take the study's purifier
-    and classifier A, `scripts/make_presets.py`). Each model's store key is its study settings, so
+    ..., "substitute A/B", ..., "gan" (the Papernot substitutes are models too: trained once here,
+    keyed by their target's settings and their seed images, not retrained by every table run);
+    `only` restricts the work to those named (the presets take the study's purifier and
+    classifier A, `scripts/make_presets.py`). Each model's store key is its study settings, so
     whoever asks for it with the same study config gets the same model.
     """
     stages = stages or Stages(verbose=True)
@@ -121,6 +145,9 @@ def train_models(
             warm = (config.madry if method == "pgd" else config.adv_tr).get("warm_start", False)
             if warm and classifier_model(name, column) in needed:
                 needed.add(classifier_model(name))
+    for target, architecture in substitute_pairs(config):
+        if substitute_model(target, architecture) in needed:
+            needed.add(classifier_model(target))  # the oracle it queries
 
     def keep(name: str, kind: str, settings: dict, train: Callable[[str], object]) -> None:
         if only is not None and name not in needed:
@@ -192,7 +219,24 @@ def train_models(
                     **s,
                 )["earlier_seconds"],
             )
-    # After the classifiers: a guided purifier is trained with one of them.
+    # After the classifiers: each substitute queries one, and a guided purifier trains with one.
+    from lqvae_tf.attacks.substitute import PAPERNOT_ROUNDS, PAPERNOT_STEP
+
+    held_out = attacker_seeds(config)
+    for target, architecture in substitute_pairs(config):
+        keep(
+            substitute_model(target, architecture),
+            f"substitute_{target}_{architecture}",
+            {
+                # What it imitates, and what it starts from: the seed images are the `held_out`
+                # test images after the study's `n`-image sample (`sample_indices`).
+                "target": {"name": target, **config.classifier},
+                "architecture": architecture,
+                "seeds": {"n": config.n, "held_out": held_out},
+                "papernot": {"rounds": PAPERNOT_ROUNDS, "step": PAPERNOT_STEP},
+            },
+            lambda path, t=target, a=architecture: _train_substitute(config, paths, t, a, held_out, path, data_dir),
+        )
     keep("purifier", "purifier", purifier_key, purifier)
     if config.paper_purifier is not None:
         paper_config = config_from_settings(config.paper_purifier, seed=seed)
@@ -228,6 +272,38 @@ def train_models(
 
     keep("gan", "gan", gan_key, gan)
     return {name: paths[name] for name in sorted(paths, key=lambda name: name != "purifier")}  # purifier first
+
+
+def _train_substitute(
+    config: StudyConfig,
+    paths: dict[str, str],
+    target: str,
+    architecture: str,
+    held_out: int,
+    path: str,
+    data_dir: str | None,
+) -> None:
+    """Trains the Papernot substitute of the study's classifier `target` with `architecture`'s
+    layers on the study's held-out seed images; saves it to `path` atomically, with a summary:
+    its accuracy and its agreement with the target on the first 2,000 test images."""
+    from lqvae_tf.classifiers.train import save_with_summary
+    from lqvae_tf.evaluation.suite import load_test_arrays, papernot_substitute, sample_indices
+
+    images, labels = load_test_arrays(config.dataset, data_dir)
+    _, seeds = sample_indices(len(images), config.n, config.seed, held_out)
+    oracle = keras.models.load_model(paths[classifier_model(target)])
+    substitute = papernot_substitute(oracle, architecture, images[seeds], config.seed)
+    test, truth = images[:2000], labels[:2000]
+    predicted = substitute.predict(test, batch_size=256, verbose=0).argmax(-1)
+    queried = oracle.predict(test, batch_size=256, verbose=0).argmax(-1)
+    summary = {
+        "name": substitute_model(target, architecture),
+        "dataset": config.dataset,
+        "seeds": int(len(seeds)),
+        "test_accuracy": float((predicted == truth).mean()),
+        "test_agreement": float((predicted == queried).mean()),
+    }
+    save_with_summary(substitute, path, summary)
 
 
 # The per-epoch metrics of an adversarial training's curve (its summary's `curve`), by column title.
@@ -401,7 +477,6 @@ def run_study(
         Paths of what was written, by kind ("report" is the study's page, "index" the index);
         with `models_only`, the models' paths by name.
     """
-    from lqvae_tf.attacks.substitute import PAPERNOT_SEEDS
     from lqvae_tf.defenses import DefenseGANDefense, LQVAEDefense
     from lqvae_tf.evaluation.suite import load_test_arrays, run_suite, sample_indices
 
@@ -412,7 +487,7 @@ def run_study(
     paths = train_models(config, ModelStore(models_dir), data_dir, stages, only=only)
     if models_only:
         return paths
-    held_out = min(config.held_out, PAPERNOT_SEEDS) if config.held_out else 0
+    held_out = attacker_seeds(config)
     chosen, seeds = sample_indices(len(images), config.n, config.seed, held_out)
 
     purifier = keras.models.load_model(paths["purifier"])
@@ -427,6 +502,7 @@ def run_study(
     others = [defense_gan]
     if "purifier (paper)" in paths:
         others.insert(0, LQVAEDefense(keras.models.load_model(paths["purifier (paper)"]), name=PAPER_COLUMN))
+    substitutes = {pair: keras.models.load_model(paths[substitute_model(*pair)]) for pair in substitute_pairs(config)}
     results_dir = os.path.join(out_dir, "results", config.dataset)
     written = stages.run(
         "tables and figures",
@@ -447,6 +523,7 @@ def run_study(
             robust_classifiers=robust,
             defense_limits={defense_gan.name: config.defense_gan_n} if config.defense_gan_n else None,
             stacked=STACKED_COLUMNS,
+            substitutes=substitutes,
         ),
     )
     page = page_path(out_dir, config.dataset)
