@@ -244,7 +244,7 @@ def test_reproduce_quick_writes_a_table_with_every_column_and_reuses_its_models(
     # The purifier, the paper's, A and B plain / Madry / FGSM-trained, A's Papernot substitute, the GAN.
     assert len(models) == 1 + 1 + 2 * 3 + 1 + 1
     (substitute,) = [line for line in models if line.startswith("| substitute A/B |")]
-    assert "`<models>/substitute_A_B-" in substitute
+    assert "`<models>/substitute_A_B-" in substitute and " (agrees with its target on " in substitute
     assert any(
         row["params"].get("substitute") == "papernot" and (row["classifier"], row["source"]) == ("A", "B")
         for row in rows

@@ -611,6 +611,9 @@ def report(
             f"{record['seconds']} ({record['date']})" if record else "",
             f"{100 * accuracy:.2f}" if isinstance(accuracy, float) else "",
         ]
+        agreement = summary.get("test_agreement")  # a Papernot substitute's, with the classifier it imitates
+        if isinstance(agreement, float):
+            cells[-1] += f" (agrees with its target on {100 * agreement:.1f}%)"
         share = summary.get("test_top_class_share")
         if isinstance(share, float) and share >= ONE_CLASS_SHARE:
             cells[-1] += f" (one class for {100 * share:.1f}% of them: collapsed, its columns measure no robustness)"
