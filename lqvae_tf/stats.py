@@ -17,6 +17,11 @@ class Accuracy:
     correct: int
     n: int
 
+    @classmethod
+    def of_outcomes(cls, hits: np.ndarray) -> Accuracy:
+        """The accuracy of per-image outcomes (True: answered right)."""
+        return cls(int(np.count_nonzero(hits)), int(np.size(hits)))
+
     @property
     def percent(self) -> float:
         return 100.0 * self.correct / self.n

@@ -67,7 +67,7 @@ def test_eval_command_writes_tables_figures_and_resumes_from_cache(trained, tmp_
         "--classifiers",
         f"{folder / 'classifier_P.keras'},{folder / 'classifier_Q.keras'}",
         "--attacks",
-        "fgsm,bpda-fgsm,transfer-fgsm",
+        "fgsm,bpda-fgsm,identity-fgsm,transfer-fgsm",
         "--n",
         "40",
         "--eps-grid",
@@ -85,8 +85,14 @@ def test_eval_command_writes_tables_figures_and_resumes_from_cache(trained, tmp_
         assert title in table
     assert "| fgsm | P/Q | 40 |" in table and "eps=0.15" in table
     saved = json.loads((out / "results.json").read_text())
-    assert len(saved["rows"]) == 2 + 2 + 2 and saved["meta"]["n"] == 40 and saved["meta"]["seed"] == 0
-    assert len((out / "results.csv").read_text().splitlines()) == 1 + 6 * 4
+    # white-box, BPDA, identity, per-image worst of the two, transfer: on P and Q each
+    assert len(saved["rows"]) == 5 * 2 and saved["meta"]["n"] == 40 and saved["meta"]["seed"] == 0
+    assert len((out / "results.csv").read_text().splitlines()) == 1 + 10 * 4
+    bpda, identity, worst = (r for r in saved["rows"] if r["setting"] == "end-to-end" and r["classifier"] == "P")
+    assert worst["params"]["worst_of"] == [["bpda", 1], ["identity", 1]] and worst["seconds"] == 0.0
+    fewest = min(bpda["defended"]["lq-vae"]["correct"], identity["defended"]["lq-vae"]["correct"])
+    assert worst["defended"]["lq-vae"]["correct"] <= fewest
+    assert "| adaptive: per-image worst of BPDA / identity-BPDA, fgsm eps 0.15 | fgsm | P | 40 |" in table
     seconds = [row["seconds"] for row in saved["rows"]]
     assert all(isinstance(s, float) and s >= 0 for s in seconds) and sum(seconds) > 0  # each row timed
     assert table.count("Time: ") == 3 and "over 2 rows (the slowest:" in table

@@ -122,6 +122,8 @@ def test_table_numbers_are_computed_from_predictions(tmp_path):
     _, _, evaluation = _level_evaluation(cache_dir=str(tmp_path / "cache"))
     row = evaluation.white_box(ShiftEvenImages(), "L")
     assert (row.no_attack.correct, row.no_defense.correct, row.defended["undo"].correct) == (10, 5, 7)
+    assert row.outcomes["no defense"].tolist() == [i % 2 == 1 for i in range(10)]  # the even ones shifted
+    assert row.outcomes["undo"].sum() == 7 and "outcomes" not in row.to_dict()  # per image, in memory only
     assert row.n == 10 and row.params == {"step": 0.1}
     low, high = Accuracy(5, 10).interval
     assert (round(low, 1), round(high, 1)) == (23.7, 76.3)  # Wilson interval, 5 of 10
@@ -441,3 +443,44 @@ def test_a_row_whose_spec_set_the_attack_parameters_is_named_so_and_gets_no_pape
     papers = [line for line in lines if line.startswith("| paper |")]
     assert len(papers) == 1 and lines[lines.index(papers[0]) - 1].startswith("| pgd | A |")
     assert any(line.startswith("| pgd[eps_iter=0.075] | A |") for line in lines)
+
+
+def test_the_per_image_worst_counts_an_image_only_if_it_survived_every_backward_pass():
+    from lqvae_tf.evaluation.harness import NO_DEFENSE
+    from lqvae_tf.evaluation.report import end_to_end_label
+    from lqvae_tf.evaluation.worst import per_image_worst
+    from lqvae_tf.study.floors import check_floors
+
+    def row(gradient, filtered, flips, eps=0.1, eot=1):
+        madry = np.array([True, False, True, True])  # the robust classifier is attacked alone: the same
+        outcomes = {NO_DEFENSE: np.zeros(4, bool), "lq-vae": np.array(filtered), "madry": madry}
+        made = _e2e("pgd", {"lq-vae": sum(filtered), "madry": 3}, eps=eps, gradient=gradient, nb_iter=40)
+        made.params["eot_samples"] = eot
+        made.outcomes, made.flips = outcomes, {"lq-vae": np.array(flips)}
+        made.no_attack = made.no_defense = Accuracy(0, 4)
+        made.defended = {c: Accuracy.of_outcomes(v) for c, v in outcomes.items() if c != NO_DEFENSE}
+        return made
+
+    rows = [
+        row("bpda", [True, True, False, True], [0.1, 0.1, 0.1, 0.1]),
+        row("soft", [True, False, True, True], [0.2, 0.2, 0.2, 0.2], eot=2),
+        row("identity", [True, True, False, False], [0.3, 0.3, 0.3, 0.3]),
+        row("naive", [False, False, False, False], [0.4] * 4),  # masked: not one of the three
+        row("bpda", [True, True, True, True], [0.5] * 4, eps=0.3),  # alone at its eps: nothing to combine
+    ]
+    ((index, worst),) = per_image_worst(rows)
+    assert index == 3  # right after the last row it combines
+    # Each single row leaves the filter 2 or 3 of 4; per image, only the first survived all three.
+    assert worst.defended["lq-vae"].correct == 1 and min(r.defended["lq-vae"].correct for r in rows[:3]) == 2
+    assert worst.defended["madry"].correct == 3 and worst.no_defense.correct == 0
+    # The flips of the adversarial that fooled each image first (bpda's where none did).
+    assert worst.bit_flips["lq-vae"] == pytest.approx(100 * (0.1 + 0.2 + 0.1 + 0.3) / 4)
+    assert worst.seconds == 0.0 and worst.params["worst_of"] == [["bpda", 1], ["soft", 2], ["identity", 1]]
+    assert end_to_end_label(worst) == (
+        "adaptive: per-image worst of BPDA / soft-path BPDA+EOT x2 / identity-BPDA, pgd eps 0.1, 40 steps x 2 restarts"
+    )
+    assert "worst_of" in worst.to_dict()["params"] and json.dumps(worst.to_dict())
+    # A robust floor counts the attacks, not the row made of them.
+    floor = {"kind": "robust", "column": "madry", "classifier": "A", "eps": 0.1, "at_least": 50.0}
+    dicts = [r.to_dict() for r in [*rows[:3], worst]]
+    assert "worst of 3 PGD rows" in check_floors((floor,), dicts)[0]["text"]

@@ -31,9 +31,11 @@ from tqdm.auto import tqdm
 from lqvae_tf.atomic import atomic_path
 from lqvae_tf.attacks import logits_of
 from lqvae_tf.defenses import Defense
-from lqvae_tf.stats import Accuracy, accuracy_of
+from lqvae_tf.stats import Accuracy
 
 SETTINGS = ("white-box", "black-box", "end-to-end")
+# The key of the undefended classifier's column in `Row.outcomes`.
+NO_DEFENSE = "no defense"
 
 
 @dataclasses.dataclass
@@ -60,6 +62,12 @@ class Row:
     # the defaults). A white-box or black-box row with a variant is not the paper's setting, so no
     # page or index sets the paper's number beside it.
     variant: str = ""
+    # In memory only (results.json keeps the totals above): per column (`NO_DEFENSE` for the
+    # classifier alone), whether each image that column was scored on is still classified right,
+    # and per LQ-VAE column the share of code symbols each image's adversarial flips. What the
+    # per-image worst of several rows is made of (`lqvae_tf.evaluation.worst`).
+    outcomes: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+    flips: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n(self) -> int:
@@ -208,9 +216,13 @@ class Evaluation:
     def accuracy(self, classifier: keras.Model, images: np.ndarray, defense: Defense | None = None) -> Accuracy:
         """Accuracy of `classifier` on `images` (the sample's first len(images) or all), through
         `defense.purify` if given, on the images the defense is scored on."""
+        return Accuracy.of_outcomes(self.correct(classifier, images, defense))
+
+    def correct(self, classifier: keras.Model, images: np.ndarray, defense: Defense | None = None) -> np.ndarray:
+        """Per image of `accuracy`'s, whether `classifier` answers its label (bool)."""
         if defense is not None:
             images = self.purified(defense, images[: self.count_for(defense)])
-        return accuracy_of(self.predict(classifier, images), self.labels[: len(images)])
+        return self.predict(classifier, images) == self.labels[: len(images)]
 
     def purified(self, defense: Defense, images: np.ndarray) -> np.ndarray:
         """`defense.purify(images)`; for a costly defense cached on disk batch by batch."""
@@ -290,10 +302,11 @@ class Evaluation:
 
     def _robust_columns(
         self, setting, attack, classifier_name, adversarial, restarts=1, per_stacked=None
-    ) -> dict[str, Accuracy]:
-        """Accuracies of the adversarially trained counterparts of `classifier_name`, alone and
-        behind a purifier (`stacked`; `per_stacked` holds end-to-end rows' adversarials for them)."""
-        accuracies, on_robust = {}, {}
+    ) -> dict[str, np.ndarray]:
+        """Per image, whether the adversarially trained counterparts of `classifier_name` answer
+        right, alone and behind a purifier (`stacked`; `per_stacked` holds end-to-end rows'
+        adversarials for them)."""
+        outcomes, on_robust = {}, {}
         for column, models in self.robust_classifiers.items():
             if classifier_name not in models:
                 continue
@@ -301,26 +314,27 @@ class Evaluation:
             on_robust[column] = adversarial
             if setting != "black-box":  # the attacker knows the whole defended system: this model
                 on_robust[column] = self.adversarials_on(attack, f"{classifier_name} ({column})", model, restarts)
-            accuracies[column] = self.accuracy(model, on_robust[column])
+            outcomes[column] = self.correct(model, on_robust[column])
         for column in self._stacked_columns_for(classifier_name):
             if per_stacked is not None and column not in per_stacked:
                 continue  # not attacked in this row
             purifier, model = self._stacked_parts(column, classifier_name)
             images = per_stacked[column] if per_stacked is not None else on_robust[self.stacked[column][1]]
-            accuracies[column] = self.accuracy(model, images, purifier)
-        return accuracies
+            outcomes[column] = self.correct(model, images, purifier)
+        return outcomes
 
     def _row(
         self, setting, attack, classifier_name, source, adversarial, per_defense=None, restarts=1, per_stacked=None
     ) -> Row:
         classifier = self.classifiers[classifier_name]
-        defended = {}
+        outcomes = {NO_DEFENSE: self.correct(classifier, adversarial)}
         for defense in self.defenses:
             if per_defense is not None and defense.name not in per_defense:
                 continue  # not attacked in this row
             images = per_defense[defense.name] if per_defense is not None else adversarial
-            defended[defense.name] = self.accuracy(classifier, images, defense)
-        defended.update(self._robust_columns(setting, attack, classifier_name, adversarial, restarts, per_stacked))
+            outcomes[defense.name] = self.correct(classifier, images, defense)
+        outcomes.update(self._robust_columns(setting, attack, classifier_name, adversarial, restarts, per_stacked))
+        defended = {column: Accuracy.of_outcomes(hits) for column, hits in outcomes.items() if column != NO_DEFENSE}
         clean = {d.name: self.clean_accuracy(classifier_name, d) for d in self.defenses}
         clean.update(
             {
@@ -335,6 +349,7 @@ class Evaluation:
                 for column in self._stacked_columns_for(classifier_name)
             }
         )
+        flips = self._bit_flips(adversarial, per_defense)
         return Row(
             setting,
             attack.name,
@@ -342,16 +357,20 @@ class Evaluation:
             classifier_name,
             source,
             self.clean_accuracy(classifier_name),
-            self.accuracy(classifier, adversarial),
+            Accuracy.of_outcomes(outcomes[NO_DEFENSE]),
             defended,
             clean,
             distortion(self.images, adversarial),
-            self._bit_flips(adversarial, per_defense),
+            {name: round(100 * float(changed.mean()), 2) for name, changed in flips.items()},
+            outcomes=outcomes,
+            flips=flips,
         )
 
-    def _bit_flips(self, adversarial: np.ndarray, per_defense: Mapping[str, np.ndarray] | None) -> dict[str, float]:
-        """Mean % of code symbols changed, per defense with a latent code (`codes`), on the images
-        that defense was shown in this row."""
+    def _bit_flips(
+        self, adversarial: np.ndarray, per_defense: Mapping[str, np.ndarray] | None
+    ) -> dict[str, np.ndarray]:
+        """Per image, the share of code symbols changed, per defense with a latent code (`codes`),
+        on the images that defense was shown in this row."""
         flips = {}
         for defense in self.defenses:
             if not hasattr(defense, "codes") or (per_defense is not None and defense.name not in per_defense):
@@ -359,8 +378,7 @@ class Evaluation:
             if defense.name not in self._clean_codes:
                 self._clean_codes[defense.name] = defense.codes(self.images)
             images = per_defense[defense.name] if per_defense is not None else adversarial
-            changed = flipped_fraction(self._clean_codes[defense.name], defense.codes(images))
-            flips[defense.name] = round(100 * float(changed.mean()), 2)
+            flips[defense.name] = flipped_fraction(self._clean_codes[defense.name], defense.codes(images))
         return flips
 
     def _key(self, *parts) -> str:

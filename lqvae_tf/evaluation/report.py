@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from lqvae_tf.atomic import write_text
 from lqvae_tf.evaluation.harness import SETTINGS, Row
 from lqvae_tf.evaluation.paper import reference_key
+from lqvae_tf.evaluation.worst import WORST
 from lqvae_tf.generated import marker
 
 TITLES = {
@@ -58,14 +59,20 @@ def end_to_end_label(row: Row) -> str:
     params = row.params
     if row.attack == "authors_fgsm":
         return "paper's setting (authors' BPDA.py)"
-    how = {"bpda": "BPDA", "identity": "identity-BPDA", "naive": "no BPDA (masked)", "soft": "soft-path BPDA"}
-    label = how.get(params.get("gradient"), str(params.get("gradient")))
-    if params.get("eot_samples", 1) > 1 and params.get("gradient") == "soft":
-        label += f"+EOT x{params['eot_samples']}"
     steps = f", {params['nb_iter']} steps" if "nb_iter" in params else ""
     restarts = f" x {params['restarts']} restarts" if params.get("restarts", 1) > 1 else ""
     eps = f" eps {params['eps']}" if "eps" in params else ""
+    if params.get("gradient") == WORST:
+        combined = " / ".join(_gradient_label(gradient, eot) for gradient, eot in params.get("worst_of", ()))
+        return f"adaptive: per-image worst of {combined}, {row.attack}{eps}{steps}{restarts}"
+    label = _gradient_label(params.get("gradient"), params.get("eot_samples", 1))
     return f"adaptive: {label}-{row.attack}{eps}{steps}{restarts}"
+
+
+def _gradient_label(gradient, eot_samples: int) -> str:
+    how = {"bpda": "BPDA", "identity": "identity-BPDA", "naive": "no BPDA (masked)", "soft": "soft-path BPDA"}
+    label = how.get(gradient, str(gradient))
+    return label + f"+EOT x{eot_samples}" if eot_samples > 1 and gradient == "soft" else label
 
 
 def attack_name(row: Row) -> str:

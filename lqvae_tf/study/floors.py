@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lqvae_tf.evaluation.worst import WORST
 from lqvae_tf.stats import Accuracy
 
 KINDS = ("clean", "robust", "no_masking")
@@ -64,6 +65,7 @@ def _robust(floor: dict, rows: list[dict]) -> tuple[str, bool | None]:
         for row in rows
         if row["setting"] == "end-to-end"
         and row["attack"] == "pgd"
+        and row["params"].get("gradient") != WORST  # made of the rows beside it, not an attack of its own
         and row["classifier"] == floor["classifier"]
         and row["params"].get("eps") == floor["eps"]
         and floor["column"] in row["defended"]

@@ -142,8 +142,9 @@ def write_index(out_dir: str) -> str:
         "their training times, every table with n and 95% intervals per cell, the paper's numbers beside ours,",
         "and the figures). This index is rebuilt by every run from the pages' `results.json`: averages of our",
         "rows per setting, then the paper's average over the same rows where it reports them. For the adaptive",
-        "end-to-end attacks it shows, per eps, the worst row (the strongest attack we ran) instead of an",
-        "average.",
+        "end-to-end attacks it shows, per eps, the worst row (the strongest attack we ran, among them the",
+        "per-image worst of BPDA, soft path + EOT and identity PGD: an image counts only if it survived all",
+        "three) instead of an average.",
         "",
     ]
     found = False
