@@ -216,6 +216,7 @@ def test_cached_adversarials_are_reused(tmp_path):
             calls.append(len(x))
             return super().__call__(model_fn, x, y)
 
+    fresh = []
     for _ in range(2):
         evaluation = Evaluation(
             images,
@@ -227,7 +228,9 @@ def test_cached_adversarials_are_reused(tmp_path):
             verbose=False,
         )
         evaluation.white_box(Counting(), "L")
+        fresh.append(evaluation.fresh_batches)
     assert calls == [4, 4, 2]  # three batches the first time, none the second
+    assert fresh == [3, 0]  # what tells a run whose row cost its attack time from one that read it
 
 
 class NoDefenseNamed(NoDefense):

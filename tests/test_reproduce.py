@@ -14,7 +14,7 @@ from lqvae_tf.config import preset
 from lqvae_tf.generated import is_generated
 from lqvae_tf.provenance import code_version
 from lqvae_tf.study import ROBUST_COLUMNS, STACKED_COLUMNS, ModelStore, settings_hash, study_config
-from lqvae_tf.study.run import PAPER_COLUMN, fgsm_training_lines, training_curves
+from lqvae_tf.study.run import PAPER_COLUMN, fgsm_training_lines, rows_time_lines, training_curves
 
 COLUMNS = ("lq-vae", "defense-gan", *ROBUST_COLUMNS, *STACKED_COLUMNS)
 # The quick Fashion-MNIST study also has the authors' purifier (tiny) as a column; CelebA's has not.
@@ -96,6 +96,13 @@ def test_the_page_says_from_its_rows_whether_fgsm_training_collapses_under_pgd()
     assert "keeps 75.00% under FGSM" in line and "58.00% at eps 0.1, 2.00% at eps 0.3" in line
     assert line.endswith("it collapses under PGD (more than 20 points below its FGSM accuracy) at eps 0.3.")
     assert fgsm_training_lines(rows[:3]) == []  # no PGD row: nothing to say
+
+
+def test_the_page_states_what_its_rows_cost_from_scratch_where_a_rerun_read_them_from_the_cache():
+    rows = [{"seconds": 600.0, "seconds_recorded": True}, {"seconds": 2.5, "seconds_recorded": False}, {}]
+    (line,) = rows_time_lines(rows)
+    assert line.startswith("The table rows, each as computed from scratch: 602 s (1 of 3 rows as timed by the earlier")
+    assert rows_time_lines([{"seconds": 2.5, "seconds_recorded": False}]) == []  # this run's own time says it
 
 
 def test_study_configs_name_every_baseline_and_reject_impossible_ones():

@@ -58,6 +58,9 @@ class Row:
     # Wall seconds this run spent on the row (crafting, scoring and, for a black-box row, training
     # its substitute when it is the first to need it); a row read from the cache costs less.
     seconds: float | None = None
+    # Whether `seconds` were recorded by the earlier run that crafted this row's adversarials (this
+    # run read them all from the cache, so its own time would hide what the row costs).
+    seconds_recorded: bool = False
     # The attack parameters the row's spec set over the attack's defaults ("eps_iter=0.075"; empty:
     # the defaults). A white-box or black-box row with a variant is not the paper's setting, so no
     # page or index sets the paper's number beside it.
@@ -88,8 +91,19 @@ class Row:
             "bit_flips": self.bit_flips,
             "defended": {name: acc.to_dict() for name, acc in self.defended.items()},
             "seconds": self.seconds,
+            "seconds_recorded": self.seconds_recorded,
             "variant": self.variant,
         }
+
+    def identity(self) -> str:
+        """What the row measured (not its numbers): equal for the same row of two runs."""
+        return row_identity(self.to_dict())
+
+
+def row_identity(row: Mapping) -> str:
+    """`Row.identity` of a row as results.json keeps it."""
+    parts = [row["setting"], row["attack"], row["params"], row["classifier"], row["source"], row["n"]]
+    return json.dumps([*parts, row.get("variant", "")], sort_keys=True, default=str)
 
 
 def fingerprint(*parts) -> str:
@@ -193,6 +207,9 @@ class Evaluation:
         self._sample_key = fingerprint(self.images, self.labels)
         self._defense_keys = {d.name: self.defense_key(d) for d in self.defenses}
         self._clean: dict[tuple[str, str], Accuracy] = {}
+        # Batches crafted or purified by this run (not read from the cache): whether a row cost
+        # its attack time here.
+        self.fresh_batches = 0
 
     @staticmethod
     def defense_key(defense: Defense) -> str:
@@ -237,6 +254,7 @@ class Evaluation:
                 parts.append(np.load(path))
                 continue
             part = np.asarray(defense.purify(images[start : start + self.batch_size]), np.float32)
+            self.fresh_batches += 1
             with atomic_path(path) as temporary:
                 np.save(temporary, part)
             parts.append(part)
@@ -280,6 +298,7 @@ class Evaluation:
             stop = min(start + self.batch_size, count)
             images, labels = self.images[start:stop], self.labels[start:stop]
             part = np.asarray(attack(model_fn, images, labels), np.float32)
+            self.fresh_batches += 1
             for _ in range(restarts - 1):  # again on the images no run has fooled yet, only
                 standing = np.flatnonzero(np.asarray(model_fn(tf.constant(part))).argmax(axis=-1) == labels)
                 if len(standing) == 0:

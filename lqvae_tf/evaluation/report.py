@@ -242,10 +242,14 @@ def _time_line(rows: Sequence[Row]) -> str:
     if not timed:
         return "Time: not recorded."
     untimed = f"; {len(rows) - len(timed)} rows untimed" if len(timed) < len(rows) else ""
+    recorded = sum(r.seconds_recorded for r in rows)
+    when = "this run"
+    if recorded:  # this run read their adversarials from the cache: the run that crafted them timed them
+        when = f"({recorded} rows as timed by the earlier run that crafted their adversarials, the rest this run)"
     slowest = max(rows, key=lambda r: -1.0 if r.seconds is None else r.seconds)
     label = slowest.classifier if slowest.setting != "black-box" else f"{slowest.classifier}/{slowest.source}"
     return (
-        f"Time: {sum(timed):,.0f} s of wall time this run over {len(timed)} rows{untimed} (the slowest: "
+        f"Time: {sum(timed):,.0f} s of wall time {when} over {len(timed)} rows{untimed} (the slowest: "
         f"{attack_name(slowest)} on {label}, {slowest.seconds:,.0f} s; each row's `seconds` in results.json; rows "
         "read from the cache of a stopped run cost less than a full run's)."
     )

@@ -534,6 +534,20 @@ def run_study(
     return written
 
 
+def rows_time_lines(rows: list[dict]) -> list[str]:
+    """What the table rows cost to compute, where this run read some from the cache of the earlier
+    run that crafted them (their `seconds_recorded`): that run's times, not this one's."""
+    recorded = sum(bool(row.get("seconds_recorded")) for row in rows)
+    if not recorded:
+        return []
+    seconds = sum(row.get("seconds") or 0.0 for row in rows)
+    return [
+        f"The table rows, each as computed from scratch: {seconds:,.0f} s ({recorded} of {len(rows)} rows as "
+        "timed by the earlier run that crafted their adversarials, which this run read from the cache; the "
+        "figures not included)."
+    ]
+
+
 def report(
     config: StudyConfig,
     paths: dict[str, str],
@@ -637,6 +651,7 @@ def report(
     lines += [
         f"Tables and figures, this run (rows a stopped run finished are read from its cache): "
         f"{stages.seconds.get('tables and figures', '')} s.",
+        *rows_time_lines(rows),
         "",
         "## Tables",
         "",
