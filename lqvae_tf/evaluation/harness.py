@@ -106,6 +106,16 @@ def row_identity(row: Mapping) -> str:
     return json.dumps([*parts, row.get("variant", "")], sort_keys=True, default=str)
 
 
+def predict_classes(classifier: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """`classifier`'s predicted classes of `images`, `batch_size` at a time."""
+    return np.concatenate(
+        [
+            np.asarray(classifier(images[i : i + batch_size], training=False)).argmax(axis=-1)
+            for i in range(0, len(images), batch_size)
+        ]
+    )
+
+
 def fingerprint(*parts) -> str:
     """A short content hash of arrays, models (their weights) and JSON-able values."""
     digest = hashlib.sha256()
@@ -223,12 +233,7 @@ class Evaluation:
     # ------------------------------------------------------------------ building blocks
     def predict(self, classifier: keras.Model, images: np.ndarray) -> np.ndarray:
         """Predicted classes, batched."""
-        return np.concatenate(
-            [
-                np.asarray(classifier(images[i : i + self.batch_size], training=False)).argmax(axis=-1)
-                for i in range(0, len(images), self.batch_size)
-            ]
-        )
+        return predict_classes(classifier, images, self.batch_size)
 
     def accuracy(self, classifier: keras.Model, images: np.ndarray, defense: Defense | None = None) -> Accuracy:
         """Accuracy of `classifier` on `images` (the sample's first len(images) or all), through

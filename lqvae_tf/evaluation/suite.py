@@ -39,7 +39,7 @@ from lqvae_tf.evaluation.figures import (
     bit_flip_histogram,
     latent_tsne,
 )
-from lqvae_tf.evaluation.harness import Evaluation, Row, flipped_fraction, row_identity
+from lqvae_tf.evaluation.harness import Evaluation, Row, flipped_fraction, predict_classes, row_identity
 from lqvae_tf.evaluation.paper import reference
 from lqvae_tf.evaluation.report import write_reports
 from lqvae_tf.evaluation.worst import per_image_worst
@@ -363,10 +363,7 @@ def papernot_substitute(
         raise ValueError("papernot substitutes need held-out seed images")
 
     def oracle(images: np.ndarray) -> np.ndarray:
-        batches = range(0, len(images), batch_size)
-        return np.concatenate(
-            [np.asarray(target(images[i : i + batch_size], training=False)).argmax(axis=-1) for i in batches]
-        )
+        return predict_classes(target, images, batch_size)
 
     shape = tuple(seeds.shape[1:])
     classes = int(target.output_shape[-1])
