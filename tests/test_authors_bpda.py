@@ -224,7 +224,8 @@ def test_on_restricts_a_row_to_the_named_classifiers_and_rejects_unknown_names(t
     with open(written["json"], encoding="utf-8") as handle:
         rows = json.load(handle)["rows"]
     attacked = sorted((row["params"].get("gradient", ""), row["classifier"]) for row in rows)
-    assert attacked == [("bpda", "A"), ("bpda", "B"), ("identity", "B")]
+    # On B both backward passes ran: their per-image worst follows them.
+    assert attacked == [("bpda", "A"), ("bpda", "B"), ("identity", "B"), ("per-image worst", "B")]
     with pytest.raises(ValueError, match="on= names \\['Z'\\]"):
         run_suite(x, y, purifier, classifiers, ["bpda-fgsm[on=Z]"], str(tmp_path / "bad"), verbose=False)
 

@@ -104,11 +104,13 @@ def test_eval_command_writes_tables_figures_and_resumes_from_cache(trained, tmp_
     assert cached
     assert main(args) == 0  # a second run takes every adversarial batch from the cache
     assert sorted(p.name for p in (out / "cache").iterdir()) == cached
-    # ... and keeps the first run's time of a row where it is longer (what the row costs to craft).
+    # ... and counts the crafting times recorded beside them, so each row still says what it costs.
     rerun = json.loads((out / "results.json").read_text())["rows"]
-    recorded = [(old["seconds"], new["seconds"]) for old, new in zip(saved["rows"], rerun) if new["seconds_recorded"]]
-    assert recorded and all(old == new for old, new in recorded)
-    assert "as timed by the earlier run that crafted their adversarials" in (out / "results.md").read_text()
+    for first_row, row in zip(saved["rows"], rerun):
+        assert row["untimed_batches"] == 0 and row["seconds"] >= row["recorded_seconds"]
+        assert row["recorded_seconds"] <= first_row["seconds"] + 0.1  # the crafting part of the first run's time
+    assert sum(row["recorded_seconds"] for row in rerun) > 0
+    assert "recorded when an earlier run made the cached batches read here" in (out / "results.md").read_text()
     untimed = lambda text: [line for line in text.splitlines() if not line.startswith("Time: ")]  # noqa: E731
     assert untimed(capsys.readouterr().out) == untimed(first)  # the same numbers; only the times differ
 

@@ -99,10 +99,12 @@ def test_the_page_says_from_its_rows_whether_fgsm_training_collapses_under_pgd()
 
 
 def test_the_page_states_what_its_rows_cost_from_scratch_where_a_rerun_read_them_from_the_cache():
-    rows = [{"seconds": 600.0, "seconds_recorded": True}, {"seconds": 2.5, "seconds_recorded": False}, {}]
+    rows = [{"seconds": 600.0, "recorded_seconds": 590.0}, {"seconds": 2.5, "recorded_seconds": 0.0}, {}]
     (line,) = rows_time_lines(rows)
-    assert line.startswith("The table rows, each as computed from scratch: 602 s (1 of 3 rows as timed by the earlier")
-    assert rows_time_lines([{"seconds": 2.5, "seconds_recorded": False}]) == []  # this run's own time says it
+    assert line.startswith("The table rows, each as computed from scratch: 602 s (590 s of it recorded when an earlier")
+    (line,) = rows_time_lines([{"seconds": 2.5, "untimed_batches": 3}])
+    assert "3 cached batches made before their times were kept are not counted" in line
+    assert rows_time_lines([{"seconds": 2.5, "recorded_seconds": 0.0}]) == []  # this run's own time says it
 
 
 def test_study_configs_name_every_baseline_and_reject_impossible_ones():

@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import keras
@@ -28,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from lqvae_tf.atomic import atomic_path
+from lqvae_tf.atomic import atomic_path, write_text
 from lqvae_tf.attacks import logits_of
 from lqvae_tf.defenses import Defense
 from lqvae_tf.stats import Accuracy
@@ -36,6 +37,8 @@ from lqvae_tf.stats import Accuracy
 SETTINGS = ("white-box", "black-box", "end-to-end")
 # The key of the undefended classifier's column in `Row.outcomes`.
 NO_DEFENSE = "no defense"
+# Beside each cached batch `<key>-<start>.npy`: the seconds making it took (`<...>.npy.seconds`).
+SECONDS_SUFFIX = ".seconds"
 
 
 @dataclasses.dataclass
@@ -58,9 +61,11 @@ class Row:
     # Wall seconds this run spent on the row (crafting, scoring and, for a black-box row, training
     # its substitute when it is the first to need it); a row read from the cache costs less.
     seconds: float | None = None
-    # Whether `seconds` were recorded by the earlier run that crafted this row's adversarials (this
-    # run read them all from the cache, so its own time would hide what the row costs).
-    seconds_recorded: bool = False
+    # Of `seconds`, those recorded when an earlier run crafted (or purified) the batches this run
+    # read from the cache: `seconds` is what the row costs from scratch, however often it was
+    # interrupted. `untimed_batches`: cached batches made before their times were kept (not counted).
+    recorded_seconds: float = 0.0
+    untimed_batches: int = 0
     # The attack parameters the row's spec set over the attack's defaults ("eps_iter=0.075"; empty:
     # the defaults). A white-box or black-box row with a variant is not the paper's setting, so no
     # page or index sets the paper's number beside it.
@@ -91,19 +96,10 @@ class Row:
             "bit_flips": self.bit_flips,
             "defended": {name: acc.to_dict() for name, acc in self.defended.items()},
             "seconds": self.seconds,
-            "seconds_recorded": self.seconds_recorded,
+            "recorded_seconds": self.recorded_seconds,
+            "untimed_batches": self.untimed_batches,
             "variant": self.variant,
         }
-
-    def identity(self) -> str:
-        """What the row measured (not its numbers): equal for the same row of two runs."""
-        return row_identity(self.to_dict())
-
-
-def row_identity(row: Mapping) -> str:
-    """`Row.identity` of a row as results.json keeps it."""
-    parts = [row["setting"], row["attack"], row["params"], row["classifier"], row["source"], row["n"]]
-    return json.dumps([*parts, row.get("variant", "")], sort_keys=True, default=str)
 
 
 def predict_classes(classifier: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
@@ -217,9 +213,10 @@ class Evaluation:
         self._sample_key = fingerprint(self.images, self.labels)
         self._defense_keys = {d.name: self.defense_key(d) for d in self.defenses}
         self._clean: dict[tuple[str, str], Accuracy] = {}
-        # Batches crafted or purified by this run (not read from the cache): whether a row cost
-        # its attack time here.
-        self.fresh_batches = 0
+        # Seconds recorded beside the cached batches this run read (what making them cost), and
+        # the cached batches without a record: a row's time from scratch (`Row.recorded_seconds`).
+        self.recorded_seconds = 0.0
+        self.untimed_batches = 0
 
     @staticmethod
     def defense_key(defense: Defense) -> str:
@@ -255,15 +252,34 @@ class Evaluation:
         batches = range(0, len(images), self.batch_size)
         for start in tqdm(batches, desc=f"{defense.name} purifying", disable=not self.verbose, leave=False):
             path = os.path.join(self.cache_dir, f"{key}-{start}.npy")
-            if os.path.isfile(path):
-                parts.append(np.load(path))
-                continue
-            part = np.asarray(defense.purify(images[start : start + self.batch_size]), np.float32)
-            self.fresh_batches += 1
-            with atomic_path(path) as temporary:
-                np.save(temporary, part)
+            part = self._cached_batch(path)
+            if part is None:
+                began = time.perf_counter()
+                part = np.asarray(defense.purify(images[start : start + self.batch_size]), np.float32)
+                self._cache_batch(path, part, time.perf_counter() - began)
             parts.append(part)
         return np.concatenate(parts)
+
+    def _cached_batch(self, path: str | None) -> np.ndarray | None:
+        """The batch cached at `path` (None: not there), adding the seconds recorded beside it when
+        it was made to `recorded_seconds` (or counting it in `untimed_batches`)."""
+        if not path or not os.path.isfile(path):
+            return None
+        try:
+            with open(path + SECONDS_SUFFIX, encoding="utf-8") as handle:
+                self.recorded_seconds += float(handle.read())
+        except (OSError, ValueError):
+            self.untimed_batches += 1
+        return np.load(path)
+
+    @staticmethod
+    def _cache_batch(path: str | None, part: np.ndarray, seconds: float) -> None:
+        """Caches `part` at `path` with the `seconds` making it took beside it (both atomically)."""
+        if not path:
+            return
+        with atomic_path(path) as temporary:
+            np.save(temporary, part)
+        write_text(path + SECONDS_SUFFIX, f"{seconds:.3f}\n")
 
     def clean_accuracy(self, classifier_name: str, defense: Defense | str | None = None) -> Accuracy:
         """Accuracy on the clean sample, alone, behind `defense`, or of the robust classifier of the
@@ -297,21 +313,20 @@ class Evaluation:
         batches = range(0, count, self.batch_size)
         for start in tqdm(batches, desc=description, disable=not self.verbose, leave=False):
             path = os.path.join(self.cache_dir, f"{key}-{start}.npy") if self.cache_dir else None
-            if path and os.path.isfile(path):
-                parts.append(np.load(path))
+            cached = self._cached_batch(path)
+            if cached is not None:
+                parts.append(cached)
                 continue
+            began = time.perf_counter()
             stop = min(start + self.batch_size, count)
             images, labels = self.images[start:stop], self.labels[start:stop]
             part = np.asarray(attack(model_fn, images, labels), np.float32)
-            self.fresh_batches += 1
             for _ in range(restarts - 1):  # again on the images no run has fooled yet, only
                 standing = np.flatnonzero(np.asarray(model_fn(tf.constant(part))).argmax(axis=-1) == labels)
                 if len(standing) == 0:
                     break
                 part[standing] = np.asarray(attack(model_fn, images[standing], labels[standing]), np.float32)
-            if path:
-                with atomic_path(path) as temporary:
-                    np.save(temporary, part)
+            self._cache_batch(path, part, time.perf_counter() - began)
             parts.append(part)
         return np.concatenate(parts)
 

@@ -237,22 +237,35 @@ def attack_checks(rows: Sequence[Row]) -> list[str]:
 
 
 def _time_line(rows: Sequence[Row]) -> str:
-    """The wall time the run spent on a table's rows, or what a run that was resumed could not time."""
+    """The wall time a table's rows cost, or what a run that was resumed could not time."""
     timed = [r.seconds for r in rows if r.seconds is not None]
     if not timed:
         return "Time: not recorded."
     untimed = f"; {len(rows) - len(timed)} rows untimed" if len(timed) < len(rows) else ""
-    recorded = sum(r.seconds_recorded for r in rows)
-    when = "this run"
-    if recorded:  # this run read their adversarials from the cache: the run that crafted them timed them
-        when = f"({recorded} rows as timed by the earlier run that crafted their adversarials, the rest this run)"
     slowest = max(rows, key=lambda r: -1.0 if r.seconds is None else r.seconds)
     label = slowest.classifier if slowest.setting != "black-box" else f"{slowest.classifier}/{slowest.source}"
+    when = "" if any(r.recorded_seconds for r in rows) else " this run"  # else partly an earlier run's
     return (
-        f"Time: {sum(timed):,.0f} s of wall time {when} over {len(timed)} rows{untimed} (the slowest: "
-        f"{attack_name(slowest)} on {label}, {slowest.seconds:,.0f} s; each row's `seconds` in results.json; rows "
-        "read from the cache of a stopped run cost less than a full run's)."
+        f"Time: {sum(timed):,.0f} s of wall time{when} over {len(timed)} rows{untimed} (the slowest: "
+        f"{attack_name(slowest)} on {label}, {slowest.seconds:,.0f} s; each row's `seconds` in results.json; "
+        f"{cache_note(rows)})."
     )
+
+
+def cache_note(rows: Sequence[Row] | Sequence[Mapping]) -> str:
+    """What the rows' times hold of earlier runs: the seconds recorded beside the cached batches
+    they read (an interrupted run's, or a rerun's), and cached batches without a record."""
+    get = (lambda r, k: r.get(k) or 0) if rows and isinstance(rows[0], Mapping) else getattr
+    recorded = sum(get(r, "recorded_seconds") for r in rows)
+    untimed = sum(get(r, "untimed_batches") for r in rows)
+    if not (recorded or untimed):
+        return "rows read from the cache of a stopped run cost less than a full run's"
+    parts = []
+    if recorded:
+        parts.append(f"{recorded:,.0f} s of it recorded when an earlier run made the cached batches read here")
+    if untimed:
+        parts.append(f"{untimed} cached batches made before their times were kept are not counted")
+    return "; ".join(parts)
 
 
 def csv_text(rows: Sequence[Row]) -> str:

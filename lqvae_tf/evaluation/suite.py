@@ -39,7 +39,7 @@ from lqvae_tf.evaluation.figures import (
     bit_flip_histogram,
     latent_tsne,
 )
-from lqvae_tf.evaluation.harness import Evaluation, Row, flipped_fraction, predict_classes, row_identity
+from lqvae_tf.evaluation.harness import Evaluation, Row, flipped_fraction, predict_classes
 from lqvae_tf.evaluation.paper import reference
 from lqvae_tf.evaluation.report import write_reports
 from lqvae_tf.evaluation.worst import per_image_worst
@@ -260,37 +260,37 @@ def run_suite(
     names = list(classifiers)
     rows: list[Row] = []
     substitutes = dict(substitutes or {})
-    recorded = _recorded_seconds(out_dir)
 
-    def fresh_batches() -> int:
-        return sum(e.fresh_batches for e in (evaluation, *subsets.values()))
+    def from_cache() -> tuple[float, int]:
+        """The cached batches' recorded seconds and untimed batches this run has read so far."""
+        scored = (evaluation, *subsets.values())
+        return sum(e.recorded_seconds for e in scored), sum(e.untimed_batches for e in scored)
 
     for spec in parsed:
         attack = attacks[spec]
         scored = evaluation_for(spec)
         for target in (n for n in names if not spec.on or n in spec.on):
-            start, fresh = time.perf_counter(), fresh_batches()
+            start, before = time.perf_counter(), from_cache()
             if spec.setting == "white-box":
                 row = scored.white_box(attack, target, spec.restarts)
-                rows.append(_timed(row, start, spec, recorded if fresh_batches() == fresh else None))
+                rows.append(_timed(row, start, spec, before, from_cache()))
             elif spec.setting == "end-to-end":
                 eot = eot_samples if spec.eot is None else spec.eot
                 row = scored.end_to_end(attack, target, spec.how, eot, spec.restarts, spec.skip)
-                rows.append(_timed(row, start, spec, recorded if fresh_batches() == fresh else None))
+                rows.append(_timed(row, start, spec, before, from_cache()))
             else:
                 for source in (n for n in names if n != target):
-                    start, fresh = time.perf_counter(), fresh_batches()
+                    start, before = time.perf_counter(), from_cache()
                     substitute = classifiers[source]
                     if spec.how == "papernot":
                         if (target, source) not in substitutes:
                             substitutes[(target, source)] = papernot_substitute(
                                 classifiers[target], source, seeds_for_substitutes, seed
                             )
-                            fresh = -1  # trained here: this run's time is the row's
                         substitute = substitutes[(target, source)]
                     row = scored.black_box(attack, target, source, substitute, spec.restarts)
                     row.params = {**row.params, "substitute": spec.how}
-                    rows.append(_timed(row, start, spec, recorded if fresh_batches() == fresh else None))
+                    rows.append(_timed(row, start, spec, before, from_cache()))
     # Per image, the worst of the backward passes run at one budget: after the last row it combines.
     for index, row in sorted(per_image_worst(rows), key=lambda pair: pair[0], reverse=True):
         rows.insert(index, row)
@@ -324,30 +324,17 @@ def papernot_pairs(specs: Sequence[str], names: Sequence[str]) -> list[tuple[str
     return pairs
 
 
-def _timed(row: Row, start: float, spec: AttackSpec, recorded: Mapping[str, float] | None = None) -> Row:
-    """`row` with the wall seconds since `start` (a `time.perf_counter()` reading) as its `seconds`
-    and the attack parameters `spec` set as its `variant`.
-
-    `recorded`: given when this run read every adversarial of the row from the cache, the seconds
-    an earlier run in the same folder recorded per row (`_recorded_seconds`); the row then keeps
-    the earlier run's, what computing it costs, marked `seconds_recorded`."""
-    row.seconds = round(time.perf_counter() - start, 1)
+def _timed(
+    row: Row, start: float, spec: AttackSpec, before: tuple[float, int] = (0.0, 0), after: tuple[float, int] = (0.0, 0)
+) -> Row:
+    """`row` with its `seconds`: the wall seconds since `start` (a `time.perf_counter()` reading)
+    plus those recorded beside the cached batches it read (the `from_cache` counts `before` and
+    `after` it), and the attack parameters `spec` set as its `variant`."""
+    recorded, untimed = after[0] - before[0], after[1] - before[1]
+    row.seconds = round(time.perf_counter() - start + recorded, 1)
+    row.recorded_seconds, row.untimed_batches = round(recorded, 1), untimed
     row.variant = spec.variant
-    earlier = (recorded or {}).get(row.identity())
-    if earlier is not None and earlier > row.seconds:
-        row.seconds, row.seconds_recorded = earlier, True
     return row
-
-
-def _recorded_seconds(out_dir: str) -> dict[str, float]:
-    """Per row (`Row.identity`), the seconds the last run written to `out_dir` recorded; empty
-    when it wrote none or they cannot be read."""
-    try:
-        with open(os.path.join(out_dir, "results.json"), encoding="utf-8") as handle:
-            rows = json.load(handle)["rows"]
-        return {row_identity(row): float(row["seconds"]) for row in rows if row.get("seconds") is not None}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
 
 
 def papernot_substitute(

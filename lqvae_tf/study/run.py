@@ -27,6 +27,7 @@ from typing import Any
 import keras
 
 from lqvae_tf.atomic import write_text
+from lqvae_tf.evaluation.report import cache_note
 from lqvae_tf.generated import marker, without_marker
 from lqvae_tf.provenance import code_version
 from lqvae_tf.study.config import PAPER_COLUMN, StudyConfig
@@ -535,17 +536,12 @@ def run_study(
 
 
 def rows_time_lines(rows: list[dict]) -> list[str]:
-    """What the table rows cost to compute, where this run read some from the cache of the earlier
-    run that crafted them (their `seconds_recorded`): that run's times, not this one's."""
-    recorded = sum(bool(row.get("seconds_recorded")) for row in rows)
-    if not recorded:
+    """What the table rows cost to compute from scratch, where this run read cached batches that
+    an earlier run made (an interrupted run's, or a rerun's): their recorded times included."""
+    if not any(row.get("recorded_seconds") or row.get("untimed_batches") for row in rows):
         return []
     seconds = sum(row.get("seconds") or 0.0 for row in rows)
-    return [
-        f"The table rows, each as computed from scratch: {seconds:,.0f} s ({recorded} of {len(rows)} rows as "
-        "timed by the earlier run that crafted their adversarials, which this run read from the cache; the "
-        "figures not included)."
-    ]
+    return [f"The table rows, each as computed from scratch: {seconds:,.0f} s ({cache_note(rows)}; no figures)."]
 
 
 def report(
