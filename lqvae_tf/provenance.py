@@ -24,8 +24,8 @@ def _git(*args: str) -> str | None:
 
 
 def code_version() -> str:
-    """The short commit of the checkout this package runs from, with "+changes" where tracked files
-    differ from it (the result then comes from code no commit holds); the package version where the
+    """The short commit of the checkout this package runs from, with "+changes" where the package's
+    tracked files differ from it (the result then comes from code no commit holds); the package version where the
     package is not in a git checkout (an installed wheel)."""
     commit = _git("rev-parse", "--short", "HEAD")
     if not commit:
@@ -34,5 +34,8 @@ def code_version() -> str:
         except importlib.metadata.PackageNotFoundError:
             version = "unknown version"
         return f"lqvae-tf {version} (not a git checkout)"
-    changed = _git("status", "--porcelain", "--untracked-files=no")
+    # Only the package's own files count ("." is its folder): a study writes its tables and
+    # figures, tracked under docs/, before the page that states this commit, and its own output
+    # is not code that no commit holds.
+    changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".")
     return f"{commit}+changes" if changed else commit

@@ -61,6 +61,18 @@ def test_masking_is_pgd_weaker_than_fgsm_or_accuracy_rising_with_eps():
     pgd_weaker = [*healthy[:1], _row("white-box", "pgd", "A", 0.3, {"madry": 200}), *healthy[2:]]
     (result,) = check_floors(({"kind": "no_masking", "column": "madry"},), pgd_weaker, curve)
     assert result["met"] is False and "PGD 40.0 > FGSM 12.00" in result["text"]
+    assert "step size" not in result["text"]  # one PGD row: no step sizes to set beside each other
+
+    # Two step sizes, both above FGSM: the miss says how accuracy moves with the step.
+    steps = [
+        *healthy[:1],
+        _row("white-box", "pgd", "A", 0.3, {"madry": 200}, eps_iter=0.01),
+        _row("white-box", "pgd", "A", 0.3, {"madry": 150}, eps_iter=0.075),
+        *healthy[2:],
+    ]
+    (result,) = check_floors(({"kind": "no_masking", "column": "madry"},), steps, curve)
+    assert result["met"] is False and "PGD 30.0 > FGSM 12.00" in result["text"]
+    assert "(PGD by step size, eps_iter: accuracy: 0.01: 40.0, 0.075: 30.0)" in result["text"]
 
     # A second PGD row (another step size) that reaches FGSM: the strongest PGD row is the one compared.
     stronger = [*pgd_weaker, _row("white-box", "pgd", "A", 0.3, {"madry": 50}, eps_iter=0.075)]

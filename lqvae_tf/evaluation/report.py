@@ -248,16 +248,13 @@ def _time_line(rows: Sequence[Row]) -> str:
     return (
         f"Time: {sum(timed):,.0f} s of wall time{when} over {len(timed)} rows{untimed} (the slowest: "
         f"{attack_name(slowest)} on {label}, {slowest.seconds:,.0f} s; each row's `seconds` in results.json; "
-        f"{cache_note(rows)})."
+        f"{cache_note(sum(r.recorded_seconds for r in rows), sum(r.untimed_batches for r in rows))})."
     )
 
 
-def cache_note(rows: Sequence[Row] | Sequence[Mapping]) -> str:
-    """What the rows' times hold of earlier runs: the seconds recorded beside the cached batches
-    they read (an interrupted run's, or a rerun's), and cached batches without a record."""
-    get = (lambda r, k: r.get(k) or 0) if rows and isinstance(rows[0], Mapping) else getattr
-    recorded = sum(get(r, "recorded_seconds") for r in rows)
-    untimed = sum(get(r, "untimed_batches") for r in rows)
+def cache_note(recorded: float, untimed: int) -> str:
+    """What rows' times hold of earlier runs: `recorded`, the seconds kept beside the cached batches
+    they read (an interrupted run's, or a rerun's), and `untimed`, cached batches without a record."""
     if not (recorded or untimed):
         return "rows read from the cache of a stopped run cost less than a full run's"
     parts = []

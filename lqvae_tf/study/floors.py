@@ -83,21 +83,38 @@ def _rises(smaller: dict, larger: dict) -> bool:
     return larger["accuracy"] > smaller["ci95"][1]
 
 
+def _steps_text(steps: list[tuple[Any, float]]) -> str:
+    """The PGD rows of one (classifier, eps) by step size, the measurement a missed PGD-against-FGSM
+    comparison needs beside it: accuracy falling as the step grows says PGD had not converged (its
+    40 steps too short to reach the ball's corners, where FGSM lands at once) rather than that the
+    gradient misleads it."""
+    if len(steps) < 2:
+        return ""
+    known = sorted(steps, key=lambda step: (step[0] is None, step[0] or 0.0))
+    listed = ", ".join(f"{'?' if size is None else f'{size:g}'}: {accuracy:.1f}" for size, accuracy in known)
+    return f" (PGD by step size, eps_iter: accuracy: {listed})"
+
+
 def _no_masking(floor: dict, rows: list[dict], curve: dict | None) -> tuple[str, bool | None]:
     column, found, checked = floor["column"], [], 0
     white: dict[tuple, dict] = {}  # the strongest row of each attack (several PGD step sizes, say)
+    by_step: dict[tuple, list[tuple[Any, float]]] = {}  # each PGD row's step size and accuracy
     for row in rows:
         if row["setting"] == "white-box" and row["attack"] in ("fgsm", "pgd") and column in row["defended"]:
             key, cell = (row["classifier"], row["attack"], row["params"].get("eps")), row["defended"][column]
             if key not in white or cell["accuracy"] < white[key]["accuracy"]:
                 white[key] = cell
+            by_step.setdefault(key, []).append((row["params"].get("eps_iter"), cell["accuracy"]))
     for (classifier, attack, eps), pgd in sorted(white.items(), key=str):
         fgsm = white.get((classifier, "fgsm", eps))
         if attack != "pgd" or fgsm is None:
             continue
         checked += 1
         if pgd["accuracy"] > fgsm["ci95"][1]:
-            found.append(f"PGD {pgd['accuracy']:.1f} > FGSM {_cell_text(fgsm)} on {classifier} at eps {eps:g}")
+            found.append(
+                f"PGD {pgd['accuracy']:.1f} > FGSM {_cell_text(fgsm)} on {classifier} at eps {eps:g}"
+                f"{_steps_text(by_step[(classifier, attack, eps)])}"
+            )
     adaptive: dict[tuple[str, float], dict] = {}
     for row in rows:
         if row["setting"] == "end-to-end" and row["attack"] == "pgd" and column in row["defended"]:

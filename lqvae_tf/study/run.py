@@ -538,10 +538,13 @@ def run_study(
 def rows_time_lines(rows: list[dict]) -> list[str]:
     """What the table rows cost to compute from scratch, where this run read cached batches that
     an earlier run made (an interrupted run's, or a rerun's): their recorded times included."""
-    if not any(row.get("recorded_seconds") or row.get("untimed_batches") for row in rows):
+    recorded = sum(row.get("recorded_seconds") or 0.0 for row in rows)
+    untimed = sum(row.get("untimed_batches") or 0 for row in rows)
+    if not (recorded or untimed):
         return []
     seconds = sum(row.get("seconds") or 0.0 for row in rows)
-    return [f"The table rows, each as computed from scratch: {seconds:,.0f} s ({cache_note(rows)}; no figures)."]
+    note = cache_note(recorded, untimed)
+    return [f"The table rows, each as computed from scratch: {seconds:,.0f} s ({note}; no figures)."]
 
 
 def report(
