@@ -144,7 +144,8 @@ def test_table_numbers_are_computed_from_predictions(tmp_path):
     timed = [dataclasses.replace(row, seconds=12.0), dataclasses.replace(row, attack="slow", seconds=30.4)]
     assert "Time: 42 s of wall time this run over 2 rows (the slowest: slow on L, 30 s;" in markdown(timed)
     assert "over 1 rows; 1 rows untimed (the slowest: shift on L, 12 s;" in markdown([timed[0], row])
-    assert csv_text(timed).splitlines()[1].endswith(",12.0") and csv_text([row]).splitlines()[1].endswith(",")
+    # row_seconds, then the no-attack column's perturbation size (none: no adversarials).
+    assert csv_text(timed).splitlines()[1].endswith(",12.0,,") and csv_text([row]).splitlines()[1].endswith(",,,")
     lines = csv_text([row]).splitlines()
     assert lines[2].startswith("white-box,shift,L,L,undo (no attack),100.00,")
     assert lines[3].startswith("white-box,shift,L,L,no defense,50.00,23.66,76.34,5,10")
@@ -354,6 +355,46 @@ def test_every_row_reports_the_code_symbols_its_adversarials_flip(fmnist_images,
     assert "code symbols flipped %" in table and f"| {strong.bit_flips['coded']:.1f} |" in table
 
 
+class _Negative(NoDefense):
+    """The photographic negative, 1 - x, differentiable: an attack crafted through it pushes the
+    other way, so on images with black backgrounds its perturbations clip elsewhere than those
+    crafted on the classifier alone and have another size."""
+
+    name = "negative"
+
+    def cache_parts(self) -> tuple:
+        return ({"class": "_Negative"},)
+
+    def purify(self, images):
+        return 1.0 - np.asarray(images, np.float32)
+
+    def differentiable(self, images, mode="bpda"):
+        return 1.0 - images
+
+
+def test_each_column_fed_its_own_adversarials_reports_their_size(fmnist_images, linear_classifier):
+    from lqvae_tf.attacks import make_attack
+    from lqvae_tf.evaluation.harness import distortion
+
+    x, y = fmnist_images[:16], np.arange(16) % 10
+    evaluation = Evaluation(x, y, {"lin": linear_classifier}, [_Negative()], verbose=False)
+    attack = make_attack("fgsm", eps=0.3)
+    white = evaluation.white_box(attack, "lin")
+    assert white.column_distortion == {}  # the defense was fed the classifier alone's adversarials
+    assert white.distortion == distortion(x, evaluation.adversarials_on(attack, "lin"))
+    row = evaluation.end_to_end(attack, "lin")
+    assert row.distortion == white.distortion  # the classifier alone's, as before
+    own = row.column_distortion["negative"]
+    assert set(row.column_distortion) == {"negative"} and own != row.distortion
+    assert 0.29 < own["mean_linf"] <= 0.3 + 1e-6 and row.to_dict()["column_distortion"] == row.column_distortion
+    cell = f"{row.distortion['mean_l2']:.2f} / {row.distortion['mean_linf']:.2f}; negative {own['mean_l2']:.2f} / "
+    assert f"| {cell}" in markdown([row])
+    lines = {line.split(",")[4]: line for line in csv_text([row]).splitlines()[1:]}
+    assert lines["negative"].split(",")[-2] == str(own["mean_l2"])
+    assert lines["no defense"].split(",")[-2] == str(row.distortion["mean_l2"])
+    assert lines["no attack"].endswith(",,")  # no adversarials, no size
+
+
 def _e2e(attack, correct, eps=0.1, gradient="bpda", **params):
     from lqvae_tf.evaluation.harness import Row
 
@@ -463,6 +504,9 @@ def test_the_per_image_worst_counts_an_image_only_if_it_survived_every_backward_
         made = _e2e("pgd", {"lq-vae": sum(filtered), "madry": 3}, eps=eps, gradient=gradient, nb_iter=40)
         made.params["eot_samples"] = eot
         made.outcomes, made.flips = outcomes, {"lq-vae": np.array(flips)}
+        # Each image's perturbation L2 and L-inf through the filter: 10 x the flips, to tell them apart.
+        made.sizes = {"lq-vae": np.stack([10 * np.array(flips), np.full(4, eps)], axis=1)}
+        made.column_distortion = {"lq-vae": {"mean_l2": 10 * float(np.mean(flips)), "mean_linf": eps}}
         made.no_attack = made.no_defense = Accuracy(0, 4)
         made.defended = {c: Accuracy.of_outcomes(v) for c, v in outcomes.items() if c != NO_DEFENSE}
         return made
@@ -481,6 +525,8 @@ def test_the_per_image_worst_counts_an_image_only_if_it_survived_every_backward_
     assert worst.defended["madry"].correct == 3 and worst.no_defense.correct == 0
     # The flips of the adversarial that fooled each image first (bpda's where none did).
     assert worst.bit_flips["lq-vae"] == pytest.approx(100 * (0.1 + 0.2 + 0.1 + 0.3) / 4)
+    # And the size of those same adversarials.
+    assert worst.column_distortion["lq-vae"]["mean_l2"] == pytest.approx(10 * (0.1 + 0.2 + 0.1 + 0.3) / 4)
     assert worst.seconds == 0.0 and worst.params["worst_of"] == [["bpda", 1], ["soft", 2], ["identity", 1]]
     assert end_to_end_label(worst) == (
         "adaptive: per-image worst of BPDA / soft-path BPDA+EOT x2 / identity-BPDA, pgd eps 0.1, 40 steps x 2 restarts"

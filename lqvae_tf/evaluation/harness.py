@@ -54,6 +54,9 @@ class Row:
     no_defense: Accuracy
     defended: dict[str, Accuracy]
     clean_defended: dict[str, Accuracy] = dataclasses.field(default_factory=dict)
+    # Mean L2 and L-inf size of the adversarials fed to the classifier alone; `column_distortion`:
+    # the same per column that was fed adversarials of its own (crafted through its defense, or on
+    # its robust classifier), which the classifier alone's do not measure.
     distortion: dict[str, float] = dataclasses.field(default_factory=dict)
     # Per LQ-VAE column, the mean share (in %) of latent code symbols the row's adversarials
     # change (the paper's Fig. 3 measure): how far the attack moves the input in the code space.
@@ -66,6 +69,7 @@ class Row:
     # interrupted. `untimed_batches`: cached batches made before their times were kept (not counted).
     recorded_seconds: float = 0.0
     untimed_batches: int = 0
+    column_distortion: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     # The attack parameters the row's spec set over the attack's defaults ("eps_iter=0.075"; empty:
     # the defaults). A white-box or black-box row with a variant is not the paper's setting, so no
     # page or index sets the paper's number beside it.
@@ -73,9 +77,11 @@ class Row:
     # In memory only (results.json keeps the totals above): per column (`NO_DEFENSE` for the
     # classifier alone), whether each image that column was scored on is still classified right,
     # and per LQ-VAE column the share of code symbols each image's adversarial flips. What the
-    # per-image worst of several rows is made of (`lqvae_tf.evaluation.worst`).
+    # per-image worst of several rows is made of (`lqvae_tf.evaluation.worst`); `sizes`, per column
+    # (`NO_DEFENSE` too), each image's perturbation L2 and L-inf (`perturbation_sizes`).
     outcomes: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False, compare=False)
     flips: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+    sizes: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n(self) -> int:
@@ -93,6 +99,7 @@ class Row:
             "no_defense": self.no_defense.to_dict(),
             "clean_defended": {name: acc.to_dict() for name, acc in self.clean_defended.items()},
             "distortion": self.distortion,
+            "column_distortion": self.column_distortion,
             "bit_flips": self.bit_flips,
             "defended": {name: acc.to_dict() for name, acc in self.defended.items()},
             "seconds": self.seconds,
@@ -126,12 +133,31 @@ def fingerprint(*parts) -> str:
     return digest.hexdigest()[:20]
 
 
+def perturbation_sizes(images: np.ndarray, adversarial: np.ndarray) -> np.ndarray:
+    """Per adversarial, the L2 and L-inf size of its perturbation (n x 2), against the first
+    len(adversarial) images (a column scored on a subsample is fed that many)."""
+    delta = (adversarial - images[: len(adversarial)]).reshape(len(adversarial), -1)
+    return np.stack([np.linalg.norm(delta, axis=1), np.abs(delta).max(axis=1)], axis=1)
+
+
+def mean_distortion(sizes: np.ndarray) -> dict[str, float]:
+    """Mean L2 and mean L-inf of `perturbation_sizes` (how visible the attack is)."""
+    return {"mean_l2": round(float(sizes[:, 0].mean()), 4), "mean_linf": round(float(sizes[:, 1].mean()), 4)}
+
+
 def distortion(images: np.ndarray, adversarial: np.ndarray) -> dict[str, float]:
     """Mean L2 and mean L-inf size of the perturbations (how visible the attack is)."""
-    delta = (adversarial - images).reshape(len(images), -1)
+    return mean_distortion(perturbation_sizes(images, adversarial))
+
+
+def own_distortion(fed: Mapping[str, np.ndarray], sizes: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """`mean_distortion` of each column that was fed adversarials of its own, not the classifier
+    alone's (`NO_DEFENSE` in `fed`; a column fed those, or their first images, is left out)."""
+    alone = fed[NO_DEFENSE]
     return {
-        "mean_l2": round(float(np.linalg.norm(delta, axis=1).mean()), 4),
-        "mean_linf": round(float(np.abs(delta).max(axis=1).mean()), 4),
+        column: mean_distortion(sizes[column])
+        for column, images in fed.items()
+        if column != NO_DEFENSE and not np.may_share_memory(images, alone)
     }
 
 
@@ -341,11 +367,11 @@ class Evaluation:
 
     def _robust_columns(
         self, setting, attack, classifier_name, adversarial, restarts=1, per_stacked=None
-    ) -> dict[str, np.ndarray]:
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Per image, whether the adversarially trained counterparts of `classifier_name` answer
         right, alone and behind a purifier (`stacked`; `per_stacked` holds end-to-end rows'
-        adversarials for them)."""
-        outcomes, on_robust = {}, {}
+        adversarials for them); and per column, the adversarials it was fed."""
+        outcomes, on_robust, fed = {}, {}, {}
         for column, models in self.robust_classifiers.items():
             if classifier_name not in models:
                 continue
@@ -354,25 +380,32 @@ class Evaluation:
             if setting != "black-box":  # the attacker knows the whole defended system: this model
                 on_robust[column] = self.adversarials_on(attack, f"{classifier_name} ({column})", model, restarts)
             outcomes[column] = self.correct(model, on_robust[column])
+            fed[column] = on_robust[column]
         for column in self._stacked_columns_for(classifier_name):
             if per_stacked is not None and column not in per_stacked:
                 continue  # not attacked in this row
             purifier, model = self._stacked_parts(column, classifier_name)
             images = per_stacked[column] if per_stacked is not None else on_robust[self.stacked[column][1]]
             outcomes[column] = self.correct(model, images, purifier)
-        return outcomes
+            fed[column] = images[: self.count_for(purifier)]
+        return outcomes, fed
 
     def _row(
         self, setting, attack, classifier_name, source, adversarial, per_defense=None, restarts=1, per_stacked=None
     ) -> Row:
         classifier = self.classifiers[classifier_name]
         outcomes = {NO_DEFENSE: self.correct(classifier, adversarial)}
+        fed = {NO_DEFENSE: adversarial}  # the adversarials each column was shown
         for defense in self.defenses:
             if per_defense is not None and defense.name not in per_defense:
                 continue  # not attacked in this row
             images = per_defense[defense.name] if per_defense is not None else adversarial
             outcomes[defense.name] = self.correct(classifier, images, defense)
-        outcomes.update(self._robust_columns(setting, attack, classifier_name, adversarial, restarts, per_stacked))
+            fed[defense.name] = images[: self.count_for(defense)]
+        robust, robust_fed = self._robust_columns(setting, attack, classifier_name, adversarial, restarts, per_stacked)
+        outcomes.update(robust)
+        fed.update(robust_fed)
+        sizes = {column: perturbation_sizes(self.images, images) for column, images in fed.items()}
         defended = {column: Accuracy.of_outcomes(hits) for column, hits in outcomes.items() if column != NO_DEFENSE}
         clean = {d.name: self.clean_accuracy(classifier_name, d) for d in self.defenses}
         clean.update(
@@ -399,10 +432,12 @@ class Evaluation:
             Accuracy.of_outcomes(outcomes[NO_DEFENSE]),
             defended,
             clean,
-            distortion(self.images, adversarial),
+            mean_distortion(sizes[NO_DEFENSE]),
             {name: round(100 * float(changed.mean()), 2) for name, changed in flips.items()},
+            column_distortion=own_distortion(fed, sizes),
             outcomes=outcomes,
             flips=flips,
+            sizes=sizes,
         )
 
     def _bit_flips(

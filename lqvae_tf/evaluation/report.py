@@ -25,8 +25,16 @@ def _params(params: Mapping) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
 
 
-def _distortion(values: Mapping[str, float]) -> str:
-    return f"{values['mean_l2']:.2f} / {values['mean_linf']:.2f}" if values else ""
+def _size(values: Mapping[str, float]) -> str:
+    return f"{values['mean_l2']:.2f} / {values['mean_linf']:.2f}"
+
+
+def _distortion(row: Row) -> str:
+    """The classifier alone's adversarials' mean L2 / L-inf, then each column fed its own, named."""
+    if not row.distortion:
+        return ""
+    own = "".join(f"; {column} {_size(values)}" for column, values in row.column_distortion.items())
+    return _size(row.distortion) + own
 
 
 def _flips(values: Mapping[str, float]) -> str:
@@ -121,7 +129,7 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
                 *[_cell(row.clean_defended[d], row.n) if d in row.clean_defended else "" for d in defenses],
                 str(row.no_defense),
                 *[_cell(row.defended.get(d), row.n) for d in defenses],
-                _distortion(row.distortion),
+                _distortion(row),
                 _flips(row.bit_flips),
                 _params(row.params),
             ]
@@ -168,8 +176,9 @@ def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | N
         "Cells: accuracy % [95% Wilson interval], with (n=...) where a column was scored on a subsample of the "
         f"row's n; '{NOT_RUN}': that defense was not attacked in that row (see the study's settings); averages "
         "are means of the rows above over the cells measured. Mean L2 / L-inf: the size of the perturbations fed "
-        "to the undefended classifier (pixels in [0, 1]). Code symbols flipped: the mean share of the LQ-VAE's "
-        "latent code that the row's adversarials change (the paper's Fig. 3 measure)."
+        "to the undefended classifier (pixels in [0, 1]), then, named, that of each column fed adversarials of its "
+        "own (crafted through its defense, or on its robust classifier). Code symbols flipped: the mean share "
+        "of the LQ-VAE's latent code that the row's adversarials change (the paper's Fig. 3 measure)."
     )
     checks = attack_checks(rows)
     if checks:
@@ -283,6 +292,8 @@ def csv_text(rows: Sequence[Row]) -> str:
             "n",
             "params",
             "row_seconds",
+            "mean_l2",
+            "mean_linf",
         ]
     )
     for row in rows:
@@ -294,6 +305,9 @@ def csv_text(rows: Sequence[Row]) -> str:
         }
         for column, acc in columns.items():
             low, high = acc.interval
+            # The adversarials this column was fed: its own where it had them, else the classifier
+            # alone's; none for the no-attack columns.
+            size = {} if "no attack" in column else row.column_distortion.get(column, row.distortion)
             writer.writerow(
                 [
                     row.setting,
@@ -308,6 +322,8 @@ def csv_text(rows: Sequence[Row]) -> str:
                     acc.n,
                     json.dumps(row.params, sort_keys=True),
                     "" if row.seconds is None else row.seconds,
+                    size.get("mean_l2", ""),
+                    size.get("mean_linf", ""),
                 ]
             )
     return buffer.getvalue()

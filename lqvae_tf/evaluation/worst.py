@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lqvae_tf.evaluation.harness import NO_DEFENSE, Row
+from lqvae_tf.evaluation.harness import NO_DEFENSE, Row, mean_distortion
 from lqvae_tf.stats import Accuracy
 
 # The backward passes whose rows are combined, in the order the studies run them.
@@ -37,9 +37,10 @@ def per_image_worst(rows: Sequence[Row]) -> list[tuple[int, Row]]:
     it survived all of them there.
 
     Returns (index, row) pairs: where in `rows` the combined row belongs (after the last row it
-    combines). Its `bit_flips` are measured on, per image, the adversarial that fooled the column
-    first (in `rows`' order), or the first row's where none did; its distortion and clean columns
-    are the first row's (the undefended adversarials are the same in every row of one budget).
+    combines). Its `bit_flips` and `column_distortion` are measured on, per image, the adversarial
+    that fooled the column first (in `rows`' order), or the first row's where none did; its
+    distortion and clean columns are the first row's (the undefended adversarials are the same in
+    every row of one budget).
     """
     groups: dict[tuple, list[int]] = {}
     for index, row in enumerate(rows):
@@ -57,14 +58,16 @@ def per_image_worst(rows: Sequence[Row]) -> list[tuple[int, Row]]:
 def _combine(members: list[Row]) -> Row:
     first = members[0]
     columns = [c for c in first.outcomes if all(c in row.outcomes for row in members)]
-    outcomes, flips = {}, {}
+    outcomes, flips, sizes = {}, {}, {}
     for column in columns:
         stack = np.stack([row.outcomes[column] for row in members])  # rows x images
         outcomes[column] = stack.all(axis=0)
+        fooled_by = np.where(stack.all(axis=0), 0, np.argmin(stack, axis=0))  # first row that fooled it
+        images = np.arange(stack.shape[1])
         if all(column in row.flips for row in members):
-            fooled_by = np.where(stack.all(axis=0), 0, np.argmin(stack, axis=0))  # first row that fooled it
-            per_row = np.stack([row.flips[column] for row in members])
-            flips[column] = per_row[fooled_by, np.arange(per_row.shape[1])]
+            flips[column] = np.stack([row.flips[column] for row in members])[fooled_by, images]
+        if all(column in row.sizes for row in members):
+            sizes[column] = np.stack([row.sizes[column] for row in members])[fooled_by, images]
     params = {key: value for key, value in first.params.items() if key != "eot_samples"}
     # Each combined row's backward pass and EOT draws.
     passes = [[row.params["gradient"], row.params.get("eot_samples", 1)] for row in members]
@@ -82,7 +85,13 @@ def _combine(members: list[Row]) -> Row:
         dict(first.distortion),
         {column: round(100 * float(changed.mean()), 2) for column, changed in flips.items()},
         seconds=0.0,  # made of rows scored in this run: no attack of its own
+        column_distortion={
+            column: mean_distortion(sizes[column])
+            for column in first.column_distortion
+            if column in sizes and all(column in row.column_distortion for row in members)
+        },
         variant=first.variant,
         outcomes=outcomes,
         flips=flips,
+        sizes=sizes,
     )

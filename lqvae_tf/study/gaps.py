@@ -102,7 +102,8 @@ def _miss_lines(miss: dict) -> list[str]:
     ]
     for row, theirs in pairs:
         ours = row_cells(row)[column]
-        distortion = row.get("distortion") or {}
+        # The adversarials this column was fed: its own where the row crafted them through it.
+        distortion = (row.get("column_distortion") or {}).get(column) or row.get("distortion") or {}
         flips = row.get("bit_flips") or {}
         flipped = flips.get(column)  # only the LQ-VAE columns have a code
         cells = [
