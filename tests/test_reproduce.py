@@ -476,3 +476,16 @@ def test_a_papernot_substitute_is_a_model_of_the_store_keyed_by_its_target_and_i
     # Other seed images (a larger sample moves them) make another substitute.
     larger = train_models(quick.replace(n=20), store, only=("substitute A/B",))
     assert larger["substitute A/B"] != paths["substitute A/B"] and larger["classifier A"] == paths["classifier A"]
+
+
+def test_reproduce_n_scores_fewer_images_and_defense_gan_on_at_most_as_many():
+    from lqvae_tf.cli.reproduce import sized_config
+
+    config = study_config("mnist")
+    assert sized_config(config, None) == config
+    small = sized_config(config, 50)  # below Defense-GAN's own limit: it is scored on all 50
+    assert (small.n, small.defense_gan_n) == (50, 50)
+    large = sized_config(config, 500)
+    assert (large.n, large.defense_gan_n) == (500, config.defense_gan_n)
+    with pytest.raises(ValueError, match="--n must be a positive"):
+        sized_config(config, 0)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from typing import TYPE_CHECKING
 
 from lqvae_tf.data.registry import DATASET_NAMES
+
+if TYPE_CHECKING:
+    from lqvae_tf.study.config import StudyConfig
 
 
 def add_parser(subparsers) -> None:
@@ -36,15 +40,24 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars or stage times")
 
 
+def sized_config(config: StudyConfig, n: int | None) -> StudyConfig:
+    """The study's config scoring `n` images (None: its own n). Defense-GAN's subsample shrinks
+    with a smaller sample: on fewer images than its own limit it is scored on all of them."""
+    if n is None:
+        return config
+    if n < 1:
+        raise ValueError(f"--n must be a positive number of evaluation images, got {n}")
+    defense_gan_n = min(config.defense_gan_n, n) if config.defense_gan_n else config.defense_gan_n
+    return config.replace(n=n, defense_gan_n=defense_gan_n)
+
+
 def run(args: argparse.Namespace) -> int:
     """Runs `lqvae reproduce`."""
     from lqvae_tf.study import run_study, study_config
 
     if args.only and not args.models_only:
         raise ValueError("--only trains models and runs no table: give it with --models-only")
-    config = study_config(args.dataset, quick=args.quick)
-    if args.n is not None:
-        config = config.replace(n=args.n)
+    config = sized_config(study_config(args.dataset, quick=args.quick), args.n)
     out = args.out or ("runs/reproduce_quick" if args.quick else "docs")
     written = run_study(
         config,
