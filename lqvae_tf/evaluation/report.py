@@ -25,7 +25,8 @@ def _params(params: Mapping) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
 
 
-def _size(values: Mapping[str, float]) -> str:
+def size_text(values: Mapping[str, float]) -> str:
+    """A `mean_distortion` as the tables write it: "mean L2 / mean L-inf"."""
     return f"{values['mean_l2']:.2f} / {values['mean_linf']:.2f}"
 
 
@@ -33,8 +34,8 @@ def _distortion(row: Row) -> str:
     """The classifier alone's adversarials' mean L2 / L-inf, then each column fed its own, named."""
     if not row.distortion:
         return ""
-    own = "".join(f"; {column} {_size(values)}" for column, values in row.column_distortion.items())
-    return _size(row.distortion) + own
+    own = "".join(f"; {column} {size_text(values)}" for column, values in row.column_distortion.items())
+    return size_text(row.distortion) + own
 
 
 def _flips(values: Mapping[str, float]) -> str:

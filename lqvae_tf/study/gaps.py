@@ -12,6 +12,7 @@ authors' purifier on the same row (the ablation of the purifier's size and budge
 from __future__ import annotations
 
 from lqvae_tf.evaluation.paper import reference
+from lqvae_tf.evaluation.report import size_text
 from lqvae_tf.study.config import PAPER_COLUMN
 from lqvae_tf.study.index import group_rows, paper_row, row_cells, row_label
 
@@ -114,7 +115,7 @@ def _miss_lines(miss: dict) -> list[str]:
             f"{theirs[column] - ours:.1f}",
             _number(_clean(row, column)),
             f"{row['no_defense']['accuracy']:.1f} / {_number(theirs.get('no defense'))}",
-            f"{distortion['mean_l2']:.2f} / {distortion['mean_linf']:.2f}" if distortion else "",
+            size_text(distortion) if distortion else "",
             _number(flipped),
         ]
         if has_paper_purifier:
