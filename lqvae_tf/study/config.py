@@ -98,6 +98,10 @@ def _madry_from_scratch(eps: float, epochs: int, ramp_epochs: int) -> dict[str, 
     with eps ramped linearly over the first `ramp_epochs` (Gowal et al. 2018; Wong et al. 2020):
     from scratch at the full eps, a few PGD epochs collapsed to a constant classifier (11.7%
     clean in the first MNIST study). Adam at 1e-3, batch 128, as the clean classifiers. The
+    cheaper multi-step recipe, free adversarial training (Shafahi et al. 2019: each minibatch
+    replayed m = 8 times, at the cost of plain training), kept classifier A's clean accuracy but
+    not its accuracy under PGD-40 (`python bench/free_adversarial_training.py`, bench/RESULTS.md),
+    as single-step training had not in issue 27's probe. The
     store keeps a backup after every epoch, so the training spans sessions; the summary keeps
     the training curve and the test accuracy under the training attack after every epoch on the
     first 1,000 test images (`validation_limit`).
