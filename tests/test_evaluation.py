@@ -355,6 +355,19 @@ def test_every_row_reports_the_code_symbols_its_adversarials_flip(fmnist_images,
     assert "code symbols flipped %" in table and f"| {strong.bit_flips['coded']:.1f} |" in table
 
 
+def test_a_column_scored_on_a_subsample_measures_its_bit_flips_on_that_subsample(fmnist_images, linear_classifier):
+    from lqvae_tf.attacks import make_attack
+
+    coded = _ThresholdCode()
+    x, y = fmnist_images[:16], np.arange(16) % 10
+    evaluation = Evaluation(x, y, {"lin": linear_classifier}, [coded], verbose=False, defense_limits={"coded": 5})
+    row = evaluation.white_box(make_attack("fgsm", eps=0.3), "lin")
+    adversarial = evaluation.adversarials_on(make_attack("fgsm", eps=0.3), "lin")
+    assert row.defended["coded"].n == 5 and row.flips["coded"].shape == (5,)
+    expected = 100 * (coded.codes(x[:5]) != coded.codes(adversarial[:5])).mean()
+    assert row.bit_flips["coded"] == pytest.approx(expected, abs=0.01)
+
+
 class _Negative(NoDefense):
     """The photographic negative, 1 - x, differentiable: an attack crafted through it pushes the
     other way, so on images with black backgrounds its perturbations clip elsewhere than those

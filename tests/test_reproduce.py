@@ -119,6 +119,10 @@ def test_study_configs_name_every_baseline_and_reject_impossible_ones():
         full.replace(held_out=0)
     with pytest.raises(ValueError, match="defense_gan_n must be between 1 and n"):
         full.replace(defense_gan_n=full.n + 1)
+    with pytest.raises(ValueError, match="paper_purifier_n limits the authors' purifier's column, but the study has"):
+        full.replace(paper_purifier_n=100)
+    with pytest.raises(ValueError, match=r"paper_purifier_n must be between 1 and n \(1000\), got 0"):
+        study_config("mnist").replace(paper_purifier_n=0)
     with pytest.raises(ValueError, match="the purifier's classifier 'Z' is not one of the study's"):
         full.replace(purifier={**full.purifier, "classifier": "Z"})
     with pytest.raises(ValueError, match="paper_purifier is the authors' classifier-free recipe"):
@@ -247,7 +251,13 @@ def test_reproduce_quick_writes_a_table_with_every_column_and_reuses_its_models(
     for row in rows:
         skipped = set(row["params"].get("skip", []))  # the quick study's PGD row skips Defense-GAN
         assert set(row["defended"]) == set(COLUMNS_28) - skipped and set(row["clean_defended"]) == set(COLUMNS_28)
-        assert all(0 <= cell["accuracy"] <= 100 and cell["n"] == 16 for cell in row["defended"].values())
+        # The quick study scores the authors' purifier on the first 8 of its 16 images (`paper_purifier_n`),
+        # its cells and its bit flips alike.
+        assert all(
+            0 <= cell["accuracy"] <= 100 and cell["n"] == (8 if column == PAPER_COLUMN else 16)
+            for column, cell in row["defended"].items()
+        )
+        assert row["clean_defended"][PAPER_COLUMN]["n"] == 8
     assert "| not run |" in report and "paper's setting (authors' BPDA.py)" in report
     models = [line for line in report.splitlines() if line.startswith("| ") and "model.keras" in line]
     # The purifier, the paper's, A and B plain / Madry / FGSM-trained, A's Papernot substitute, the GAN.
@@ -487,5 +497,7 @@ def test_reproduce_n_scores_fewer_images_and_defense_gan_on_at_most_as_many():
     assert (small.n, small.defense_gan_n) == (50, 50)
     large = sized_config(config, 500)
     assert (large.n, large.defense_gan_n) == (500, config.defense_gan_n)
+    limited = config.replace(paper_purifier_n=200)  # the authors' purifier's column shrinks the same way
+    assert sized_config(limited, 50).paper_purifier_n == 50 and sized_config(limited, 500).paper_purifier_n == 200
     with pytest.raises(ValueError, match="--n must be a positive"):
         sized_config(config, 0)

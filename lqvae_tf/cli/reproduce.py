@@ -41,14 +41,18 @@ def add_parser(subparsers) -> None:
 
 
 def sized_config(config: StudyConfig, n: int | None) -> StudyConfig:
-    """The study's config scoring `n` images (None: its own n). Defense-GAN's subsample shrinks
-    with a smaller sample: on fewer images than its own limit it is scored on all of them."""
+    """The study's config scoring `n` images (None: its own n). The subsampled columns' limits
+    (Defense-GAN's, the authors' purifier's) shrink with a smaller sample: on fewer images than
+    its own limit such a column is scored on all of them."""
     if n is None:
         return config
     if n < 1:
         raise ValueError(f"--n must be a positive number of evaluation images, got {n}")
-    defense_gan_n = min(config.defense_gan_n, n) if config.defense_gan_n else config.defense_gan_n
-    return config.replace(n=n, defense_gan_n=defense_gan_n)
+    return config.replace(
+        n=n,
+        defense_gan_n=None if config.defense_gan_n is None else min(config.defense_gan_n, n),
+        paper_purifier_n=None if config.paper_purifier_n is None else min(config.paper_purifier_n, n),
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -444,15 +444,16 @@ class Evaluation:
         self, adversarial: np.ndarray, per_defense: Mapping[str, np.ndarray] | None
     ) -> dict[str, np.ndarray]:
         """Per image, the share of code symbols changed, per defense with a latent code (`codes`),
-        on the images that defense was shown in this row."""
+        on the images that defense was shown in this row (the first `count_for` of them)."""
         flips = {}
         for defense in self.defenses:
             if not hasattr(defense, "codes") or (per_defense is not None and defense.name not in per_defense):
                 continue
             if defense.name not in self._clean_codes:
                 self._clean_codes[defense.name] = defense.codes(self.images)
-            images = per_defense[defense.name] if per_defense is not None else adversarial
-            flips[defense.name] = flipped_fraction(self._clean_codes[defense.name], defense.codes(images))
+            images = (per_defense[defense.name] if per_defense is not None else adversarial)[: self.count_for(defense)]
+            clean = self._clean_codes[defense.name][: len(images)]
+            flips[defense.name] = flipped_fraction(clean, defense.codes(images))
         return flips
 
     def _key(self, *parts) -> str:

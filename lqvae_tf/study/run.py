@@ -522,7 +522,7 @@ def run_study(
             meta={"dataset": config.dataset, "study": config.to_dict(), "models": paths, "scale": config.scale},
             other_defenses=others,
             robust_classifiers=robust,
-            defense_limits={defense_gan.name: config.defense_gan_n} if config.defense_gan_n else None,
+            defense_limits=column_limits(config, defense_gan.name),
             stacked=STACKED_COLUMNS,
             substitutes=substitutes,
         ),
@@ -533,6 +533,13 @@ def run_study(
     )
     written["index"] = write_index(out_dir)
     return written
+
+
+def column_limits(config: StudyConfig, defense_gan: str) -> dict[str, int] | None:
+    """The columns the study scores on a subsample (the first so-many images of its sample), by
+    their names: Defense-GAN's (`defense_gan_n`) and the authors' purifier's (`paper_purifier_n`)."""
+    limits = {defense_gan: config.defense_gan_n, PAPER_COLUMN: config.paper_purifier_n}
+    return {name: limit for name, limit in limits.items() if limit is not None} or None
 
 
 def rows_time_lines(rows: list[dict]) -> list[str]:
