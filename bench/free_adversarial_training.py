@@ -37,7 +37,7 @@ from results_table import append_table  # noqa: E402
 from lqvae_tf.attacks import logits_of, make_attack  # noqa: E402
 from lqvae_tf.classifiers.architectures import build_classifier  # noqa: E402
 from lqvae_tf.classifiers.train import VALUE_RANGE  # noqa: E402
-from lqvae_tf.data import load  # noqa: E402
+from lqvae_tf.data import split_arrays  # noqa: E402
 from lqvae_tf.data.registry import dataset_info  # noqa: E402
 from lqvae_tf.evaluation.suite import load_test_arrays  # noqa: E402
 from lqvae_tf.stats import accuracy_of  # noqa: E402
@@ -45,12 +45,6 @@ from lqvae_tf.stats import accuracy_of  # noqa: E402
 BATCH_SIZE = 128
 LEARNING_RATE = 1e-3
 PGD_STEPS, PGD_STEP = 40, 0.01
-
-
-def train_arrays(dataset: str) -> tuple[np.ndarray, np.ndarray]:
-    """The whole training split as arrays in [0, 1]."""
-    pairs = list(load(dataset, "train", value_range=VALUE_RANGE).as_numpy_iterator())
-    return np.stack([pair[0] for pair in pairs]), np.array([pair[1] for pair in pairs], np.int64)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.replays < 1 or args.epochs < 1 or not 0.0 < args.ramp <= 1.0 or not 0.0 < args.eps <= 1.0:
         parser.error("replays and epochs must be positive, ramp and eps in (0, 1]")
     keras.utils.set_random_seed(0)
-    images, labels = train_arrays(args.dataset)
+    images, labels = split_arrays(args.dataset, "train", value_range=VALUE_RANGE)
     test_images, test_labels = load_test_arrays(args.dataset)
     test_images, test_labels = test_images[: args.images], test_labels[: args.images]
     info = dataset_info(args.dataset)

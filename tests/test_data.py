@@ -120,3 +120,14 @@ def test_take_images_reads_image_only_and_labelled_datasets_alike():
     labelled = tf.data.Dataset.from_tensor_slices((images, np.arange(5)))
     np.testing.assert_array_equal(take_images(alone, 3), images[:3])
     np.testing.assert_array_equal(take_images(labelled, 3), images[:3])
+
+
+def test_split_arrays_reads_a_whole_split_in_batches_and_its_first_examples_alike(fmnist_test_arrays):
+    images, labels = data.split_arrays("fashion_mnist", "test", value_range=(0.0, 1.0))
+    raw_images, raw_labels = fmnist_test_arrays
+    assert images.shape == (10_000, 28, 28, 1) and images.dtype == np.float32 and labels.dtype == np.int64
+    np.testing.assert_array_equal(labels, raw_labels)
+    np.testing.assert_allclose(images, raw_images.reshape(images.shape) / 255.0, atol=1e-6)
+    first, first_labels = data.first_examples("fashion_mnist", "test", 3, value_range=(-1.0, 1.0))
+    np.testing.assert_allclose(first, images[:3] * 2 - 1, atol=1e-6)
+    np.testing.assert_array_equal(first_labels, labels[:3])

@@ -13,6 +13,7 @@ from lqvae_tf.data.datasets import (
     load,
     load_idx_arrays,
     mnist,
+    split_arrays,
     take_images,
 )
 from lqvae_tf.data.idx import read_idx
@@ -39,6 +40,7 @@ __all__ = [
     "load_idx_arrays",
     "mnist",
     "read_idx",
+    "split_arrays",
     "take_images",
     "user_dataset",
 ]

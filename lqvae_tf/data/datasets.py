@@ -330,6 +330,25 @@ def take_images(dataset: tf.data.Dataset, count: int) -> np.ndarray:
     return np.stack([item[0] if isinstance(item, tuple) else item for item in items])
 
 
+def split_arrays(
+    name: str | DatasetInfo,
+    split: str,
+    limit: int | None = None,
+    value_range=CLASSIFIER_VALUE_RANGE,
+    data_dir: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A split (its first `limit` examples, or all of it) as arrays: float32 images in
+    `value_range`, int64 labels. Read in batches, so a whole training split is one stack."""
+    kwargs = {"value_range": value_range, "limit": limit}
+    if data_dir is not None:
+        kwargs["data_dir"] = data_dir
+    batches = list(load(name, split, **kwargs).batch(10_000).as_numpy_iterator())
+    if not batches:
+        raise ValueError(f"the {split} split of {name!r} holds no examples")
+    images = np.concatenate([batch[0] for batch in batches]).astype(np.float32, copy=False)
+    return images, np.concatenate([batch[1] for batch in batches]).astype(np.int64)
+
+
 def first_examples(
     name: str | DatasetInfo, split: str, count: int, value_range=CLASSIFIER_VALUE_RANGE, data_dir: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -337,11 +356,7 @@ def first_examples(
 
     The test sample that the presets' metrics, `lqvae protect`'s report and the benches measure on.
     """
-    kwargs = {"value_range": value_range, "limit": count}
-    if data_dir is not None:
-        kwargs["data_dir"] = data_dir
-    images, labels = next(iter(load(name, split, **kwargs).batch(count).as_numpy_iterator()))
-    return images, labels.astype(np.int64)
+    return split_arrays(name, split, limit=count, value_range=value_range, data_dir=data_dir)
 
 
 __all__ = [
@@ -352,6 +367,7 @@ __all__ = [
     "celeb_a_image",
     "fashion_mnist",
     "first_examples",
+    "split_arrays",
     "load",
     "load_idx_arrays",
     "mnist",

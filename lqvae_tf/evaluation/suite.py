@@ -31,7 +31,7 @@ import keras
 import numpy as np
 
 from lqvae_tf.atomic import write_text
-from lqvae_tf.data import load
+from lqvae_tf.data import split_arrays
 from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
 from lqvae_tf.defenses import Defense, LQVAEDefense
 from lqvae_tf.evaluation.figures import (
@@ -156,11 +156,7 @@ def spare_indices(total: int, n: int, seed: int, held_out: int, count: int) -> n
 
 def load_test_arrays(dataset: str, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The test split of `dataset` as numpy (images in [0, 1], labels)."""
-    kwargs = {"value_range": CLASSIFIER_VALUE_RANGE}
-    if data_dir:
-        kwargs["data_dir"] = data_dir
-    pairs = list(load(dataset, "test", **kwargs).as_numpy_iterator())
-    return np.stack([p[0] for p in pairs]), np.array([p[1] for p in pairs], np.int64)
+    return split_arrays(dataset, "test", value_range=CLASSIFIER_VALUE_RANGE, data_dir=data_dir or None)
 
 
 LQVAE_NAME = "lq-vae"  # the LQ-VAE column's name in every table
