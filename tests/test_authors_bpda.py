@@ -146,6 +146,33 @@ def test_restarts_rerun_the_attack_on_the_images_still_standing_only(linear_clas
     assert not evaluation.craft(twice, model_fn, "k2", "twice", restarts=3).any()
     assert once.sizes == [8] and twice.sizes == [8, 5]  # the second run on the 5 standing; no third
 
+    # A surrogate that calls every image fooled (class 0) retries none by itself; judged by what
+    # is scored (here: the true label unless blank), the standing five are retried all the same.
+    def surrogate(x):
+        return tf.one_hot(tf.zeros(tf.shape(x)[0], tf.int32), 10)
+
+    by_surrogate, judged = FlipOnSecondCall(), FlipOnSecondCall()
+    evaluation.craft(by_surrogate, surrogate, "k3", "by its surrogate", restarts=2)
+    assert not evaluation.craft(judged, surrogate, "k4", "judged", restarts=2, judge=model_fn).any()
+    assert by_surrogate.sizes == [8] and judged.sizes == [8, 5]
+
+
+def test_soft_path_restarts_are_judged_by_the_deployed_filter(defense, linear_classifier, fmnist_images, monkeypatch):
+    x, y = fmnist_images[:6], np.arange(6) % 10
+    evaluation = Evaluation(x, y, {"lin": linear_classifier}, [defense], verbose=False)
+    judges = []
+    original = Evaluation.craft
+
+    def recording(self, *args, judge=None, **kwargs):
+        judges.append(judge)
+        return original(self, *args, judge=judge, **kwargs)
+
+    monkeypatch.setattr(Evaluation, "craft", recording)
+    evaluation.end_to_end(make_attack("pgd", eps=0.1, nb_iter=1, eps_iter=0.05), "lin", gradient="soft", restarts=2)
+    judge = next(j for j in judges if j is not None)  # the classifier alone's adversarials have none
+    expected = linear_classifier(defense.purify(x))
+    np.testing.assert_allclose(np.asarray(judge(tf.constant(x))), np.asarray(expected), atol=1e-5)
+
 
 class NamedNone(NoDefense):
     name = "costly-none"

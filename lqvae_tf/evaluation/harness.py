@@ -324,13 +324,23 @@ class Evaluation:
         return self._clean[key]
 
     def craft(
-        self, attack, model_fn: Callable, key: str, description: str, count: int | None = None, restarts: int = 1
+        self,
+        attack,
+        model_fn: Callable,
+        key: str,
+        description: str,
+        count: int | None = None,
+        restarts: int = 1,
+        judge: Callable | None = None,
     ) -> np.ndarray:
         """Adversarials of the sample's first `count` images (default all) against `model_fn`.
 
         With `restarts` > 1 the attack is run again, up to `restarts` runs in all, on the images
-        that `model_fn` still classifies correctly; each image keeps the first adversarial that
-        fools it (else the last run's). Each finished
+        that `judge` (the logits of what is scored; default `model_fn`) still classifies
+        correctly; each image keeps the first adversarial that fools it (else the last run's).
+        A gradient path whose forward pass is not the deployed one (the soft surrogate) needs the
+        deployed judge: by its own prediction it would leave unretried the images it fools and
+        the filter does not. Each finished
         batch is cached as `<cache_dir>/<key>-<start>.npy`, so an interrupted run redoes at most
         one batch.
         """
@@ -348,7 +358,7 @@ class Evaluation:
             images, labels = self.images[start:stop], self.labels[start:stop]
             part = np.asarray(attack(model_fn, images, labels), np.float32)
             for _ in range(restarts - 1):  # again on the images no run has fooled yet, only
-                standing = np.flatnonzero(np.asarray(model_fn(tf.constant(part))).argmax(axis=-1) == labels)
+                standing = np.flatnonzero(np.asarray((judge or model_fn)(tf.constant(part))).argmax(axis=-1) == labels)
                 if len(standing) == 0:
                     break
                 part[standing] = np.asarray(attack(model_fn, images[standing], labels[standing]), np.float32)
@@ -517,7 +527,13 @@ class Evaluation:
                 outputs = [logits(defense.differentiable(x, gradient)) for _ in range(samples)]
                 return tf.add_n(outputs) / samples  # EOT: the expectation's gradient
 
+            def deployed(x):
+                """The logits of what the row scores: `model` behind the deployed defense."""
+                return logits(tf.constant(defense.purify(np.asarray(x))))
+
             parts = ("end-to-end", attack.name, attack.params, gradient, samples, restarts)
+            if restarts > 1 and defense.random_gradient(gradient):
+                parts += ("restarts judged by the deployed defense",)  # not the surrogate's (earlier caches)
             return self.craft(
                 attack,
                 model_fn,
@@ -525,6 +541,7 @@ class Evaluation:
                 f"{attack.name}+{gradient} on {description}",
                 count=self.count_for(defense),
                 restarts=restarts,
+                judge=deployed,
             )
 
         per_defense = {
