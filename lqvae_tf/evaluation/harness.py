@@ -527,10 +527,6 @@ class Evaluation:
                 outputs = [logits(defense.differentiable(x, gradient)) for _ in range(samples)]
                 return tf.add_n(outputs) / samples  # EOT: the expectation's gradient
 
-            def deployed(x):
-                """The logits of what the row scores: `model` behind the deployed defense."""
-                return logits(tf.constant(defense.purify(np.asarray(x))))
-
             parts = ("end-to-end", attack.name, attack.params, gradient, samples, restarts)
             if restarts > 1 and defense.random_gradient(gradient):
                 parts += ("restarts judged by the deployed defense",)  # not the surrogate's (earlier caches)
@@ -541,7 +537,7 @@ class Evaluation:
                 f"{attack.name}+{gradient} on {description}",
                 count=self.count_for(defense),
                 restarts=restarts,
-                judge=deployed,
+                judge=deployed_logits(defense, logits),
             )
 
         per_defense = {
@@ -568,6 +564,16 @@ class Evaluation:
         if skip:
             row.params["skip"] = sorted(skip)
         return row
+
+
+def deployed_logits(defense: Defense, logits: Callable) -> Callable:
+    """The logits of what an end-to-end row scores, `logits` behind `defense` as deployed: the
+    judge of which images a restart retries (`Evaluation.craft`)."""
+
+    def judge(x):
+        return logits(tf.constant(defense.purify(np.asarray(x))))
+
+    return judge
 
 
 def clean_accuracies(
