@@ -6,6 +6,10 @@ in [0, 1] of MNIST-like data, the setting of the papers they come from.
 The gradient attacks run CleverHans's own loops eagerly: their gradient step is a `tf.function`
 already, and tracing a whole 40-step PGD into one graph costs seconds, more than the eager loop
 takes for a batch of a few hundred images. SPSA, which is op-by-op slow eagerly, runs in a graph.
+
+PGD and BIM return CleverHans' last iterate, not the first that fooled the model on the way;
+`python bench/pgd_iterates.py` measures what the difference is worth through the LQ-VAE filter
+(bench/RESULTS.md), where a quantized prediction could let a walk pass a fooling point and leave it.
 """
 
 from __future__ import annotations
