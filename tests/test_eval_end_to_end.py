@@ -110,6 +110,13 @@ def test_eval_command_writes_tables_figures_and_resumes_from_cache(trained, tmp_
         assert row["untimed_batches"] == 0 and row["seconds"] >= row["recorded_seconds"]
         assert row["recorded_seconds"] <= first_row["seconds"] + 0.1  # the crafting part of the first run's time
     assert sum(row["recorded_seconds"] for row in rerun) > 0
+    # Each crafting's seconds from scratch, by its description: the same on the cached rerun.
+    crafted = saved["meta"]["craft_seconds"]
+    assert "fgsm+bpda on lq-vae+P" in crafted and "fgsm on Q" in crafted
+    assert list(crafted.values()) == sorted(crafted.values(), reverse=True) and min(crafted.values()) > 0
+    recrafted = json.loads((out / "results.json").read_text())["meta"]["craft_seconds"]
+    assert recrafted.keys() == crafted.keys()
+    assert all(abs(recrafted[name] - seconds) < 0.01 for name, seconds in crafted.items())
     assert "recorded when an earlier run made the cached batches read here" in (out / "results.md").read_text()
     untimed = lambda text: [line for line in text.splitlines() if not line.startswith("Time: ")]  # noqa: E731
     assert untimed(capsys.readouterr().out) == untimed(first)  # the same numbers; only the times differ

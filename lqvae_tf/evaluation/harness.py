@@ -243,6 +243,10 @@ class Evaluation:
         # the cached batches without a record: a row's time from scratch (`Row.recorded_seconds`).
         self.recorded_seconds = 0.0
         self.untimed_batches = 0
+        # Per crafting (by its progress bar's description: attack, gradient, column, classifier),
+        # its seconds from scratch, cached batches' recorded seconds included: what each column
+        # of a row costs, for sizing a study's samples (results.json's `craft_seconds`).
+        self.craft_seconds: dict[str, float] = {}
 
     @staticmethod
     def defense_key(defense: Defense) -> str:
@@ -346,6 +350,7 @@ class Evaluation:
         """
         count = len(self.images) if count is None else count
         parts = []
+        spent, recorded_before = 0.0, self.recorded_seconds
         batches = range(0, count, self.batch_size)
         for start in tqdm(batches, desc=description, disable=not self.verbose, leave=False):
             path = os.path.join(self.cache_dir, f"{key}-{start}.npy") if self.cache_dir else None
@@ -362,8 +367,12 @@ class Evaluation:
                 if len(standing) == 0:
                     break
                 part[standing] = np.asarray(attack(model_fn, images[standing], labels[standing]), np.float32)
-            self._cache_batch(path, part, time.perf_counter() - began)
+            seconds = time.perf_counter() - began
+            self._cache_batch(path, part, seconds)
+            spent += seconds
             parts.append(part)
+        spent += self.recorded_seconds - recorded_before
+        self.craft_seconds[description] = self.craft_seconds.get(description, 0.0) + spent
         return np.concatenate(parts)
 
     def _stacked_parts(self, column: str, classifier_name: str) -> tuple[Defense, keras.Model]:

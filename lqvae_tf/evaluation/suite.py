@@ -301,10 +301,20 @@ def run_suite(
             "specs": list(specs),
             "eot_samples": eot_samples,
             "date": datetime.date.today().isoformat(),
+            "craft_seconds": craft_seconds(evaluation, *subsets.values()),
         },
     )
     paths.update(_figures(evaluation, evaluation_for, defense, attacks, parsed, names, out_dir, eps_grid))
     return paths
+
+
+def craft_seconds(*evaluations: Evaluation) -> dict[str, float]:
+    """Seconds from scratch of each crafting the evaluations ran, by description, costliest first."""
+    total: dict[str, float] = {}
+    for evaluation in evaluations:
+        for description, seconds in evaluation.craft_seconds.items():
+            total[description] = total.get(description, 0.0) + seconds
+    return {name: round(seconds, 3) for name, seconds in sorted(total.items(), key=lambda item: -item[1])}
 
 
 def papernot_pairs(specs: Sequence[str], names: Sequence[str]) -> list[tuple[str, str]]:
