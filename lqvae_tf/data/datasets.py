@@ -367,10 +367,10 @@ __all__ = [
     "celeb_a_image",
     "fashion_mnist",
     "first_examples",
-    "split_arrays",
     "load",
     "load_idx_arrays",
     "mnist",
     "scale_pixels",
+    "split_arrays",
     "take_images",
 ]

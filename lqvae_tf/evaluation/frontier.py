@@ -52,7 +52,7 @@ from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
 from lqvae_tf.defenses import LQVAEDefense
 from lqvae_tf.evaluation.figures import _pyplot, _save
 from lqvae_tf.evaluation.frontier_index import write_index
-from lqvae_tf.evaluation.harness import Evaluation, clean_accuracies, deployed_logits, fingerprint
+from lqvae_tf.evaluation.harness import Evaluation, clean_accuracies, deployed_logits, fingerprint, judged_restarts
 from lqvae_tf.generated import marker
 from lqvae_tf.models.inputs import rescale
 from lqvae_tf.stats import accuracy_of
@@ -222,9 +222,7 @@ def _robustness(defense: LQVAEDefense, classifier: keras.Model, evaluation: Eval
         return evaluation.predict(classifier, defense.purify(adversarial)) == evaluation.labels
 
     def craft(attack, gradient: str, samples: int, restarts: int) -> np.ndarray:
-        parts = (attack.name, attack.params, gradient, samples, restarts)
-        if restarts > 1 and defense.random_gradient(gradient):
-            parts += ("restarts judged by the deployed defense",)  # not the surrogate's (earlier caches)
+        parts = (attack.name, attack.params, gradient, samples, *judged_restarts(defense, gradient, restarts))
         key = fingerprint("frontier", sample_key, defense_key, *parts)
         model_fn = _through(defense, logits, gradient, samples)
         judge = deployed_logits(defense, logits)

@@ -536,9 +536,14 @@ class Evaluation:
                 outputs = [logits(defense.differentiable(x, gradient)) for _ in range(samples)]
                 return tf.add_n(outputs) / samples  # EOT: the expectation's gradient
 
-            parts = ("end-to-end", attack.name, attack.params, gradient, samples, restarts)
-            if restarts > 1 and defense.random_gradient(gradient):
-                parts += ("restarts judged by the deployed defense",)  # not the surrogate's (earlier caches)
+            parts = (
+                "end-to-end",
+                attack.name,
+                attack.params,
+                gradient,
+                samples,
+                *judged_restarts(defense, gradient, restarts),
+            )
             return self.craft(
                 attack,
                 model_fn,
@@ -573,6 +578,15 @@ class Evaluation:
         if skip:
             row.params["skip"] = sorted(skip)
         return row
+
+
+def judged_restarts(defense: Defense, gradient: str, restarts: int) -> tuple:
+    """The restarts' part of an end-to-end crafting's cache key. Where the gradient path is random
+    (the soft surrogate), batches cached before restarts were judged by `deployed_logits` were
+    retried by the surrogate's own prediction, so the key tells the two apart."""
+    if restarts > 1 and defense.random_gradient(gradient):
+        return (restarts, "restarts judged by the deployed defense")
+    return (restarts,)
 
 
 def deployed_logits(defense: Defense, logits: Callable) -> Callable:
