@@ -66,3 +66,9 @@ class EpochRecord(keras.callbacks.Callback):
         """Every recorded epoch's metrics, as `History.history` would hold them for one unbroken fit."""
         names = dict.fromkeys(name for record in self.records for name in record["logs"])
         return {name: [record["logs"][name] for record in self.records if name in record["logs"]] for name in names}
+
+    @property
+    def epoch_seconds(self) -> list[float]:
+        """Every recorded epoch's wall seconds, in order (an epoch that waited on a paused process
+        shows it here, where the total alone would hide which epoch it was)."""
+        return [float(record["seconds"]) for record in self.records]

@@ -352,6 +352,9 @@ def test_interrupted_adversarial_training_resumes_from_its_last_finished_epoch(t
     assert curve["eps"] == pytest.approx([0.05, 0.1, 0.15])  # the ramp went on where it stopped
     assert len(curve["accuracy"]) == len(curve["val_accuracy"]) == len(curve["val_clean_accuracy"]) == 3
     assert summary["earlier_seconds"] > 0 and summary["seconds"] > summary["earlier_seconds"]
+    # Each epoch's seconds, the interrupted run's two and the resumed run's one; the first two are its earlier seconds.
+    assert len(summary["epoch_seconds"]) == 3 and min(summary["epoch_seconds"]) > 0
+    assert sum(summary["epoch_seconds"][:2]) == pytest.approx(summary["earlier_seconds"], abs=0.1)
     assert summary["adversarial"]["eps_ramp_epochs"] == 3 and summary["train_accuracy"] == curve["accuracy"][-1]
     assert not os.path.exists(backup)  # a finished training leaves no state to resume
     trained_steps = int(keras.models.load_model(out).optimizer.iterations)

@@ -79,6 +79,14 @@ def test_training_curves_show_every_epoch_of_each_adversarial_training_and_nothi
     )
     assert lines[3] == header
     assert lines[5:] == ["| 1 | 0.1 | 50.00 | 40.00 |", "| 2 | 0.2 | 60.00 | 55.00 |", "| 3 | 0.3 | 70.00 | 65.00 |"]
+    # Where the training recorded each epoch's seconds, they are a column: a paused epoch stands out.
+    timed = training_curves({"classifier A (madry)": {**summary, "epoch_seconds": [4.0, 1511.2, 7.3]}})
+    assert timed[3] == header[:-2] + " | seconds |" and timed[4] == "|---" * 5 + "|"
+    assert timed[5:] == [
+        "| 1 | 0.1 | 50.00 | 40.00 | 4 |",
+        "| 2 | 0.2 | 60.00 | 55.00 | 1511 |",
+        "| 3 | 0.3 | 70.00 | 65.00 | 7 |",
+    ]
 
 
 def test_the_page_says_from_its_rows_whether_fgsm_training_collapses_under_pgd():

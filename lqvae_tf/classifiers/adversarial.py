@@ -459,6 +459,7 @@ def train_adversarial_classifier(
         "curve": {name: [float(value) for value in values] for name, values in curve.items()},
         "seconds": round(time.perf_counter() - started + (record.earlier_seconds if record else 0.0), 1),
         "earlier_seconds": round(record.earlier_seconds, 1) if record else 0.0,
+        "epoch_seconds": record.epoch_seconds if record is not None else None,
     }
     save_with_summary(classifier, out_path, summary)
     return summary

@@ -411,14 +411,20 @@ def training_curves(summaries: dict[str, dict]) -> list[str]:
         if not columns:
             continue
         attack = summary.get("adversarial") or {}
+        # Each epoch's wall seconds, where the training recorded them (older summaries did not):
+        # a slow epoch, e.g. one that waited on a paused process, shows where the total hides it.
+        epoch_seconds = summary.get("epoch_seconds") or []
         lines += [
             "",
             f"Training curve of {name} ({attack.get('method')}, eps {attack.get('eps')}, "
             f"{attack.get('steps') or 1} step(s) of {attack.get('step_size') or attack.get('eps')}; "
             f"{summary.get('seconds', '')} s in all):",
             "",
-            "| epoch | " + " | ".join(CURVE_COLUMNS[key] for key in columns) + " |",
-            "|---" * (len(columns) + 1) + "|",
+            "| epoch | "
+            + " | ".join(CURVE_COLUMNS[key] for key in columns)
+            + (" | seconds" if epoch_seconds else "")
+            + " |",
+            "|---" * (len(columns) + 1 + bool(epoch_seconds)) + "|",
         ]
         for epoch in range(max(len(curve[key]) for key in columns)):
             cells = []
@@ -426,6 +432,8 @@ def training_curves(summaries: dict[str, dict]) -> list[str]:
                 values = curve[key]
                 value = values[epoch] if epoch < len(values) else None
                 cells.append("" if value is None else f"{value:.3g}" if key == "eps" else f"{100 * value:.2f}")
+            if epoch_seconds:
+                cells.append(f"{epoch_seconds[epoch]:.0f}" if epoch < len(epoch_seconds) else "")
             lines.append(f"| {epoch + 1} | " + " | ".join(cells) + " |")
     return lines
 
