@@ -219,6 +219,9 @@ def test_every_study_runs_the_papers_tables_and_its_bpda_setting_beside_adaptive
             assert [s for s in adaptive if s.how == how and dict(s.params) == {**dict(spec.params), "nb_iter": 80}]
             assert [s for s in specs if s.attack == "square" and dict(s.params)["eps"] == eps]
     assert any(s.how == "soft" and s.eot and s.eot > 1 for s in adaptive)  # BPDA + EOT over the sampled latent
+    # A check compares whole rows: the adaptive rows and their checks score the same images.
+    checked = [s for s in specs if s.setting == "end-to-end" and (s.attack == "square" or s in adaptive)]
+    assert len({s.n for s in checked}) == 1 and (checked[0].n is None or 100 <= checked[0].n <= config.n)
     # 1,000 images, but 200 on the CelebA subset, whose 150 minutes do not fit 1,000 (its scale text says so).
     assert config.n >= (200 if dataset == "celeb_a" else 1000) and 1 <= config.defense_gan_n <= config.n
     assert dataset != "celeb_a" or "200 of the 2,000" in config.scale
