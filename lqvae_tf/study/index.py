@@ -95,13 +95,17 @@ def paper_row(paper: dict[tuple[str, str, str], dict[str, float]], row: dict) ->
     return paper.get(key) if key else None
 
 
-def _summary(dataset: str, rows: list[dict]) -> list[str]:
+def _summary(dataset: str, rows: list[dict], sample_n: int | None = None) -> list[str]:
     """One line per group of rows (`group_rows`): our averages, then the paper's over the same rows;
-    for the adaptive end-to-end groups, the worst row per eps instead of an average."""
+    for the adaptive end-to-end groups, the worst row per eps instead of an average. A group whose
+    rows score fewer images than the sample's `sample_n` (a spec's `n=`) says how many."""
     paper = reference(dataset)
     columns = ("no attack", "no defense", *_columns(rows))
     lines = []
     for name, chosen in group_rows(rows).items():
+        sizes = sorted({row["n"] for row in chosen if row.get("n") is not None})
+        if sample_n is not None and sizes and sizes != [sample_n]:
+            name = f"{name}, n = {' / '.join(str(size) for size in sizes)}"
         ours = [row_cells(row) for row in chosen]
         theirs = [found for row in chosen if (found := paper_row(paper, row)) is not None]
         if name.endswith("(worst row)"):
@@ -165,7 +169,7 @@ def write_index(out_dir: str) -> str:
             *_floors_line(os.path.dirname(data_path), meta, saved["rows"]),
             "| rows | count | no attack | no defense | " + " | ".join(_columns(saved["rows"])) + " |",
             "|---|---|---|---|" + "---|" * len(_columns(saved["rows"])),
-            *_summary(dataset, saved["rows"]),
+            *_summary(dataset, saved["rows"], meta.get("n")),
             "",
         ]
     if not found:
