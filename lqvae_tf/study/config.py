@@ -339,11 +339,11 @@ def study_config(dataset: str, quick: bool = False) -> StudyConfig:
 
 # The adaptive rows and their checks on the first 200 images of MNIST's sample (the other rows on all
 # 1,000). A timing run (`lqvae reproduce mnist --n 50`, 2026-12-07, 1,679 s; its results.json's
-# `craft_seconds`) put them at two thirds of the crafting: Square's 1,000 queries through each of the
-# five filtered and robust columns alone 445 s of 50 images, the 40- and 80-step rows 250 s. On all
-# 1,000 images the tables would take about 5 hours; on 200 they fit 150 minutes, with intervals as
-# wide as CelebA's. Fashion-MNIST's the same: its rows are MNIST's (without the authors' purifier)
-# plus the black-box table, at the same image size.
+# `craft_seconds`) put them at 694 of its 1,431 s of crafting (the standard CW on 50 images 639 s):
+# Square's 1,000 queries through the filtered and robust columns 445 s, the 40- and 80-step rows
+# 249 s. Scaled to all 1,000 images the tables would take about 5 hours; on 200, about 2 (the full
+# run's page states what they took), with intervals as wide as CelebA's. Fashion-MNIST's the same:
+# its rows are MNIST's (without the authors' purifier) plus the black-box table, at the same size.
 _ADAPTIVE_N = 200
 
 
