@@ -26,17 +26,20 @@ PAPER_COLUMN = "lq-vae (paper)"
 _PAPER_BPDA = "soft-authors_fgsm"
 # Defense-GAN's reference search (kabkabm/defensegan experiments/cfgs/gans/mnist.yml).
 _DEFENSE_GAN = {"steps": 200, "restarts": 10, "learning_rate": 10.0, "momentum": 0.7}
-# The PGD steps of the adaptive rows and their checks, per eps: 40 steps crossing the eps ball
-# twice at 0.1; Madry et al.'s MNIST step of 0.01 at 0.3.
-_STEPS = ((0.1, 0.005), (0.3, 0.01))
-# CelebA steps a quarter of eps: on its robust classifiers at eps 0.3, PGD-40 and BIM-40 of 0.01
-# (and of 0.01875) left 15-33% where FGSM's single step of 0.3 left 4-5%, and a step of eps/4
-# reached FGSM's accuracy (`python bench/masking_check.py celeb_a ...`, bench/RESULTS.md): in 12,288
-# dimensions, 40 small steps do not reach the corners of the ball that FGSM jumps to. At eps 0.1
-# the study's own checks said the same of 0.005 (a timing run on 50 faces, 2026-12-06): Square beat
-# it on the Madry and FGSM-trained columns (8 / 14% against 10 / 24%), and 80 steps moved the
-# filtered Madry column by 8 points.
-_CELEB_A_STEPS = ((0.1, 0.025), (0.3, 0.075))
+# The PGD step of the adaptive rows and their checks, per eps: a quarter of eps, in every study.
+# Smaller steps leave 40 steps short of convergence, which the study's own step-doubling check
+# flags. On MNIST (`python bench/adaptive_step.py mnist ...`, the first 200 images of the sample,
+# bench/RESULTS.md, 2026-12-07): at eps 0.3, Madry et al.'s step of 0.01 left the filtered column
+# at 22.0% after 40 steps and 4.5% after 80, and Madry + LQ-VAE at 33.0 / 10.5%; a step of 0.05 or
+# 0.075 gave 40 and 80 steps within a point of each other on every column, as low as 80 of 0.01.
+# At eps 0.1 the step of 0.005 left the authors' purifier at 71.5 / 63.0% (40 / 80 steps), 0.025 at
+# 59.0 / 58.5%. On CelebA at eps 0.3, PGD-40 and BIM-40 of 0.01 (and of 0.01875) on its robust
+# classifiers left 15-33% where FGSM's single step of 0.3 left 4-5%, and a step of eps/4 reached
+# FGSM's accuracy (`python bench/masking_check.py celeb_a ...`): in 12,288 dimensions, 40 small steps
+# do not reach the corners of the ball that FGSM jumps to; at eps 0.1 a timing run on 50 faces
+# (2026-12-06) said the same of 0.005 (Square beat it on the Madry and FGSM-trained columns, and 80
+# steps moved the filtered Madry column by 8 points).
+_STEPS = ((0.1, 0.025), (0.3, 0.075))
 
 
 def _first(n: int | None) -> str:
@@ -44,14 +47,14 @@ def _first(n: int | None) -> str:
     return "" if n is None else f",n={n}"
 
 
-def _adaptive_bpda(steps: tuple[tuple[float, float], ...] = _STEPS, n: int | None = None) -> tuple[str, ...]:
+def _adaptive_bpda(n: int | None = None) -> tuple[str, ...]:
     """BPDA through the hard quantizer; the soft surrogate with EOT over 2 latent draws; identity.
     On classifier A only: the paper's Table 5 gives one number per dataset, and these rows cost
     40 x 2 passes through the purifier per image. `n`: on the first n images of the sample only
     (the same n as `_attack_checks`', whose rows are compared with these on the same images)."""
     return tuple(
         f"{how}-pgd[eps={eps},nb_iter=40,eps_iter={step},restarts=2{eot},skip=defense-gan,on=A{_first(n)}]"
-        for eps, step in steps
+        for eps, step in _STEPS
         for how, eot in (("bpda", ""), ("soft", ",eot=2"), ("identity", ""))
     )
 
@@ -70,10 +73,10 @@ def _cw_l2(n: int) -> str:
 # attack with 1,000 queries through the deployed (hard) filter, which would beat every gradient
 # row where the gradients are masked. `n` as `_adaptive_bpda`'s: a check compares whole rows, so
 # both must score the same images.
-def _attack_checks(steps: tuple[tuple[float, float], ...] = _STEPS, n: int | None = None) -> tuple[str, ...]:
+def _attack_checks(n: int | None = None) -> tuple[str, ...]:
     return tuple(
         spec
-        for eps, step in steps
+        for eps, step in _STEPS
         for spec in (
             f"bpda-pgd[eps={eps},nb_iter=80,eps_iter={step},restarts=2,skip=defense-gan,on=A{_first(n)}]",
             f"bpda-square[eps={eps},n_queries=1000,skip=defense-gan,on=A{_first(n)}]",
@@ -514,11 +517,11 @@ def _celeb_a_study() -> StudyConfig:
             _cw_l2(20),
             "bim",
             "pgd",
-            f"pgd[eps_iter={_CELEB_A_STEPS[-1][1]}]",  # beside the paper's PGD, a step its eps allows
+            f"pgd[eps_iter={_STEPS[-1][1]}]",  # beside the paper's PGD, a step its eps allows
             "papernot-cw",
             _PAPER_BPDA,
-            *_adaptive_bpda(_CELEB_A_STEPS),
-            *_attack_checks(_CELEB_A_STEPS),
+            *_adaptive_bpda(),
+            *_attack_checks(),
         ),
         eps_grid=(0.05, 0.1, 0.2, 0.3),
         scale=CELEB_A_SUBSET,
