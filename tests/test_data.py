@@ -131,3 +131,8 @@ def test_split_arrays_reads_a_whole_split_in_batches_and_its_first_examples_alik
     first, first_labels = data.first_examples("fashion_mnist", "test", 3, value_range=(-1.0, 1.0))
     np.testing.assert_allclose(first, images[:3] * 2 - 1, atol=1e-6)
     np.testing.assert_array_equal(first_labels, labels[:3])
+
+
+def test_split_arrays_of_an_empty_split_says_which_split_rather_than_failing_in_numpy():
+    with pytest.raises(ValueError, match="the test split of 'fashion_mnist' holds no examples"):
+        data.split_arrays("fashion_mnist", "test", limit=0)
