@@ -103,12 +103,13 @@ def _summary(dataset: str, rows: list[dict], sample_n: int | None = None) -> lis
     columns = ("no attack", "no defense", *_columns(rows))
     lines = []
     for name, chosen in group_rows(rows).items():
+        worst = name.endswith("(worst row)")  # before the name grows its n below
         sizes = sorted({row["n"] for row in chosen if row.get("n") is not None})
         if sample_n is not None and sizes and sizes != [sample_n]:
             name = f"{name}, n = {' / '.join(str(size) for size in sizes)}"
         ours = [row_cells(row) for row in chosen]
         theirs = [found for row in chosen if (found := paper_row(paper, row)) is not None]
-        if name.endswith("(worst row)"):
+        if worst:
             cells = [min((v[c] for v in ours if c in v), default=None) for c in columns]
             cells = ["" if v is None else f"{v:.2f}" for v in cells]
         else:
