@@ -15,7 +15,6 @@ from lqvae_tf.evaluation.harness import SETTINGS, Row
 from lqvae_tf.evaluation.paper import reference_key
 from lqvae_tf.evaluation.worst import WORST
 from lqvae_tf.generated import marker
-from lqvae_tf.stats import Accuracy
 
 TITLES = {
     "white-box": "White-box attacks on the classifier",
@@ -238,15 +237,10 @@ def attack_checks(rows: Sequence[Row]) -> list[str]:
         if not gradient:
             continue
         beaten = []
-        for column, accuracy in square.defended.items():
-            cells = [r.defended[column] for r in gradient if column in r.defended]
-            if not cells:
-                continue
-            strongest = min(cells, key=lambda cell: cell.percent)
-            if accuracy.percent < strongest.percent:
-                beaten.append(
-                    _beaten_text(column, square, accuracy, strongest, [r for r in gradient if column in r.defended])
-                )
+        for column in square.defended:
+            rivals = [r for r in gradient if column in r.defended]
+            if rivals and square.defended[column].percent < min(r.defended[column].percent for r in rivals):
+                beaten.append(_beaten_text(column, square, rivals))
         what = f"Square (gradient-free, {square.params.get('n_queries')} queries) at eps {eps} on {square.classifier}"
         if beaten:
             lines.append(f"**FLAG** {what} beats every gradient attack ({'; '.join(beaten)})")
@@ -255,18 +249,18 @@ def attack_checks(rows: Sequence[Row]) -> list[str]:
     return lines
 
 
-def _beaten_text(column: str, square: Row, accuracy: Accuracy, strongest: Accuracy, gradient: list[Row]) -> str:
-    """How far Square beat the strongest gradient row in `column`: whether beyond that row's 95%
-    interval (the gradients are masked there) or within it (as likely noise as masking), and, where
-    the rows kept their per-image outcomes on the same images, how many images Square alone fooled
-    (every gradient row left them right: what a masked gradient misses)."""
-    low = strongest.interval[0]
-    verdict = (
-        "beyond its 95% interval: gradients are masked there" if accuracy.percent < low else ("within its 95% interval")
-    )
+def _beaten_text(column: str, square: Row, rivals: list[Row]) -> str:
+    """How far Square beat the strongest of the gradient rows `rivals` in `column`: whether beyond
+    that row's 95% interval (the gradients are masked there) or within it (as likely noise as
+    masking), and, where the rows kept their per-image outcomes on the same images, how many images
+    Square alone fooled (every gradient row left them right: what a masked gradient misses)."""
+    accuracy = square.defended[column]
+    strongest = min((r.defended[column] for r in rivals), key=lambda cell: cell.percent)
+    beyond = accuracy.percent < strongest.interval[0]
+    verdict = "beyond its 95% interval: gradients are masked there" if beyond else "within its 95% interval"
     text = f"{column} {accuracy.percent:.2f} < {strongest.percent:.2f}, {verdict}"
     mine = square.outcomes.get(column)
-    theirs = [row.outcomes.get(column) for row in gradient]
+    theirs = [row.outcomes.get(column) for row in rivals]
     if mine is not None and all(other is not None and len(other) == len(mine) for other in theirs):
         alone = int(np.sum(~np.asarray(mine, bool) & np.logical_and.reduce([np.asarray(o, bool) for o in theirs])))
         text += f"; {alone} of {len(mine)} images fooled by Square alone"
