@@ -19,6 +19,7 @@ from lqvae_tf.classifiers import (
 )
 from lqvae_tf.classifiers.train import ONE_CLASS_SHARE, save_with_summary, top_class_share
 from lqvae_tf.cli import classifiers as classifiers_cli
+from lqvae_tf.epoch_record import EpochRecord
 
 # Table 1 as the authors' utils/network_builder.py builds it (kabkabm/defensegan), written out
 # here independently of the package's table: (layer type, sizes..., activation). The output layer,
@@ -224,6 +225,31 @@ def lqvae_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lqvae")
     classifiers_cli.add_parser(parser.add_subparsers(dest="command", required=True))
     return parser
+
+
+def test_interrupted_training_resumes_from_its_last_finished_epoch(tmp_path, monkeypatch):
+    out, backup = str(tmp_path / classifier_filename("E")), str(tmp_path / "backup")
+    settings = dict(epochs=3, batch_size=32, limit=128, seed=2, test_limit=64, verbose=0, backup_dir=backup)
+    resume = EpochRecord.on_epoch_begin
+
+    class Interruption(Exception):
+        pass
+
+    def interrupt_at_the_third_epoch(self, epoch, logs=None):
+        if epoch == 2:
+            raise Interruption
+        resume(self, epoch, logs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(EpochRecord, "on_epoch_begin", interrupt_at_the_third_epoch)
+        with pytest.raises(Interruption):
+            train_classifier("E", "fashion_mnist", out, **settings)
+    assert not os.path.exists(out) and os.path.isdir(backup)  # nothing saved, two epochs backed up
+    summary = train_classifier("E", "fashion_mnist", out, **settings)
+    assert summary["earlier_seconds"] > 0 and summary["seconds"] > summary["earlier_seconds"]
+    assert not os.path.exists(backup)  # a finished training leaves no state to resume
+    trained_steps = int(keras.models.load_model(out).optimizer.iterations)
+    assert trained_steps == 3 * 128 // 32  # three epochs in all: none repeated, none lost
 
 
 def test_cli_train_writes_each_model_and_its_json(tmp_path, capsys):

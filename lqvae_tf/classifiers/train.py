@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import warnings
 
 import keras
@@ -18,6 +19,7 @@ from lqvae_tf.atomic import atomic_path, write_text
 from lqvae_tf.classifiers.architectures import build_classifier
 from lqvae_tf.data import DATASETS, batched, load
 from lqvae_tf.data.registry import CLASSIFIER_VALUE_RANGE
+from lqvae_tf.epoch_record import EpochRecord
 
 LEARNING_RATE = 1e-3
 BATCH_SIZE = 128
@@ -35,6 +37,7 @@ ADVERSARIAL_METHODS = ("pgd", "fgsm")
 # constant: its accuracy is that class's share of the labels under any attack, which would read as
 # robustness in a table. Adversarial training at too large an eps does this (CelebA, eps 0.1).
 ONE_CLASS_SHARE = 0.99
+RECORD_FILE = "epochs.json"  # inside the backup folder: the EpochRecord of an unfinished training
 
 
 def classifier_filename(name: str, adversarial: str | None = None) -> str:
@@ -163,12 +166,14 @@ def train_classifier(
     learning_rate: float = LEARNING_RATE,
     test_limit: int | None = None,
     verbose: str | int = "auto",
+    backup_dir: str | None = None,
 ) -> dict:
     """Trains classifier `name` on `dataset`, saves it atomically with a JSON summary; returns that.
 
     The summary (also written to `summary_path(out_path)`) holds the name, dataset, training
-    settings, seed, the final train and test accuracy and test loss, and the share of the test
-    images given the most frequent predicted class (`top_class_share`).
+    settings, seed, the final train and test accuracy and test loss, the share of the test
+    images given the most frequent predicted class (`top_class_share`), the wall seconds and,
+    with a `backup_dir`, the seconds of earlier, interrupted calls (`earlier_seconds`).
 
     Args:
         name: the classifier's letter, "A" to "E".
@@ -182,27 +187,42 @@ def train_classifier(
         learning_rate: Adam's learning rate.
         test_limit: evaluate on the first `test_limit` test examples only.
         verbose: Keras `fit` verbosity ("auto" shows a progress bar).
+        backup_dir: where an unfinished training keeps its state after every epoch; a call with
+            the same arguments resumes from there (Keras' `BackupAndRestore`, which removes the
+            folder once the training finishes), as the adversarial trainer and the purifier do.
 
     Raises:
         ValueError: unknown classifier or dataset, an `out_path` not ending in `.keras`, or
             non-positive `epochs` or `batch_size`.
     """
     image_shape, num_classes = check_training_arguments(dataset, out_path, epochs, batch_size)
+    started = time.perf_counter()
     keras.utils.set_random_seed(seed)
     model = build_classifier(name, image_shape, num_classes)
     compile_classifier(model, keras.optimizers.Adam(learning_rate))
 
     train, test = load_splits(dataset, limit, test_limit, data_dir)
-    history = model.fit(batched(train, batch_size, shuffle=True, seed=seed), epochs=epochs, verbose=verbose)
+    callbacks: list[keras.callbacks.Callback] = []
+    record = None
+    if backup_dir is not None:
+        record = EpochRecord(os.path.join(backup_dir, RECORD_FILE))
+        callbacks = [keras.callbacks.BackupAndRestore(backup_dir), record]
+    history = model.fit(
+        batched(train, batch_size, shuffle=True, seed=seed), epochs=epochs, verbose=verbose, callbacks=callbacks
+    )
+    curve = record.history if record is not None else history.history
     test_loss, test_accuracy = model.evaluate(batched(test, batch_size), verbose=0)
 
+    earlier = record.earlier_seconds if record is not None else 0.0
     summary = {
         **training_summary(name, dataset, out_path, epochs, batch_size, learning_rate, limit, seed),
-        "train_accuracy": float(history.history["accuracy"][-1]),
+        "train_accuracy": float(curve["accuracy"][-1]),
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
         "test_top_class_share": top_class_share(model, test, batch_size),
         "test_limit": test_limit,
+        "seconds": round(time.perf_counter() - started + earlier, 1),
+        "earlier_seconds": round(earlier, 1),
     }
     save_with_summary(model, out_path, summary)
     return summary

@@ -184,16 +184,26 @@ def train_models(
         os.replace(result.model_path, path)
         return result.earlier_seconds  # a resumed training's earlier epochs count in its time
 
+    def classifier_trainer(train: Callable[..., dict], name: str, **settings: Any) -> Callable[[str], float]:
+        """`train(name, dataset, path, ...)` backed up after every epoch beside the model, so an
+        interrupted training resumes (a from-scratch Madry recipe spans sessions) and its earlier
+        calls' time counts in the store's record."""
+        return lambda path: train(
+            name,
+            dataset,
+            path,
+            seed=seed,
+            data_dir=data_dir,
+            verbose=2,
+            test_limit=2000,
+            backup_dir=os.path.join(os.path.dirname(path), "backup"),
+            **settings,
+        )["earlier_seconds"]
+
     for name in config.classifiers:
         settings = dict(config.classifier)
-        keep(
-            classifier_model(name),
-            f"classifier_{name}",
-            settings,
-            lambda path, name=name, s=settings: train_classifier(
-                name, dataset, path, seed=seed, data_dir=data_dir, verbose=2, test_limit=2000, **s
-            ),
-        )
+        trainer = classifier_trainer(train_classifier, name, **settings)
+        keep(classifier_model(name), f"classifier_{name}", settings, trainer)
         for column, method in ROBUST_COLUMNS.items():
             settings = dict(config.madry if method == "pgd" else config.adv_tr)
             key = {"method": method, **settings}
@@ -201,25 +211,8 @@ def train_models(
                 # Fine-tuned from the clean classifier: its settings are part of this one's key.
                 key["init"] = dict(config.classifier)
                 settings["init_from"] = paths.get(classifier_model(name))
-            keep(
-                classifier_model(name, column),
-                f"classifier_{name}_{method}",
-                key,
-                # Backed up after every epoch beside the model, so an interrupted training resumes
-                # (a long from-scratch Madry recipe spans sessions); its earlier calls' time counts.
-                lambda path, name=name, method=method, s=settings: train_adversarial_classifier(
-                    name,
-                    dataset,
-                    path,
-                    method=method,
-                    seed=seed,
-                    data_dir=data_dir,
-                    verbose=2,
-                    test_limit=2000,
-                    backup_dir=os.path.join(os.path.dirname(path), "backup"),
-                    **s,
-                )["earlier_seconds"],
-            )
+            trainer = classifier_trainer(train_adversarial_classifier, name, method=method, **settings)
+            keep(classifier_model(name, column), f"classifier_{name}_{method}", key, trainer)
     # After the classifiers: each substitute queries one, and a guided purifier trains with one.
     from lqvae_tf.attacks.substitute import PAPERNOT_ROUNDS, PAPERNOT_STEP
 
