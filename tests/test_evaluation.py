@@ -507,6 +507,8 @@ def test_every_study_steps_its_adaptive_pgd_a_quarter_of_eps(dataset):
     parsed = [AttackSpec.parse(spec) for spec in study_config(dataset).attacks]
     white = [p for p in parsed if p.setting == "white-box" and p.attack == "pgd"]
     assert [p.variant for p in white] == (["", "eps_iter=0.075"] if dataset == "celeb_a" else [])
+    # The no-masking floor reads the white-box PGD rows: measured as issue 27 measures floors, 2 restarts.
+    assert [p.restarts for p in white] == ([1, 2] if dataset == "celeb_a" else [])
     adaptive = [dict(p.params) for p in parsed if p.setting == "end-to-end" and p.attack == "pgd"]
     assert {params["eps"] for params in adaptive} == {0.1, 0.3}
     assert all(params["eps_iter"] == params["eps"] / 4 for params in adaptive)
@@ -522,11 +524,14 @@ def test_a_row_whose_spec_set_the_attack_parameters_is_named_so_and_gets_no_pape
         row.variant = variant
         return row
 
-    table = markdown([pgd("", 0.01), pgd("eps_iter=0.075", 0.075)], reference("celeb_a"))
+    restarted = pgd("eps_iter=0.075", 0.075)
+    restarted.params = {**restarted.params, "restarts": 2}  # as the harness records a spec's restarts
+    table = markdown([pgd("", 0.01), pgd("eps_iter=0.075", 0.075), restarted], reference("celeb_a"))
     lines = table.splitlines()
     papers = [line for line in lines if line.startswith("| paper |")]
     assert len(papers) == 1 and lines[lines.index(papers[0]) - 1].startswith("| pgd | A |")
     assert any(line.startswith("| pgd[eps_iter=0.075] | A |") for line in lines)
+    assert any(line.startswith("| pgd[eps_iter=0.075,restarts=2] | A |") for line in lines)  # its restarts named
 
 
 def test_the_per_image_worst_counts_an_image_only_if_it_survived_every_backward_pass():

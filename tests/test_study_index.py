@@ -75,13 +75,14 @@ def test_a_row_at_other_attack_parameters_than_the_papers_gets_its_own_line_with
     rows = []
     for variant, accuracy in (("", 20.0), ("eps_iter=0.075", 5.0)):
         row = _row("pgd", 0.3, accuracy)
-        row.update(setting="white-box", variant=variant, params={"eps": 0.3, "eps_iter": 0.075 if variant else 0.01})
+        params = {"eps": 0.3, "eps_iter": 0.075, "restarts": 2} if variant else {"eps": 0.3, "eps_iter": 0.01}
+        row.update(setting="white-box", variant=variant, params=params)
         rows.append(row)
     lines = _index(tmp_path, rows, "celeb_a").splitlines()
     (papers,) = [line for line in lines if line.startswith("| white-box attacks on the classifier |")]
     assert "| 1 | 99.00 | 1.00 | 20.00 |" in papers  # the paper's PGD alone
     assert lines[lines.index(papers) + 1].startswith("| paper, same rows | 1 |")
-    name = "| white-box attacks on the classifier, pgd[eps_iter=0.075] (not the paper's setting) |"
+    name = "| white-box attacks on the classifier, pgd[eps_iter=0.075,restarts=2] (not the paper's setting) |"
     (own,) = [line for line in lines if line.startswith(name)]
     assert "| 1 | 99.00 | 1.00 | 5.00 |" in own
     assert not any(line.startswith("| paper") for line in lines[lines.index(own) + 1 : lines.index(own) + 2])

@@ -88,10 +88,18 @@ def _gradient_label(gradient, eot_samples: int) -> str:
 
 def attack_name(row: Row) -> str:
     """The attack as a table names it: with the parameters its spec set where they make it another
-    attack than the paper's ("pgd[eps_iter=0.075]"); an end-to-end row's label says them already."""
-    if row.variant and row.setting != "end-to-end":
-        return f"{row.attack}[{row.variant}]"
-    return row.attack
+    attack than the paper's ("pgd[eps_iter=0.075]") and its random starts where there are several
+    ("pgd[eps_iter=0.075,restarts=2]"); an end-to-end row's label says them already."""
+    if row.setting == "end-to-end":
+        return row.attack
+    return spec_label(row.attack, row.variant, row.params.get("restarts", 1))
+
+
+def spec_label(attack: str, variant: str, restarts: int = 1) -> str:
+    """`attack[variant,restarts=R]` as a table and the index name a row: the parameters its spec
+    set, its random starts where there are several; the bare attack where neither."""
+    options = ([variant] if variant else []) + ([f"restarts={restarts}"] if restarts > 1 else [])
+    return f"{attack}[{','.join(options)}]" if options else attack
 
 
 def markdown(rows: Sequence[Row], paper: Mapping[tuple, Mapping[str, float]] | None = None) -> str:

@@ -12,6 +12,7 @@ import os
 
 from lqvae_tf.atomic import write_text
 from lqvae_tf.evaluation.paper import COLUMNS, reference, reference_key
+from lqvae_tf.evaluation.report import spec_label
 from lqvae_tf.generated import marker
 from lqvae_tf.study.floors import VERDICTS, check_floors
 
@@ -71,7 +72,8 @@ def group_rows(rows: list[dict]) -> dict[str, list[dict]]:
         elif row.get("variant"):
             # The spec set the attack's parameters (e.g. PGD at a larger step beside the paper's):
             # its own line, never in the paper's average (`reference_key`).
-            name = f"{SETTING_NAMES[row['setting']]}, {row['attack']}[{row['variant']}] (not the paper's setting)"
+            label = spec_label(row["attack"], row["variant"], row["params"].get("restarts", 1))
+            name = f"{SETTING_NAMES[row['setting']]}, {label} (not the paper's setting)"
         elif row["setting"] == "black-box":
             name = f"{SETTING_NAMES['black-box']}, {row['attack']}"
         elif row["setting"] == "white-box" and row["attack"] not in _paper_white_box():
