@@ -509,6 +509,8 @@ def test_every_study_steps_its_adaptive_pgd_a_quarter_of_eps(dataset):
     assert [p.variant for p in white] == (["", "eps_iter=0.075"] if dataset == "celeb_a" else [])
     # The no-masking floor reads the white-box PGD rows: measured as issue 27 measures floors, 2 restarts.
     assert [p.restarts for p in white] == ([1, 2] if dataset == "celeb_a" else [])
+    bim = [p.variant for p in parsed if p.setting == "white-box" and p.attack == "bim"]
+    assert bim == (["", "eps_iter=0.075"] if dataset == "celeb_a" else [])  # the same walk, from the image
     adaptive = [dict(p.params) for p in parsed if p.setting == "end-to-end" and p.attack == "pgd"]
     assert {params["eps"] for params in adaptive} == {0.1, 0.3}
     assert all(params["eps_iter"] == params["eps"] / 4 for params in adaptive)

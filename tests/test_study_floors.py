@@ -74,6 +74,14 @@ def test_masking_is_pgd_weaker_than_fgsm_or_accuracy_rising_with_eps():
     assert result["met"] is False and "PGD 30.0 > FGSM 12.00" in result["text"]
     assert "(PGD by step size, eps_iter: accuracy: 0.01: 40.0, 0.075: 30.0)" in result["text"]
 
+    # BIM beside them (PGD from the image): the miss says whether it reaches FGSM's interval.
+    for correct, verdict in ((55, "within"), (100, "above")):
+        with_bim = [*steps, _row("white-box", "bim", "A", 0.3, {"madry": correct}, eps_iter=0.075)]
+        (result,) = check_floors(({"kind": "no_masking", "column": "madry"},), with_bim, curve)
+        assert result["met"] is False  # BIM explains a miss; it does not undo it
+        expected = f"; BIM (PGD from the image, no random start) {correct / 5:.1f}, {verdict} FGSM's interval"
+        assert expected in result["text"]
+
     # A second PGD row (another step size) that reaches FGSM: the strongest PGD row is the one compared.
     stronger = [*pgd_weaker, _row("white-box", "pgd", "A", 0.3, {"madry": 50}, eps_iter=0.075)]
     assert check_floors(({"kind": "no_masking", "column": "madry"},), stronger, curve)[0]["met"] is True

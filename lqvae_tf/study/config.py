@@ -522,6 +522,9 @@ def _celeb_a_study() -> StudyConfig:
             # random start can land where a robust classifier's input gradient is exactly zero, and
             # PGD's sign steps never leave it (`python bench/masking_check.py`, bench/RESULTS.md).
             f"pgd[eps_iter={_STEPS[-1][1]},restarts=2]",
+            # The same walk from the image itself: where PGD is weaker than FGSM, whether its random
+            # starts or the classifier's gradient at the faces fell short (the no-masking floor's text).
+            f"bim[eps_iter={_STEPS[-1][1]}]",
             "papernot-cw",
             _PAPER_BPDA,
             *_adaptive_bpda(),

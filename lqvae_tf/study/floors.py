@@ -13,7 +13,8 @@ gradients, a filter that keeps the classifier's answer. Each floor is a dict:
 - {"kind": "no_masking", "column": C}: for every classifier, white-box PGD leaves C no more than
   FGSM at the same eps (within FGSM's 95% interval), and C's accuracy does not rise with eps (the
   adaptive rows at eps 0.1 and 0.3, the FGSM curve of the accuracy-vs-eps figure), each beyond the
-  smaller eps' interval.
+  smaller eps' interval. A miss names PGD's rows by step size and, where the study has one, BIM's
+  row (PGD from the image itself): what was measured of why.
 
 A missed floor is shown as missed, never hidden: the page's training curves and settings say what
 was trained, and the check names the rows it read.
@@ -95,12 +96,23 @@ def _steps_text(steps: list[tuple[Any, float]]) -> str:
     return f" (PGD by step size, eps_iter: accuracy: {listed})"
 
 
+def _bim_text(bim: dict | None, fgsm: dict) -> str:
+    """BIM's accuracy beside a PGD row weaker than FGSM: PGD without its random start, from the image
+    itself. Within FGSM's interval, the gradient at the images leads as far as FGSM's one step, and
+    what fell short is PGD's random starts (`bench/masking_check.py` counts the starts whose input
+    gradient is exactly zero, where sign steps never move)."""
+    if bim is None:
+        return ""
+    verdict = "within" if bim["accuracy"] <= fgsm["ci95"][1] else "above"
+    return f"; BIM (PGD from the image, no random start) {bim['accuracy']:.1f}, {verdict} FGSM's interval"
+
+
 def _no_masking(floor: dict, rows: list[dict], curve: dict | None) -> tuple[str, bool | None]:
     column, found, checked = floor["column"], [], 0
     white: dict[tuple, dict] = {}  # the strongest row of each attack (several PGD step sizes, say)
     by_step: dict[tuple, list[tuple[Any, float]]] = {}  # each PGD row's step size and accuracy
     for row in rows:
-        if row["setting"] == "white-box" and row["attack"] in ("fgsm", "pgd") and column in row["defended"]:
+        if row["setting"] == "white-box" and row["attack"] in ("fgsm", "pgd", "bim") and column in row["defended"]:
             key, cell = (row["classifier"], row["attack"], row["params"].get("eps")), row["defended"][column]
             if key not in white or cell["accuracy"] < white[key]["accuracy"]:
                 white[key] = cell
@@ -111,9 +123,10 @@ def _no_masking(floor: dict, rows: list[dict], curve: dict | None) -> tuple[str,
             continue
         checked += 1
         if pgd["accuracy"] > fgsm["ci95"][1]:
+            bim = _bim_text(white.get((classifier, "bim", eps)), fgsm)
             found.append(
                 f"PGD {pgd['accuracy']:.1f} > FGSM {_cell_text(fgsm)} on {classifier} at eps {eps:g}"
-                f"{_steps_text(by_step[(classifier, attack, eps)])}"
+                f"{_steps_text(by_step[(classifier, attack, eps)])}{bim}"
             )
     adaptive: dict[tuple[str, float], dict] = {}
     for row in rows:
