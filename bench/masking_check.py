@@ -8,7 +8,10 @@ ball of radius 0.3 can move a pixel by 0.4 only, short of the far corner FGSM re
 a step of 2.5 * eps / steps (Madry et al.'s rule) can, and a quarter of eps a step moves as coarsely
 as the first steps of APGD's schedule. This measures which it is: an attack whose steps are too fine
 (accuracy falls with the larger steps) or a classifier whose gradients mislead every step size (it
-does not).
+does not). Two more columns say where a random start goes wrong: PGD with a second random start on
+the images the first left standing (the study's `restarts=2`), and how many random starts land where
+the classifier's input gradient is exactly zero (every ReLU path off: sign steps of a zero gradient
+never move, so PGD stays where it started while BIM, from the image itself, is not stuck).
 
 Usage:
     python bench/masking_check.py --images 200 --eps 0.3 celeb_a MODEL.keras [MODEL.keras ...]
@@ -21,6 +24,8 @@ import os
 import sys
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,7 +33,7 @@ from results_table import append_table  # noqa: E402
 
 from lqvae_tf.attacks import logits_of, make_attack  # noqa: E402
 from lqvae_tf.evaluation.suite import load_test_arrays  # noqa: E402
-from lqvae_tf.stats import accuracy_of  # noqa: E402
+from lqvae_tf.stats import Accuracy, accuracy_of  # noqa: E402
 
 STEPS = 40
 
@@ -46,6 +51,19 @@ def attacks(eps: float) -> dict[str, tuple[str, dict]]:
         f"BIM-{STEPS}, step {quarter:g}": ("bim", {"eps": eps, "eps_iter": quarter, "nb_iter": STEPS}),
         f"PGD-{STEPS}, step {quarter:g}": ("pgd", {"eps": eps, "eps_iter": quarter, "nb_iter": STEPS}),
     }
+
+
+def zero_gradient_starts(model: keras.Model, images: np.ndarray, labels: np.ndarray, eps: float, seed: int) -> int:
+    """How many of PGD's uniformly random starts in the eps-ball (clipped to [0, 1], as CleverHans
+    starts) give an input gradient of the cross-entropy that is exactly zero everywhere."""
+    start = np.clip(images + np.random.default_rng(seed).uniform(-eps, eps, images.shape), 0.0, 1.0)
+    start = tf.constant(start.astype(np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(start)
+        logits = model(start, training=False)
+        loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    gradient = tape.gradient(loss, start).numpy().reshape(len(images), -1)
+    return int(np.sum(np.all(gradient == 0.0, axis=1)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,16 +84,24 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.models:
         model = keras.models.load_model(path)
         cells = [str(accuracy_of(model.predict(images, verbose=0), labels))]
-        for name, params in chosen.values():
+        standing = {}  # per image, whether each PGD row left it correctly classified
+        for label, (name, params) in chosen.items():
             adversarial = make_attack(name, **params)(logits_of(model), images, labels)
-            cells.append(str(accuracy_of(model.predict(adversarial, verbose=0), labels)))
+            standing[label] = np.argmax(model.predict(adversarial, verbose=0), axis=-1) == labels
+            cells.append(str(Accuracy(int(standing[label].sum()), len(labels))))
+        quarter_pgd = list(chosen)[-1]
+        name, params = chosen[quarter_pgd]
+        second = make_attack(name, **params)(logits_of(model), images, labels)  # another random start
+        both = standing[quarter_pgd] & (np.argmax(model.predict(second, verbose=0), axis=-1) == labels)
+        cells.append(str(Accuracy(int(both.sum()), len(labels))))
+        cells.append(str(zero_gradient_starts(model, images, labels, args.eps, seed=0)))
         label = os.path.basename(os.path.dirname(path)) or os.path.basename(path)
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
         print(rows[-1], flush=True)
     append_table(
         f"PGD against FGSM on {args.dataset} at eps {args.eps:g}",
         f"the first {args.images} test images; accuracy in % [95% interval]" + (f"; {args.note}" if args.note else ""),
-        ["classifier", "clean", *chosen],
+        ["classifier", "clean", *chosen, f"{quarter_pgd}, 2 restarts", "random starts with a zero gradient"],
         rows,
     )
     return 0
