@@ -478,9 +478,10 @@ def _celeb_a_study() -> StudyConfig:
     # (55.5%); all-adversarial Madry at eps 0.031 fell to 51.0% clean in one epoch and to a constant
     # (loss ln 2) in its second; with the clean half it keeps 86.1% clean (PGD-5: 24.0%), and FGSM
     # training 89.4% (FGSM: 23.5%). From scratch, as MNIST's (`train_adversarial_classifier("C",
-    # "celeb_a", ..., eps=0.031, steps=5, step_size=0.0155, eps_ramp_epochs=2)`, Adam 1e-3, 2026-12-07),
-    # classifier C stayed at the majority class (57.2% of the validation faces) through both ramp
-    # epochs, about 5 min each. The fine-tuned robust classifiers put many of PGD's random starts at
+    # "celeb_a", path, eps=0.031, steps=5, step_size=0.0155, eps_ramp_epochs=2, validation_limit=500)`,
+    # Adam 1e-3, batch 128, 2026-12-07), classifier C stayed at the majority class (57.2% of the 500
+    # validation faces, clean and attacked) through both ramp epochs, about 5 min each, and was
+    # stopped. The fine-tuned robust classifiers put many of PGD's random starts at
     # eps 0.3 on an exactly zero input gradient, the clean ones none (`python bench/masking_check.py`).
     # The generator at half width, 20 epochs (2,500
     # critic and 500 generator steps; 40 took 1,773 s; 4 epochs were 100 generator steps); Defense-GAN (L = 200,
