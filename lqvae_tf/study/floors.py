@@ -110,13 +110,14 @@ def _bim_text(bim: dict | None, fgsm: dict) -> str:
 def _no_masking(floor: dict, rows: list[dict], curve: dict | None) -> tuple[str, bool | None]:
     column, found, checked = floor["column"], [], 0
     white: dict[tuple, dict] = {}  # the strongest row of each attack (several PGD step sizes, say)
-    by_step: dict[tuple, list[tuple[Any, float]]] = {}  # each PGD row's step size and accuracy
+    by_step: dict[tuple, list[tuple[Any, float]]] = {}  # each PGD row's step size and accuracy (PGD alone)
     for row in rows:
         if row["setting"] == "white-box" and row["attack"] in ("fgsm", "pgd", "bim") and column in row["defended"]:
             key, cell = (row["classifier"], row["attack"], row["params"].get("eps")), row["defended"][column]
             if key not in white or cell["accuracy"] < white[key]["accuracy"]:
                 white[key] = cell
-            by_step.setdefault(key, []).append((row["params"].get("eps_iter"), cell["accuracy"]))
+            if row["attack"] == "pgd":
+                by_step.setdefault(key, []).append((row["params"].get("eps_iter"), cell["accuracy"]))
     for (classifier, attack, eps), pgd in sorted(white.items(), key=str):
         fgsm = white.get((classifier, "fgsm", eps))
         if attack != "pgd" or fgsm is None:
